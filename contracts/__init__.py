@@ -1,0 +1,1 @@
+"""Solidity sources, compiled artifacts, the Python chain client and the embedded local chain."""

@@ -1,0 +1,1 @@
+"""Data feeds, evolution rules, the evolution cycle and the scheduler daemon."""

@@ -1,0 +1,1 @@
+"""Token and collection metadata, CIDs, pinning backends and the /ipfs/ gateway."""

@@ -1,0 +1,1 @@
+"""Image generation, configuration, the studio database and the services the UI calls."""

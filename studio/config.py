@@ -1,0 +1,197 @@
+"""The studio's settings: one object, read from the environment, a `.env` file and `studio.toml`.
+
+Precedence, highest first: arguments given in code, environment variables (`STUDIO_` prefix, `__`
+between a section and its field, e.g. `STUDIO_CHAIN__RPC_URL`), the `.env` file, `studio.toml` (path
+in `STUDIO_CONFIG`, default `./studio.toml`), then the embedded defaults below. The defaults run
+everything locally: an anvil chain, a local IPFS store and gateway, SQLite, all under `data_dir`.
+
+Secrets (`chain.private_key`, `chain.keystore_password`, `ipfs.pinata_jwt`) are `SecretStr`: they
+print as `**********` and are read with `.get_secret_value()` only where they are used.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "STUDIO_"
+CONFIG_FILE_ENV = "STUDIO_CONFIG"
+LOCAL_CHAIN_ID = 31337
+
+
+class ChainSettings(BaseModel):
+    """Which EVM network the studio uses and how it signs."""
+
+    network: Literal["local", "rpc"] = Field(
+        "local",
+        description="'local' starts the embedded anvil chain; 'rpc' uses rpc_url.",
+    )
+    rpc_url: str | None = Field(None, description="JSON-RPC endpoint when network = 'rpc'.")
+    chain_id: int = Field(
+        LOCAL_CHAIN_ID, description="Expected chain id; the studio refuses to send if the node differs."
+    )
+    private_key: SecretStr | None = Field(None, description="Hex private key of the sending account.")
+    keystore_path: Path | None = Field(
+        None, description="Encrypted JSON keystore (eth-account) instead of private_key."
+    )
+    keystore_password: SecretStr | None = None
+    contract_address: str | None = Field(
+        None, description="LivingNFT contract; empty on the local chain: deployed on first start."
+    )
+    local_host: str = "127.0.0.1"
+    local_port: int = Field(8545, description="Port of the embedded anvil chain; 0 picks a free one.")
+    max_fee_gwei: float = Field(
+        200.0, gt=0, description="Refuse to send a transaction whose max fee per gas exceeds this."
+    )
+    priority_fee_gwei: float = Field(1.0, ge=0)
+    gas_buffer: float = Field(1.25, ge=1.0, description="Gas limit = estimate * gas_buffer.")
+    batch_gas_budget: int = Field(8_000_000, gt=0, description="Most gas one batch-evolve transaction may use.")
+    rpc_timeout_s: float = Field(15.0, gt=0)
+    receipt_timeout_s: float = Field(120.0, gt=0)
+    royalty_bps: int = Field(500, ge=0, le=10_000, description="Default ERC-2981 royalty set at deployment.")
+    collection_name: str = "Living NFT Studio"
+    collection_symbol: str = "LIVE"
+
+
+class IpfsSettings(BaseModel):
+    """Where content is pinned and how it is served."""
+
+    backends: list[Literal["local", "pinata", "kubo"]] = Field(
+        default_factory=lambda: ["local"],
+        description="Pinning backends; content goes to every one listed and all must agree on the CID.",
+    )
+    max_file_mb: float = Field(50.0, gt=0, description="Largest file the studio pins or serves.")
+    public_gateway: str = Field(
+        "https://ipfs.io",
+        description="Gateway used for links shown to people (the studio's own /ipfs/ serves the local store).",
+    )
+    pinata_jwt: SecretStr | None = Field(None, description="Pinata API JWT (Pinata dashboard, API Keys).")
+    pinata_api_url: str = "https://uploads.pinata.cloud"
+    pinata_files_api_url: str = "https://api.pinata.cloud"
+    kubo_api_url: str = "http://127.0.0.1:5001"
+    connect_timeout_s: float = Field(10.0, gt=0)
+    read_timeout_s: float = Field(120.0, gt=0)
+    retries: int = Field(4, ge=0)
+
+
+class ModelSettings(BaseModel):
+    """The Stable Diffusion model and how it runs."""
+
+    model_id: str = Field(
+        "stabilityai/sd-turbo",
+        description="Hugging Face hub id, a local diffusers folder or a single .safetensors file.",
+    )
+    revision: str | None = None
+    device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    preset: Literal["fast", "quality"] = "fast"
+    tiny_autoencoder_id: str | None = Field(
+        "madebyollin/taesd",
+        description="AutoencoderTiny used as decoder by the 'fast' preset; empty to always use the full VAE.",
+    )
+    safety_checker: bool = Field(True, description="Use the model's own safety checker when it ships one.")
+    max_side: int = Field(1024, ge=64, description="Largest width or height accepted.")
+    max_steps: int = Field(150, ge=1)
+
+
+class EvolveSettings(BaseModel):
+    """The evolution scheduler."""
+
+    enabled: bool = Field(True, description="Start the scheduler beside the web app.")
+    rules_dir: Path | None = Field(None, description="Folder of collection rules files (default: <data_dir>/rules).")
+    timezone: str = "UTC"
+    cycle_gas_budget: int = Field(30_000_000, gt=0, description="Most gas one evolution cycle may spend.")
+    misfire_grace_s: int = Field(3600, ge=1, description="How late a scheduled cycle may still run after a pause.")
+
+
+class AppSettings(BaseModel):
+    """The web app."""
+
+    host: str = "127.0.0.1"
+    port: int = 7860
+    auth_username: str | None = None
+    auth_password: SecretStr | None = None
+
+
+class Settings(BaseSettings):
+    """Everything configurable about the studio. See the module docstring for where values come from."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        toml_file="studio.toml",
+    )
+
+    data_dir: Path = Field(
+        Path("studio-data"), description="Holds the database, the local chain's state and the IPFS store."
+    )
+    database_url: str | None = Field(None, description="SQLAlchemy URL; default SQLite in data_dir.")
+    log_level: str = "INFO"
+
+    chain: ChainSettings = Field(default_factory=ChainSettings)
+    ipfs: IpfsSettings = Field(default_factory=IpfsSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    evolve: EvolveSettings = Field(default_factory=EvolveSettings)
+    app: AppSettings = Field(default_factory=AppSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = Path(os.environ.get(CONFIG_FILE_ENV, "studio.toml"))
+        toml_settings = TomlConfigSettingsSource(settings_cls, toml_file=toml_path)
+        return (init_settings, env_settings, dotenv_settings, toml_settings, file_secret_settings)
+
+    @model_validator(mode="after")
+    def _check_network(self) -> Settings:
+        if self.chain.network == "rpc" and not self.chain.rpc_url:
+            raise ValueError(
+                "chain.network is 'rpc' but chain.rpc_url is empty: set STUDIO_CHAIN__RPC_URL "
+                "(or [chain] rpc_url in studio.toml), or use network = 'local'."
+            )
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'studio.db').resolve()}"
+
+    @property
+    def chain_dir(self) -> Path:
+        return self.data_dir / "chain"
+
+    @property
+    def ipfs_dir(self) -> Path:
+        return self.data_dir / "ipfs"
+
+    @property
+    def rules_dir(self) -> Path:
+        return self.evolve.rules_dir or self.data_dir / "rules"
+
+    def ensure_dirs(self) -> None:
+        """Create the data directory and its parts; safe to call repeatedly."""
+        for path in (self.data_dir, self.chain_dir, self.ipfs_dir, self.rules_dir):
+            path.mkdir(parents=True, exist_ok=True)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from all sources; `overrides` win over everything (used by tests and CLIs)."""
+    return Settings(**overrides)

@@ -1,0 +1,1 @@
+"""Services the UI and the evolution engine call: drafts, publishing, minting, tokens."""
