@@ -1,0 +1,173 @@
+"""HTTP JSON feed: one value at a path inside a JSON document, with timeouts, retries and a max age.
+
+Header secrets (API keys) never appear in the rules file: it names an environment variable and the
+value is read from the environment at fetch time, and is never logged or put in the snapshot.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import httpx
+
+from evolve.errors import FeedConfigError, FeedError, FeedMalformed, FeedStale, FeedUnreachable, FeedValueInvalid
+from evolve.feeds.base import FeedResult, FeedValue, check_number
+
+RETRY_STATUS = {429, 500, 502, 503, 504}
+
+
+@dataclass(frozen=True)
+class HeaderSpec:
+    """A request header: a fixed, non-secret value, or `format` filled with an environment variable."""
+
+    name: str
+    value: str | None = None
+    env: str | None = None
+    format: str = "{}"
+
+    def resolve(self, feed: str) -> str:
+        if self.env is None:
+            return self.value or ""
+        secret = os.environ.get(self.env)
+        if not secret:
+            raise FeedConfigError(
+                feed,
+                f"header {self.name} needs the environment variable {self.env}, which is "
+                f"not set: export {self.env}=... in the daemon's environment",
+            )
+        return self.format.replace("{}", secret)
+
+
+@dataclass
+class HttpJsonFeed:
+    """Reads `url`, follows `path` (dot-separated keys and list indexes) to one value."""
+
+    name: str
+    url: str
+    path: str
+    value_type: str = "number"  # number | text | bool
+    headers: list[HeaderSpec] = field(default_factory=list)
+    timeout_s: float = 10.0
+    retries: int = 2
+    backoff_s: float = 0.5
+    max_age_s: float | None = None
+    timestamp_path: str | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    transport: httpx.BaseTransport | None = None
+
+    def read(self, now: datetime) -> FeedResult:
+        try:
+            headers = {h.name: h.resolve(self.name) for h in self.headers}
+            document = self._fetch(headers)
+            value = self._extract(document)
+            observed = self._observed_at(document)
+        except FeedError as exc:
+            return exc
+        if self.max_age_s is not None and observed is not None:
+            age = (now - observed).total_seconds()
+            if age > self.max_age_s:
+                return FeedStale(
+                    self.name,
+                    f"value is {age:.0f} s old, older than max_age_s = {self.max_age_s:g}; the source has stopped "
+                    "updating (or raise max_age_s in the rules file)",
+                )
+        return FeedValue(
+            feed=self.name, source=self.url, fetched_at=datetime.now(UTC), value=value, observed_at=observed
+        )
+
+    def _fetch(self, headers: dict[str, str]) -> object:
+        timeout = httpx.Timeout(self.timeout_s, connect=min(self.timeout_s, 5.0))
+        last_problem = "no attempt made"
+        with httpx.Client(timeout=timeout, transport=self.transport, follow_redirects=True) as client:
+            for attempt in range(self.retries + 1):
+                if attempt:
+                    time.sleep(self.backoff_s * 2 ** (attempt - 1))
+                try:
+                    response = client.get(self.url, headers=headers)
+                except httpx.TimeoutException:
+                    last_problem = f"no answer within {self.timeout_s:g} s"
+                    continue
+                except httpx.HTTPError as exc:
+                    last_problem = f"cannot connect ({type(exc).__name__})"
+                    continue
+                if response.status_code in RETRY_STATUS:
+                    last_problem = f"HTTP {response.status_code}"
+                    continue
+                if response.status_code >= 400:
+                    raise FeedUnreachable(
+                        self.name,
+                        f"HTTP {response.status_code} from {self.url}: check the URL and the header credentials",
+                    )
+                try:
+                    return json.loads(response.content)
+                except ValueError as exc:
+                    raise FeedMalformed(self.name, f"the answer from {self.url} is not JSON ({exc})") from None
+        raise FeedUnreachable(
+            self.name, f"{self.url}: {last_problem} after {self.retries + 1} attempts; the next cycle tries again"
+        )
+
+    def _extract(self, document: object) -> float | str | bool:
+        raw = follow_path(self.name, document, self.path)
+        if self.value_type == "text":
+            if not isinstance(raw, str):
+                raise FeedMalformed(self.name, f"'{self.path}' is {type(raw).__name__}, expected text")
+            return raw
+        if self.value_type == "bool":
+            if not isinstance(raw, bool):
+                raise FeedMalformed(self.name, f"'{self.path}' is {type(raw).__name__}, expected true/false")
+            return raw
+        if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+            raise FeedMalformed(self.name, f"'{self.path}' is {type(raw).__name__}, expected a number")
+        try:
+            number = float(raw)
+        except ValueError:
+            raise FeedMalformed(self.name, f"'{self.path}' is {raw!r}, expected a number") from None
+        problem = check_number(self.name, number, minimum=self.minimum, maximum=self.maximum)
+        if problem is not None:
+            raise problem
+        return number
+
+    def _observed_at(self, document: object) -> datetime | None:
+        if self.timestamp_path is None:
+            return None
+        raw = follow_path(self.name, document, self.timestamp_path)
+        return parse_timestamp(self.name, raw, self.timestamp_path)
+
+
+def follow_path(feed: str, document: object, path: str) -> object:
+    """`a.b.0.c` -> document["a"]["b"][0]["c"]; a missing step is a FeedMalformed naming it."""
+    current = document
+    walked: list[str] = []
+    for part in path.split("."):
+        walked.append(part)
+        if isinstance(current, dict) and part in current:
+            current = current[part]
+        elif isinstance(current, list) and part.lstrip("-").isdigit() and -len(current) <= int(part) < len(current):
+            current = current[int(part)]
+        else:
+            raise FeedMalformed(
+                feed, f"the document has no '{'.'.join(walked)}' (path '{path}'): check the path in the rules file"
+            )
+    return current
+
+
+def parse_timestamp(feed: str, raw: object, path: str) -> datetime:
+    """Unix seconds (or milliseconds) or an ISO 8601 string; naive times are taken as UTC."""
+    if isinstance(raw, int | float) and not isinstance(raw, bool):
+        if math.isnan(raw) or math.isinf(raw):
+            raise FeedValueInvalid(feed, f"timestamp '{path}' is {raw}")
+        seconds = raw / 1000 if raw > 1e11 else raw
+        return datetime.fromtimestamp(seconds, UTC)
+    if isinstance(raw, str):
+        try:
+            moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        except ValueError:
+            raise FeedMalformed(feed, f"timestamp '{path}' is {raw!r}, not ISO 8601 or unix seconds") from None
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    raise FeedMalformed(feed, f"timestamp '{path}' is {type(raw).__name__}, not ISO 8601 or unix seconds")

@@ -1,0 +1,322 @@
+"""A collection's rules file: which feeds it reads, how their values map to each token's next state,
+and when its cycle runs. One TOML file per collection, `<rules_dir>/<rules_name>.toml`.
+
+The file is validated whole on load; every mistake is reported as `file:line: field: problem and fix`,
+so an operator sees exactly which line to change. See README.md ("Evolution") for the format.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from apscheduler.triggers.cron import CronTrigger
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from evolve.errors import RulesError
+
+NAME_RE = r"^[A-Za-z_][A-Za-z0-9_-]*$"
+DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+CLOCK_FIELDS = {"hour", "minute", "part_of_day", "weekday", "is_weekend", "day", "month", "year", "season", "date"}
+ACTIVITY_FIELDS = {"transfers", "holder", "held_since", "held_days"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HeaderFromEnv(_Strict):
+    env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Environment variable holding the secret.")
+    format: str = Field("{}", description="Header value with {} where the secret goes, e.g. 'Bearer {}'.")
+
+
+class HttpJsonFeedRules(_Strict):
+    type: Literal["http_json"]
+    url: str = Field(pattern=r"^https?://")
+    path: str = Field(min_length=1)
+    value_type: Literal["number", "text", "bool"] = "number"
+    headers: dict[str, str | HeaderFromEnv] = Field(default_factory=dict)
+    timeout_s: float = Field(10.0, gt=0, le=120)
+    retries: int = Field(2, ge=0, le=10)
+    max_age_s: float | None = Field(None, gt=0)
+    timestamp_path: str | None = None
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _age_needs_timestamp(self) -> HttpJsonFeedRules:
+        if self.max_age_s is not None and self.timestamp_path is None:
+            raise ValueError("max_age_s needs timestamp_path: the path of the value's timestamp in the document")
+        return self
+
+
+class ChainlinkFeedRules(_Strict):
+    type: Literal["chainlink"]
+    address: str = Field(pattern=r"^0x[0-9a-fA-F]{40}$")
+    rpc_url: str | None = Field(None, description="Another chain's RPC; default: the studio's chain.")
+    max_age_s: float = Field(3600.0, gt=0)
+    min: float | None = None
+    max: float | None = None
+
+
+class ClockFeedRules(_Strict):
+    type: Literal["clock"]
+    timezone: str | None = Field(None, description="IANA name; default: settings.evolve.timezone.")
+    hemisphere: Literal["north", "south"] = "north"
+
+
+class ActivityFeedRules(_Strict):
+    type: Literal["activity"]
+
+
+FeedRules = Annotated[
+    HttpJsonFeedRules | ChainlinkFeedRules | ClockFeedRules | ActivityFeedRules, Field(discriminator="type")
+]
+
+
+class Case(_Strict):
+    """One branch of a trait: the first case whose conditions all hold gives the fragment."""
+
+    fragment: str
+    below: float | None = None
+    at_least: float | None = None
+    above: float | None = None
+    at_most: float | None = None
+    equals: str | float | bool | None = None
+    # `in` is a Python keyword: the file says `in`, the code says one_of.
+    one_of: list[str | float] | None = Field(None, alias="in")
+    strength: float | None = Field(None, gt=0, le=1)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @property
+    def numeric(self) -> bool:
+        return any(v is not None for v in (self.below, self.at_least, self.above, self.at_most))
+
+
+class Trait(_Strict):
+    input: str = Field(description="A feed name, or feed.field (clock.season, activity.transfers).")
+    cases: list[Case] = Field(min_length=1)
+    default: str | None = Field(None, description="Fragment used when the feed has no value and no earlier state.")
+
+
+class Evolution(_Strict):
+    prompt: str = Field("{prompt}", description="Template: {prompt} is the token's own prompt, {<trait>} its fragment.")
+    negative_prompt: str = ""
+    strength: float = Field(0.35, gt=0, le=1)
+    steps: int | None = Field(None, ge=1, le=150)
+    guidance_scale: float | None = Field(None, ge=0, le=30)
+    variation: list[str] = Field(default_factory=list, description="Per-token fragment, {variation} in the prompt.")
+    strength_variation: float = Field(0.0, ge=0, le=0.5, description="Per-token +/- on the strength.")
+
+
+class Schedule(_Strict):
+    every: str | None = Field(None, description="Interval such as '90s', '15m', '1h', '1d'.")
+    cron: str | None = Field(None, description="Crontab: minute hour day month weekday.")
+    timezone: str | None = None
+
+    @model_validator(mode="after")
+    def _one_trigger(self) -> Schedule:
+        if (self.every is None) == (self.cron is None):
+            raise ValueError("give exactly one of every = '1h' or cron = '0 * * * *'")
+        if self.every is not None and parse_duration(self.every) is None:
+            raise ValueError(f"every = '{self.every}' is not a duration like '90s', '15m', '1h' or '1d'")
+        return self
+
+    @property
+    def interval(self) -> timedelta | None:
+        return parse_duration(self.every) if self.every else None
+
+
+class Rules(_Strict):
+    """A whole rules file."""
+
+    schedule: Schedule
+    evolution: Evolution = Field(default_factory=Evolution)
+    feeds: dict[Annotated[str, Field(pattern=NAME_RE)], FeedRules] = Field(default_factory=dict)
+    traits: dict[Annotated[str, Field(pattern=NAME_RE)], Trait] = Field(min_length=1)
+    name: str = Field("", exclude=True)
+    source_path: str = Field("", exclude=True)
+
+
+def parse_duration(text: str) -> timedelta | None:
+    match = DURATION_RE.match(text)
+    if not match or float(match.group(1)) <= 0:
+        return None
+    return timedelta(seconds=float(match.group(1)) * DURATION_UNITS[match.group(2)])
+
+
+# --- line numbers --------------------------------------------------------------------------------
+
+_KEY_RE = re.compile(r"""^\s*((?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*'))*)\s*=""")
+_HEADER_RE = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(?:#.*)?$")
+
+
+def _split_key(text: str) -> tuple[str, ...]:
+    parts = re.findall(r"""[A-Za-z0-9_-]+|"[^"]*"|'[^']*'""", text)
+    return tuple(p[1:-1] if p[:1] in "\"'" else p for p in parts)
+
+
+def line_map(text: str) -> dict[tuple[Any, ...], int]:
+    """Where each table, array element and key of a TOML document is written (1-based lines)."""
+    lines: dict[tuple[Any, ...], int] = {}
+    counts: dict[tuple[Any, ...], int] = {}
+    table: tuple[Any, ...] = ()
+    in_multiline = False
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if raw.count('"""') % 2 or raw.count("'''") % 2:
+            in_multiline = not in_multiline
+            if not in_multiline:
+                continue
+        elif in_multiline:
+            continue
+        header = _HEADER_RE.match(raw)
+        if header and not _KEY_RE.match(raw):
+            path = _split_key(header.group(2))
+            if header.group(1) == "[[":
+                base = _resolve_arrays(path, counts)
+                index = counts.get(base, 0)
+                counts[base] = index + 1
+                lines.setdefault(base, number)
+                table = (*base, index)
+            else:
+                table = _resolve_arrays(path, counts)
+            lines.setdefault(table, number)
+            continue
+        key = _KEY_RE.match(raw)
+        if key:
+            lines.setdefault((*table, *_split_key(key.group(1))), number)
+    return lines
+
+
+def _resolve_arrays(path: tuple[str, ...], counts: dict[tuple[Any, ...], int]) -> tuple[Any, ...]:
+    """`[[a.b]]` inside the 2nd `[[a]]` is a.1.b: insert the current index of enclosing arrays."""
+    resolved: tuple[Any, ...] = ()
+    for part in path:
+        resolved = (*resolved, part)
+        if resolved in counts and resolved != path:
+            resolved = (*resolved, counts[resolved] - 1)
+    return resolved
+
+
+def find_line(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int | None:
+    for end in range(len(loc), 0, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return None
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+FEED_TAGS = {"http_json", "chainlink", "clock", "activity"}
+
+
+def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    # pydantic puts the discriminator's value into the location of a tagged union member.
+    cleaned = tuple(part for i, part in enumerate(loc) if not (i == 2 and loc[0] == "feeds" and part in FEED_TAGS))
+    return tuple("in" if part == "one_of" else part for part in cleaned)
+
+
+def load_rules(path: Path, *, default_timezone: str = "UTC") -> Rules:
+    """Read and validate `path`; raise RulesError naming the line and field of the first mistake."""
+    shown = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RulesError(shown, "file", f"no rules file here: create {path.name} in the rules folder") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RulesError(shown, "file", f"cannot read it ({exc})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        # Python 3.11's message ends with "(at line L, column C)"; 3.14 adds exc.lineno.
+        found = re.search(r"^(.*?)\s*\(at line (\d+), column \d+\)$", str(exc))
+        message, line = (found.group(1), int(found.group(2))) if found else (str(exc), None)
+        raise RulesError(shown, "syntax", f"not valid TOML: {message}", line) from None
+    lines = line_map(text)
+    try:
+        rules = Rules.model_validate({**data, "name": path.stem, "source_path": shown})
+    except ValidationError as exc:
+        # A misspelt key also makes the real key "missing": report the misspelling, it is the cause.
+        errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+        error = errors[0]
+        loc = _clean_loc(tuple(error["loc"]))
+        if error["type"] == "union_tag_invalid":
+            loc = (*loc, "type")
+        field = ".".join(str(part) for part in loc) or "file"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = f"unknown field '{loc[-1]}': check its spelling against README.md (Evolution)"
+        elif error["type"] == "missing":
+            message = "this field is required"
+        raise RulesError(shown, field, message, find_line(lines, loc)) from None
+    _check_references(rules, shown, lines, default_timezone)
+    return rules
+
+
+def _check_references(rules: Rules, shown: str, lines: dict[tuple[Any, ...], int], default_tz: str) -> None:
+    """What pydantic cannot see: names that must point at each other, templates, cron strings."""
+
+    def fail(loc: tuple[Any, ...], message: str) -> None:
+        raise RulesError(shown, ".".join(str(p) for p in loc), message, find_line(lines, loc))
+
+    if rules.schedule.cron is not None:
+        try:
+            CronTrigger.from_crontab(rules.schedule.cron, timezone=rules.schedule.timezone or default_tz)
+        except ValueError as exc:
+            fail(
+                ("schedule", "cron"), f"'{rules.schedule.cron}' is not a crontab (minute hour day month weekday): {exc}"
+            )
+    for zone_loc, zone in [(("schedule", "timezone"), rules.schedule.timezone)] + [
+        (("feeds", name, "timezone"), feed.timezone) for name, feed in rules.feeds.items() if feed.type == "clock"
+    ]:
+        if zone is not None:
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                ZoneInfo(zone)
+            except (ZoneInfoNotFoundError, ValueError):
+                fail(zone_loc, f"unknown timezone '{zone}': use an IANA name such as 'Europe/Paris' or 'UTC'")
+
+    for name, trait in rules.traits.items():
+        feed_name, _, field = trait.input.partition(".")
+        if feed_name not in rules.feeds:
+            known = ", ".join(sorted(rules.feeds)) or "none defined"
+            fail(("traits", name, "input"), f"no feed named '{feed_name}' (feeds: {known}); add [feeds.{feed_name}]")
+        feed = rules.feeds[feed_name]
+        fields = CLOCK_FIELDS if feed.type == "clock" else ACTIVITY_FIELDS if feed.type == "activity" else set()
+        if fields and field not in fields:
+            fail(
+                ("traits", name, "input"),
+                f"feed '{feed_name}' ({feed.type}) needs a field: {feed_name}.<one of {', '.join(sorted(fields))}>",
+            )
+        if not fields and field:
+            fail(("traits", name, "input"), f"feed '{feed_name}' ({feed.type}) has one value: write just '{feed_name}'")
+        for index, case in enumerate(trait.cases):
+            if case.numeric and (case.equals is not None or case.one_of is not None):
+                fail(
+                    ("traits", name, "cases", index), "mixes a range (below/at_least/...) with equals/in: use one kind"
+                )
+            if case.below is not None and case.at_least is not None and case.at_least >= case.below:
+                fail(("traits", name, "cases", index, "at_least"), "at_least must be smaller than below: empty range")
+
+    placeholders = {field for _, field, _, _ in string.Formatter().parse(rules.evolution.prompt) if field}
+    allowed = {"prompt", "variation", *rules.traits}
+    for placeholder in sorted(placeholders - allowed):
+        fail(
+            ("evolution", "prompt"),
+            f"unknown placeholder {{{placeholder}}}: use {{prompt}}, {{variation}} or a trait name "
+            f"({', '.join(sorted(rules.traits))})",
+        )
+    if "variation" in placeholders and not rules.evolution.variation:
+        fail(("evolution", "prompt"), "uses {variation} but evolution.variation lists no fragments")
+
+
+def load_collection(rules_dir: Path, rules_name: str, *, default_timezone: str = "UTC") -> Rules:
+    """The rules of collection `rules_name` (`<rules_dir>/<rules_name>.toml`)."""
+    return load_rules(rules_dir / f"{rules_name}.toml", default_timezone=default_timezone)

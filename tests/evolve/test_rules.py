@@ -1,0 +1,190 @@
+"""Rules files: validation errors that name line and field, and pure, deterministic evaluation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from evolve.errors import RulesError
+from evolve.evaluation import TokenInput, evaluate
+from evolve.rules import load_rules
+
+RULES = """\
+[schedule]
+every = "1h"
+
+[evolution]
+prompt = "{prompt}, {weather}, {season}, {variation}"
+strength = 0.3
+variation = ["at dawn", "at dusk", "under neon light"]
+strength_variation = 0.05
+
+[feeds.temperature]
+type = "http_json"
+url = "http://127.0.0.1:1/weather"
+path = "current.temperature"
+min = -90
+max = 60
+
+[feeds.clock]
+type = "clock"
+timezone = "Europe/Paris"
+
+[feeds.activity]
+type = "activity"
+
+[traits.weather]
+input = "temperature"
+[[traits.weather.cases]]
+below = 0
+fragment = "frozen, covered in snow"
+strength = 0.6
+[[traits.weather.cases]]
+at_least = 0
+below = 25
+fragment = "mild air"
+[[traits.weather.cases]]
+fragment = "scorching heat haze"
+
+[traits.season]
+input = "clock.season"
+[[traits.season.cases]]
+equals = "winter"
+fragment = "bare trees"
+[[traits.season.cases]]
+in = ["spring", "summer", "autumn"]
+fragment = "leaves"
+
+[traits.loyalty]
+input = "activity.held_days"
+default = ""
+[[traits.loyalty.cases]]
+at_least = 365
+fragment = "golden patina"
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "weather") -> Path:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text)
+    return path
+
+
+def snapshot(temperature: float | None, season: str = "winter", held: dict[int, float] | None = None) -> dict:
+    feeds: dict = {
+        "temperature": {"ok": True, "value": temperature}
+        if temperature is not None
+        else {"ok": False, "kind": "unreachable", "error": "down"},
+        "clock": {"ok": True, "value": {"season": season, "hour": 9}},
+        "activity": {
+            "ok": True,
+            "value": None,
+            "per_token": {str(t): {"held_days": d} for t, d in (held or {}).items()},
+        },
+    }
+    return {"feeds": feeds}
+
+
+def test_valid_file_loads_with_schedule_and_traits(tmp_path: Path) -> None:
+    rules = load_rules(write(tmp_path, RULES))
+    assert rules.name == "weather"
+    assert rules.schedule.interval is not None
+    assert rules.schedule.interval.total_seconds() == 3600
+    assert list(rules.traits) == ["weather", "season", "loyalty"]
+    assert rules.traits["season"].cases[1].one_of == ["spring", "summer", "autumn"]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "line", "says"),
+    [
+        ('every = "1h"', 'every = "hourly"', "schedule", 1, "is not a duration"),
+        ("strength = 0.3", "strength = 1.5", "evolution.strength", 6, "less than or equal to 1"),
+        (
+            'path = "current.temperature"',
+            'pathh = "current.temperature"',
+            "feeds.temperature.pathh",
+            13,
+            "unknown field",
+        ),
+        ('input = "clock.season"', 'input = "clock.seasons"', "traits.season.input", 38, "needs a field"),
+        ('input = "temperature"', 'input = "temp"', "traits.weather.input", 25, "no feed named 'temp'"),
+        ("at_least = 0\n", 'at_least = "zero"\n', "traits.weather.cases.1.at_least", 31, "valid number"),
+        ('timezone = "Europe/Paris"', 'timezone = "Europe/Pariss"', "feeds.clock.timezone", 19, "unknown timezone"),
+        ("{variation}", "{variaton}", "evolution.prompt", 5, "unknown placeholder {variaton}"),
+        ('type = "clock"', 'type = "sundial"', "feeds.clock.type", 18, "does not match any of the expected tags"),
+    ],
+)
+def test_mistakes_name_line_and_field(tmp_path: Path, old: str, new: str, field: str, line: int, says: str) -> None:
+    assert old in RULES
+    path = write(tmp_path, RULES.replace(old, new, 1))
+    with pytest.raises(RulesError) as caught:
+        load_rules(path)
+    error = caught.value
+    assert error.field == field
+    assert error.line == line
+    assert says in str(error)
+    assert str(error).startswith(f"{path}:{line}: {field}: ")
+
+
+def test_syntax_errors_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(RulesError, match=r"weather.toml:3: syntax: not valid TOML") as caught:
+        load_rules(write(tmp_path, '[schedule]\nevery = "1h"\nbroken = \n'))
+    assert caught.value.line == 3
+    with pytest.raises(RulesError, match="no rules file here"):
+        load_rules(tmp_path / "nothing.toml")
+    with pytest.raises(RulesError, match=r"schedule: give exactly one of every"):
+        load_rules(write(tmp_path, RULES.replace('every = "1h"', 'every = "1h"\ncron = "0 * * * *"')))
+    with pytest.raises(RulesError, match=r"schedule.cron: '61 \* \* \* \*' is not a crontab"):
+        load_rules(write(tmp_path, RULES.replace('every = "1h"', 'cron = "61 * * * *"')))
+
+
+def test_evaluation_is_pure_and_deterministic(tmp_path: Path) -> None:
+    rules = load_rules(write(tmp_path, RULES))
+    token = TokenInput(token_id=7, seed=1234, prompt="a lighthouse")
+    first = evaluate(rules, snapshot(-5.0), token)
+    again = evaluate(rules, snapshot(-5.0), token)
+    assert first == again
+    assert first.changed
+    assert first.state is not None
+    assert first.state["traits"] == {"weather": "frozen, covered in snow", "season": "bare trees", "loyalty": ""}
+    assert first.prompt is not None
+    assert first.prompt.startswith("a lighthouse, frozen, covered in snow, bare trees, ")
+    assert first.prompt.endswith(first.state["variation"])
+    # The cold case raises the strength; the per-token variation moves it by at most 0.05.
+    assert first.strength is not None
+    assert 0.55 <= first.strength <= 0.65
+    # Per-token variation: different tokens may differ, the same token never does.
+    variations = {evaluate(rules, snapshot(-5.0), TokenInput(t, t * 31, "x")).state["variation"] for t in range(30)}
+    assert variations == {"at dawn", "at dusk", "under neon light"}
+
+
+def test_regenerate_only_when_mapped_state_changes(tmp_path: Path) -> None:
+    rules = load_rules(write(tmp_path, RULES))
+    token = TokenInput(token_id=1, seed=9, prompt="a fox")
+    cold = evaluate(rules, snapshot(-5.0), token)
+    now_state = TokenInput(1, 9, "a fox", previous_state=cold.state)
+    # Colder still: same range, same state, nothing to do.
+    assert not evaluate(rules, snapshot(-12.0), now_state).changed
+    # Warmer: another case.
+    warm = evaluate(rules, snapshot(10.0), now_state)
+    assert warm.changed
+    assert warm.state["traits"]["weather"] == "mild air"
+    # Held for a year: the loyalty trait changes only for that token.
+    assert evaluate(rules, snapshot(-5.0, held={1: 400.0}), now_state).state["traits"]["loyalty"] == "golden patina"
+    assert not evaluate(rules, snapshot(-5.0, held={2: 400.0}), now_state).changed
+
+
+def test_feed_outage_keeps_earlier_fragment_or_waits(tmp_path: Path) -> None:
+    rules = load_rules(write(tmp_path, RULES))
+    fresh = TokenInput(token_id=3, seed=3, prompt="a tree")
+    waiting = evaluate(rules, snapshot(None), fresh)
+    assert waiting.state is None
+    assert waiting.waiting_on == ("weather",)
+    assert not waiting.changed
+    earlier = evaluate(rules, snapshot(30.0, held={3: 1.0}), fresh)
+    later = TokenInput(3, 3, "a tree", previous_state=earlier.state)
+    kept = evaluate(rules, snapshot(None, held={3: 1.0}), later)
+    assert kept.kept == ("weather",)
+    assert kept.state["traits"]["weather"] == "scorching heat haze"
+    assert not kept.changed
