@@ -9,7 +9,20 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    Unicode,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from studio.db import Base
@@ -119,3 +132,63 @@ class TokenVersion(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     token: Mapped[Token] = relationship(back_populates="versions")
+
+
+# --- evolution (evolve/): cycles, their per-token journal, the scheduler's job store ------------
+
+
+class EvolveCycle(Base):
+    """One evolution cycle of one collection. `owner` and `heartbeat_at` tell a restarted daemon
+    whether a 'running' cycle belongs to a live process or must be rolled forward."""
+
+    __tablename__ = "evolve_cycles"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    collection: Mapped[str] = mapped_column(String(200), index=True)
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(20), default="running")
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    owner: Mapped[str] = mapped_column(String(200))
+    heartbeat_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    snapshot_cid: Mapped[str | None] = mapped_column(String(128))
+    snapshot: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    gas_used: Mapped[int] = mapped_column(BigInteger, default=0)
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class EvolveStep(Base):
+    """The journal: one row per token and new version, advanced (planned -> pinned -> sending ->
+    confirmed -> recorded) in the database BEFORE each side effect, so a restart knows exactly what
+    may have happened and reconciles with the chain before doing anything again."""
+
+    __tablename__ = "evolve_journal"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    cycle_id: Mapped[int] = mapped_column(ForeignKey("evolve_cycles.id"), index=True)
+    token_pk: Mapped[int] = mapped_column(ForeignKey("tokens.id", ondelete="CASCADE"), index=True)
+    token_id: Mapped[int] = mapped_column(BigInteger)
+    version: Mapped[int] = mapped_column(Integer)
+    step: Mapped[str] = mapped_column(String(20), index=True)
+    state: Mapped[dict[str, Any]] = mapped_column(JSON)
+    previous_metadata_cid: Mapped[str] = mapped_column(String(128))
+    image_cid: Mapped[str | None] = mapped_column(String(128))
+    metadata_cid: Mapped[str | None] = mapped_column(String(128))
+    feed_snapshot_cid: Mapped[str | None] = mapped_column(String(128))
+    tx_hash: Mapped[str | None] = mapped_column(String(66))
+    block_number: Mapped[int | None] = mapped_column(BigInteger)
+    gas_used: Mapped[int | None] = mapped_column(BigInteger)
+    error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class EvolveSchedulerJob(Base):
+    """APScheduler's SQLAlchemyJobStore table (same columns as APScheduler creates), declared here so
+    that migrations own the whole schema. Rows are written by APScheduler only."""
+
+    __tablename__ = "evolve_scheduler_jobs"
+
+    id: Mapped[str] = mapped_column(Unicode(191), primary_key=True)
+    next_run_time: Mapped[float | None] = mapped_column(Float(25), index=True)
+    job_state: Mapped[bytes] = mapped_column(LargeBinary)
