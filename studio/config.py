@@ -91,6 +91,11 @@ class ModelSettings(BaseModel):
         description="Hugging Face hub id, a local diffusers folder or a single .safetensors file.",
     )
     revision: str | None = None
+    single_file_config: str | None = Field(
+        None,
+        description="For a single .safetensors model_id: a hub id or local diffusers folder of the same "
+        "architecture giving its configs (needed offline; online diffusers finds them itself).",
+    )
     device: Literal["auto", "cuda", "mps", "cpu"] = "auto"
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
     preset: Literal["fast", "quality"] = "fast"

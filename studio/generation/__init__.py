@@ -1,0 +1,26 @@
+"""Stable Diffusion generation: loading, presets, text-to-image, img2img and the provenance record."""
+
+from studio.generation.engine import Engine, GenerationRequest, GenerationResult, get_engine
+from studio.generation.errors import (
+    CorruptModelError,
+    GenerationCancelled,
+    GenerationError,
+    InvalidRequestError,
+    ModelNotAvailableError,
+    OutOfMemoryError,
+    UnsupportedCheckpointError,
+)
+
+__all__ = [
+    "CorruptModelError",
+    "Engine",
+    "GenerationCancelled",
+    "GenerationError",
+    "GenerationRequest",
+    "GenerationResult",
+    "InvalidRequestError",
+    "ModelNotAvailableError",
+    "OutOfMemoryError",
+    "UnsupportedCheckpointError",
+    "get_engine",
+]

@@ -1,0 +1,524 @@
+"""The generation engine: one loaded model per process, text-to-image and img2img, reproducible PNGs.
+
+`get_engine(settings.model)` returns the process's engine; `engine.generate(request)` validates the
+request, loads the model on first use, runs text-to-image (no init image) or img2img (an init image
+and a strength), and returns the image, its PNG (with A1111 `parameters` and `provenance` chunks) and
+the provenance record. Requests are serialized by a lock, so the UI and the evolution scheduler can
+call at once; each waits its turn.
+
+Determinism: noise comes from a CPU torch.Generator seeded with the request's seed, so the same
+inputs give the same PNG bytes on the same machine and software (and the same composition on GPU).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from metadata.png import a1111_parameters, encode_png
+from studio.config import ModelSettings
+from studio.generation.devices import Placement, resolve_placement
+from studio.generation.errors import (
+    GenerationCancelled,
+    GenerationError,
+    InvalidRequestError,
+    OutOfMemoryError,
+)
+from studio.generation.loading import PIPELINES, LoadedModel, is_local_path, load_model
+from studio.generation.presets import PRESETS, Preset, uses_tiny_decoder
+
+log = logging.getLogger(__name__)
+
+MIN_SIDE = 64
+MAX_SEED = 2**64 - 1
+MAX_GUIDANCE = 30.0
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerationRequest:
+    """What to generate. None means "the model's usual value" (resolved values go into the record).
+
+    Text-to-image when `init_image` is None; img2img from `init_image` otherwise, where `strength`
+    (0 < s <= 1) says how far the image may move and `init_image_cid` names it in provenance.
+    """
+
+    prompt: str
+    seed: int
+    negative_prompt: str = ""
+    steps: int | None = None
+    guidance_scale: float | None = None
+    width: int | None = None
+    height: int | None = None
+    preset: Preset | None = None
+    init_image: Image.Image | None = None
+    init_image_cid: str | None = None
+    strength: float | None = None
+
+    @property
+    def is_img2img(self) -> bool:
+        return self.init_image is not None
+
+
+@dataclass
+class GenerationResult:
+    """One generated image, its PNG, its provenance `generation` record, warnings and timings (seconds)."""
+
+    image: Image.Image
+    png: bytes
+    record: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    nsfw: bool = False
+
+    def png_with(self, provenance_extra: dict[str, Any]) -> bytes:
+        """The PNG again, its provenance chunk holding `provenance_extra` (version, previous,
+        feed_snapshot...) around this image's generation record. `created_at` is left out so the
+        same inputs give the same bytes."""
+        provenance = {key: value for key, value in provenance_extra.items() if key != "created_at"}
+        provenance["generation"] = self.record
+        return encode_png(self.image, parameters=a1111_parameters(self.record), provenance=provenance)
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that decide the pixels, for provenance."""
+    versions: dict[str, str] = {}
+    for name in ("diffusers", "torch", "transformers"):
+        try:
+            versions[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            continue
+    versions["torch"] = versions.get("torch", torch.__version__).split("+")[0]
+    return versions
+
+
+def public_model_name(model_id: str) -> str:
+    """The hub id as is; for a local folder or file only its name (the weights hash identifies it)."""
+    if is_local_path(model_id):
+        return Path(model_id).name or model_id
+    return model_id
+
+
+class _Cancelled(Exception):
+    """Raised inside the pipeline's step callback to stop the denoising loop."""
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError | torch.OutOfMemoryError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text or "not enough memory" in text
+    )
+
+
+class _StageTimer:
+    """Adds up the time spent in the text encoder(s), the UNet and the VAE encoder/decoder."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+
+    @contextlib.contextmanager
+    def module(self, stage: str, module: torch.nn.Module | None) -> Iterator[None]:
+        if module is None:
+            yield
+            return
+        started: list[float] = []
+
+        def before(*_args: Any, **_kwargs: Any) -> None:
+            started.append(time.perf_counter())
+
+        def after(*_args: Any, **_kwargs: Any) -> None:
+            if started:
+                self.add(stage, time.perf_counter() - started.pop())
+
+        handles = [module.register_forward_pre_hook(before), module.register_forward_hook(after)]
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    @contextlib.contextmanager
+    def method(self, stage: str, owner: Any, name: str) -> Iterator[None]:
+        original = getattr(owner, name)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.add(stage, time.perf_counter() - start)
+
+        setattr(owner, name, timed)
+        try:
+            yield
+        finally:
+            delattr(owner, name)  # back to the class's method
+
+
+class Engine:
+    """One Stable Diffusion model, loaded once, serving requests one at a time."""
+
+    def __init__(self, model_settings: ModelSettings) -> None:
+        self.settings = model_settings
+        self._lock = threading.Lock()
+        self._model: LoadedModel | None = None
+        self._pipes: dict[tuple[bool, bool], Any] = {}
+        self.load_seconds: float | None = None
+
+    # -- loading ------------------------------------------------------------------------------------
+
+    @property
+    def loaded(self) -> bool:
+        """True once the model is in memory."""
+        return self._model is not None
+
+    def load(self) -> None:
+        """Load the model now (generate() does it on first use). Raises ModelNotAvailableError,
+        CorruptModelError or UnsupportedCheckpointError with the fix; a later call may try again."""
+        with self._lock:
+            self._load_locked()
+
+    def _load_locked(self) -> LoadedModel:
+        if self._model is not None:
+            return self._model
+        start = time.perf_counter()
+        placement = resolve_placement(self.settings.device, self.settings.dtype)
+        try:
+            model = load_model(self.settings, placement)
+        except GenerationError:
+            gc.collect()
+            raise
+        except Exception as exc:
+            gc.collect()
+            if _is_out_of_memory(exc):
+                raise OutOfMemoryError(
+                    f"Not enough memory to load {self.settings.model_id} in {placement.dtype_name} on "
+                    f"{placement.device}: close other programs, choose a smaller model, or set "
+                    "STUDIO_MODEL__DTYPE=float16/bfloat16."
+                ) from exc
+            raise
+        if placement.device == "cpu":
+            # oneDNN's convolutions prefer NHWC: it speeds up both decoders on CPU.
+            # (torch.nn.Module.to: diffusers' own .to() warns about dtype casts that this is not.)
+            torch.nn.Module.to(model.pipe.vae, memory_format=torch.channels_last)
+            if model.tiny_vae is not None:
+                torch.nn.Module.to(model.tiny_vae, memory_format=torch.channels_last)
+        self._model = model
+        self._pipes = {}
+        self.load_seconds = time.perf_counter() - start
+        log.info(
+            "loaded %s (%s) on %s in %s in %.1f s",
+            model.model_id,
+            model.family,
+            placement.device,
+            placement.dtype_name,
+            self.load_seconds,
+        )
+        return model
+
+    def unload(self) -> None:
+        """Free the model's memory (waits for a running request); the next generate() loads it again."""
+        with self._lock:
+            self._model = None
+            self._pipes = {}
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+    def describe(self) -> dict[str, Any]:
+        """Model, device and dtype for the Settings tab; does not load anything."""
+        model = self._model
+        if model is not None:
+            return {
+                "model_id": model.model_id,
+                "source": model.source,
+                "family": model.family,
+                "revision": model.model_revision,
+                "weights_sha256": model.weights_sha256,
+                "device": model.placement.device,
+                "dtype": model.placement.dtype_name,
+                "preset": self.settings.preset,
+                "tiny_autoencoder": model.tiny_vae_id if model.tiny_vae is not None else None,
+                "loaded": True,
+                "warnings": list(model.warnings),
+            }
+        try:
+            placement: Placement | None = resolve_placement(self.settings.device, self.settings.dtype)
+        except GenerationError:
+            placement = None
+        return {
+            "model_id": self.settings.model_id,
+            "source": None,
+            "family": None,
+            "revision": self.settings.revision,
+            "weights_sha256": None,
+            "device": placement.device if placement else self.settings.device,
+            "dtype": placement.dtype_name if placement else self.settings.dtype,
+            "preset": self.settings.preset,
+            "tiny_autoencoder": self.settings.tiny_autoencoder_id,
+            "loaded": False,
+            "warnings": [],
+        }
+
+    # -- requests -----------------------------------------------------------------------------------
+
+    def _pipe(self, model: LoadedModel, img2img: bool, tiny: bool) -> Any:
+        """Text-to-image or img2img with the full or tiny decoder, all sharing the loaded weights."""
+        key = (img2img, tiny)
+        if key not in self._pipes:
+            cls = PIPELINES[model.family][1 if img2img else 0]
+            extra: dict[str, Any] = {"vae": model.tiny_vae} if tiny else {}
+            pipe = model.pipe if not img2img and not tiny else cls.from_pipe(model.pipe, **extra)
+            pipe.set_progress_bar_config(disable=True)
+            self._pipes[key] = pipe
+        return self._pipes[key]
+
+    def _native_side(self, model: LoadedModel) -> int:
+        pipe = model.pipe
+        return int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
+
+    def _resolve(self, request: GenerationRequest, model: LoadedModel) -> dict[str, Any]:
+        """Check every field and fill in the model's usual values; InvalidRequestError names the fix."""
+        s = self.settings
+        if not isinstance(request.prompt, str) or not isinstance(request.negative_prompt, str):
+            raise InvalidRequestError("prompt and negative_prompt must be text.")
+        if isinstance(request.seed, bool) or not isinstance(request.seed, int) or not 0 <= request.seed <= MAX_SEED:
+            raise InvalidRequestError(f"seed must be a whole number from 0 to {MAX_SEED}, got {request.seed!r}.")
+        preset = request.preset or s.preset
+        if preset not in PRESETS:
+            raise InvalidRequestError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}.")
+        img2img = request.init_image is not None
+        if not img2img and (request.strength is not None or request.init_image_cid is not None):
+            raise InvalidRequestError("strength and init_image_cid need an init_image (img2img); leave them out.")
+        if img2img and not isinstance(request.init_image, Image.Image):
+            raise InvalidRequestError("init_image must be a PIL image.")
+        turbo = "turbo" in model.model_id.lower()
+        strength = request.strength
+        if img2img:
+            if strength is None:
+                raise InvalidRequestError("img2img needs a strength between 0 (keep the image) and 1 (replace it).")
+            if not (isinstance(strength, int | float) and 0.0 < float(strength) <= 1.0):
+                raise InvalidRequestError(f"strength must be above 0 and at most 1, got {strength!r}.")
+            strength = float(strength)
+        steps = request.steps
+        if steps is None:
+            steps = (max(1, math.ceil(1.0 / strength)) if img2img and strength else 1) if turbo else 25
+            steps = min(steps, s.max_steps)
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= s.max_steps:
+            raise InvalidRequestError(f"steps must be a whole number from 1 to {s.max_steps}, got {steps!r}.")
+        if img2img and strength is not None and int(steps * strength) < 1:
+            raise InvalidRequestError(
+                f"{steps} steps at strength {strength} runs no denoising step (img2img runs steps × strength): "
+                f"use at least {math.ceil(1.0 / strength)} steps or a higher strength."
+            )
+        guidance = request.guidance_scale
+        if guidance is None:
+            guidance = 0.0 if turbo else 7.5
+        if not isinstance(guidance, int | float) or not math.isfinite(guidance) or not 0.0 <= guidance <= MAX_GUIDANCE:
+            raise InvalidRequestError(f"guidance_scale must be from 0 to {MAX_GUIDANCE:g}, got {guidance!r}.")
+        default_w = request.init_image.width if img2img else self._native_side(model)
+        default_h = request.init_image.height if img2img else self._native_side(model)
+        width = request.width if request.width is not None else default_w
+        height = request.height if request.height is not None else default_h
+        for name, value in (("width", width), ("height", height)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise InvalidRequestError(f"{name} must be a whole number of pixels, got {value!r}.")
+            if value % 8:
+                raise InvalidRequestError(
+                    f"{name} {value} is not a multiple of 8 (the model works on 8×8 pixel latents): "
+                    f"use {value - value % 8} or {value - value % 8 + 8}."
+                )
+            if not MIN_SIDE <= value <= s.max_side:
+                raise InvalidRequestError(
+                    f"{name} {value} is outside {MIN_SIDE}..{s.max_side} pixels (model.max_side in the settings)."
+                )
+        return {
+            "preset": preset,
+            "img2img": img2img,
+            "steps": steps,
+            "guidance_scale": float(guidance),
+            "width": width,
+            "height": height,
+            "strength": strength,
+        }
+
+    def _prompt_warnings(self, pipe: Any, prompt: str, what: str) -> list[str]:
+        """The text encoder reads a fixed number of tokens; say what was cut instead of dropping it silently."""
+        warnings: list[str] = []
+        tokenizer = pipe.tokenizer
+        limit = int(tokenizer.model_max_length)
+        ids = tokenizer(prompt, truncation=False, add_special_tokens=True).input_ids
+        if len(ids) > limit:
+            dropped = tokenizer.decode(ids[limit - 1 : -1], skip_special_tokens=True).strip()
+            warnings.append(
+                f"The {what} is {len(ids) - 2} tokens long but the text encoder reads only {limit - 2}; "
+                f"the end was ignored: {dropped!r}. Shorten the {what} to keep all of it."
+            )
+        return warnings
+
+    def generate(
+        self,
+        request: GenerationRequest,
+        *,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> GenerationResult:
+        """Generate one image. progress(step, total) is called after each denoising step; setting
+        `cancel` stops the run at the next step with GenerationCancelled. Requests wait their turn."""
+        queued = time.perf_counter()
+        with self._lock:
+            started = time.perf_counter()
+            timings: dict[str, float] = {"queued": started - queued}
+            fresh_load = self._model is None
+            model = self._load_locked()
+            if fresh_load and self.load_seconds is not None:
+                timings["load"] = self.load_seconds
+            values = self._resolve(request, model)
+            if cancel is not None and cancel.is_set():
+                raise GenerationCancelled("The generation was cancelled before it started.")
+            try:
+                result = self._run(model, request, values, timings, progress, cancel)
+            except _Cancelled as exc:
+                raise GenerationCancelled("The generation was cancelled; no image was made.") from exc
+            except GenerationError:
+                raise
+            except Exception as exc:
+                if _is_out_of_memory(exc):
+                    gc.collect()
+                    if torch.cuda.is_available():
+                        torch.cuda.empty_cache()
+                    raise OutOfMemoryError(
+                        f"Out of memory generating {values['width']}×{values['height']} on "
+                        f"{model.placement.device}: use a smaller size, the fast preset, or free memory "
+                        "(other programs, other models on the GPU) and try again."
+                    ) from exc
+                raise
+            timings["total"] = time.perf_counter() - started
+            result.timings = timings
+            return result
+
+    def _run(
+        self,
+        model: LoadedModel,
+        request: GenerationRequest,
+        values: dict[str, Any],
+        timings: dict[str, float],
+        progress: ProgressCallback | None,
+        cancel: threading.Event | None,
+    ) -> GenerationResult:
+        preset: Preset = values["preset"]
+        tiny = uses_tiny_decoder(preset, model.tiny_vae is not None)
+        pipe = self._pipe(model, values["img2img"], tiny)
+        warnings: list[str] = []
+        if preset == "fast" and not tiny:
+            warnings.extend(model.warnings)
+        warnings += self._prompt_warnings(pipe, request.prompt, "prompt")
+        if request.negative_prompt:
+            warnings += self._prompt_warnings(pipe, request.negative_prompt, "negative prompt")
+
+        def on_step_end(pipeline: Any, step: int, _timestep: Any, callback_kwargs: dict[str, Any]) -> dict[str, Any]:
+            if progress is not None:
+                progress(step + 1, int(pipeline.num_timesteps))
+            if cancel is not None and cancel.is_set():
+                raise _Cancelled
+            return callback_kwargs
+
+        kwargs: dict[str, Any] = {
+            "prompt": request.prompt,
+            "negative_prompt": request.negative_prompt or None,
+            "num_inference_steps": values["steps"],
+            "guidance_scale": values["guidance_scale"],
+            "generator": torch.Generator("cpu").manual_seed(request.seed),
+            "callback_on_step_end": on_step_end,
+            "output_type": "pil",
+        }
+        if values["img2img"]:
+            init = request.init_image.convert("RGB")
+            if init.size != (values["width"], values["height"]):
+                init = init.resize((values["width"], values["height"]), Image.Resampling.LANCZOS)
+            kwargs.update(image=init, strength=values["strength"])
+        else:
+            kwargs.update(width=values["width"], height=values["height"])
+
+        timer = _StageTimer()
+        vae = pipe.vae
+        start = time.perf_counter()
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(torch.inference_mode())
+            stack.enter_context(timer.module("text_encoder", pipe.text_encoder))
+            stack.enter_context(timer.module("text_encoder", getattr(pipe, "text_encoder_2", None)))
+            stack.enter_context(timer.module("unet", pipe.unet))
+            stack.enter_context(timer.method("decoder", vae, "decode"))
+            stack.enter_context(timer.method("encoder", vae, "encode"))
+            output = pipe(**kwargs)
+        timings["pipeline"] = time.perf_counter() - start
+        timings.update(timer.seconds)
+
+        image: Image.Image = output.images[0]
+        nsfw = bool(getattr(output, "nsfw_content_detected", None) and output.nsfw_content_detected[0])
+        if nsfw:
+            warnings.append(
+                "The model's safety checker flagged this image and replaced it with a black image. Change the "
+                "prompt or seed (or turn model.safety_checker off in the settings if you accept the risk)."
+            )
+        record = {
+            # A local path would publish the artist's folder layout (often their user name): name only.
+            "model_id": public_model_name(model.model_id),
+            "model_revision": model.model_revision,
+            "weights_sha256": model.weights_sha256,
+            "pipeline": type(pipe).__name__,
+            "scheduler": type(pipe.scheduler).__name__,
+            "prompt": request.prompt,
+            "negative_prompt": request.negative_prompt,
+            "steps": values["steps"],
+            "guidance_scale": values["guidance_scale"],
+            "seed": request.seed,
+            "width": values["width"],
+            "height": values["height"],
+            "strength": values["strength"],
+            "init_image": f"ipfs://{request.init_image_cid}" if request.init_image_cid else None,
+            "preset": preset,
+            "decoder": public_model_name(model.tiny_vae_id or "") if tiny else "vae",
+            "device": model.placement.device,
+            "dtype": model.placement.dtype_name,
+            "libraries": library_versions(),
+        }
+        png_start = time.perf_counter()
+        png = encode_png(image, parameters=a1111_parameters(record), provenance={"generation": record})
+        timings["png"] = time.perf_counter() - png_start
+        return GenerationResult(image=image, png=png, record=record, warnings=warnings, nsfw=nsfw)
+
+
+_ENGINE: Engine | None = None
+_ENGINE_LOCK = threading.Lock()
+
+
+def get_engine(model_settings: ModelSettings) -> Engine:
+    """The process's one engine, created on first call. Called with different model settings (the
+    Settings tab changed the model), the old engine's weights are released and a new one is made."""
+    global _ENGINE
+    with _ENGINE_LOCK:
+        if _ENGINE is not None and _ENGINE.settings != model_settings:
+            _ENGINE.unload()
+            _ENGINE = None
+        if _ENGINE is None:
+            _ENGINE = Engine(model_settings)
+        return _ENGINE

@@ -1,0 +1,373 @@
+"""Finding and loading a Stable Diffusion model: a hub id, a local diffusers folder or one .safetensors file.
+
+All three end in the same place: a text-to-image pipeline of the right family (SD 1.x/2.x/Turbo or
+SDXL/SDXL-Turbo, chosen from the model's own config), in the chosen dtype, on the chosen device,
+plus what provenance needs to name the exact weights (hub revision or a sha256 of the weight files).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from diffusers import (
+    AutoencoderTiny,
+    DiffusionPipeline,
+    StableDiffusionImg2ImgPipeline,
+    StableDiffusionPipeline,
+    StableDiffusionXLImg2ImgPipeline,
+    StableDiffusionXLPipeline,
+)
+
+from studio.config import ModelSettings
+from studio.generation.devices import Placement
+from studio.generation.errors import CorruptModelError, ModelNotAvailableError, UnsupportedCheckpointError
+
+log = logging.getLogger(__name__)
+
+Family = Literal["sd", "sdxl"]
+
+# Pipeline classes per family: (text-to-image, img2img). Both share one set of weights via from_pipe.
+PIPELINES: dict[Family, tuple[type[DiffusionPipeline], type[DiffusionPipeline]]] = {
+    "sd": (StableDiffusionPipeline, StableDiffusionImg2ImgPipeline),
+    "sdxl": (StableDiffusionXLPipeline, StableDiffusionXLImg2ImgPipeline),
+}
+_FAMILY_OF_CLASS: dict[str, Family] = {
+    "StableDiffusionPipeline": "sd",
+    "StableDiffusionImg2ImgPipeline": "sd",
+    "StableDiffusionXLPipeline": "sdxl",
+    "StableDiffusionXLImg2ImgPipeline": "sdxl",
+}
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_PICKLE_SUFFIXES = {".ckpt", ".pt", ".pth", ".bin"}
+_WEIGHT_SUFFIXES = {".safetensors", ".bin"}
+
+# The tiny autoencoder for SDXL latents is a different model from the SD one.
+_TINY_FOR_SDXL = {"madebyollin/taesd": "madebyollin/taesdxl"}
+
+_POINT_AT_MODEL = (
+    "Set STUDIO_MODEL__MODEL_ID (or [model] model_id in studio.toml) to a Hugging Face hub id such as "
+    "stabilityai/sd-turbo (downloaded once while online, then cached), a local diffusers folder (the one "
+    "holding model_index.json), or a single .safetensors checkpoint file."
+)
+
+
+@dataclass
+class LoadedModel:
+    """A loaded text-to-image pipeline and the facts provenance records about it."""
+
+    pipe: DiffusionPipeline
+    family: Family
+    model_id: str
+    model_revision: str | None
+    weights_sha256: str | None
+    source: Literal["hub", "folder", "single_file"]
+    placement: Placement
+    tiny_vae: Any | None = None
+    tiny_vae_id: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def is_local_path(model_id: str) -> bool:
+    """A model id names a local path when it exists, looks like one, or is not shaped like a hub id."""
+    if Path(model_id).expanduser().exists():
+        return True
+    if model_id.startswith(("/", "./", "../", "~", "\\")) or re.match(r"^[A-Za-z]:[\\/]", model_id):
+        return True
+    if Path(model_id).suffix.lower() in _WEIGHT_SUFFIXES | _PICKLE_SUFFIXES:
+        return True
+    return not _HUB_ID.match(model_id)
+
+
+def load_model(settings: ModelSettings, placement: Placement) -> LoadedModel:
+    """Load the model the settings name, or raise an error that says how to get or point to one."""
+    model_id = settings.model_id.strip()
+    if not model_id:
+        raise ModelNotAvailableError("No model is configured. " + _POINT_AT_MODEL)
+    if is_local_path(model_id):
+        path = Path(model_id).expanduser()
+        if not path.exists():
+            raise ModelNotAvailableError(f"Model path {path} does not exist. " + _POINT_AT_MODEL)
+        if path.is_file():
+            loaded = _load_single_file(path, settings, placement)
+        else:
+            loaded = _load_folder(path, settings, placement, model_id=str(path), source="folder")
+    else:
+        folder = _download_from_hub(model_id, settings, placement)
+        loaded = _load_folder(folder, settings, placement, model_id=model_id, source="hub")
+    loaded.tiny_vae = _load_tiny_autoencoder(settings, loaded)
+    return loaded
+
+
+# ---------------------------------------------------------------------------------------------------
+# Hub
+
+
+def _download_from_hub(model_id: str, settings: ModelSettings, placement: Placement) -> Path:
+    """The cached snapshot folder of a hub model, fetched first when online (half-precision files if any)."""
+    variant = "fp16" if placement.dtype != torch.float32 else None
+    attempts = [variant, None] if variant else [None]
+    last: Exception | None = None
+    for attempt in attempts:
+        try:
+            return Path(DiffusionPipeline.download(model_id, revision=settings.revision, variant=attempt))
+        except (OSError, ValueError) as exc:  # huggingface_hub's errors derive from OSError
+            last = exc
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    hub_cache = os.environ.get("HF_HUB_CACHE") or os.path.join(
+        os.environ.get("HF_HOME", os.path.expanduser("~/.cache/huggingface")), "hub"
+    )
+    if offline:
+        reason = f"it is not in the local Hugging Face cache ({hub_cache}) and the hub is switched off (HF_HUB_OFFLINE)"
+    else:
+        reason = f"it could not be fetched from the Hugging Face hub ({last})"
+    raise ModelNotAvailableError(
+        f"Model {model_id!r} is not available: {reason}. To get it, run the studio once while online "
+        f"(it is downloaded and cached), or on a connected machine run `hf download {model_id}` and copy "
+        f"the cache folder here. Or point to a model you already have: " + _POINT_AT_MODEL
+    ) from last
+
+
+# ---------------------------------------------------------------------------------------------------
+# Diffusers folders
+
+
+def _read_model_index(folder: Path) -> dict[str, Any]:
+    index_path = folder / "model_index.json"
+    if not index_path.is_file():
+        singles = sorted(p.name for p in folder.glob("*.safetensors"))
+        hint = f" It holds {', '.join(singles)}: point model_id at that file instead." if singles else ""
+        raise ModelNotAvailableError(
+            f"{folder} is not a diffusers model folder (no model_index.json).{hint} " + _POINT_AT_MODEL
+        )
+    try:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CorruptModelError(
+            f"{index_path} is not valid JSON ({exc}): the model folder is damaged. Download or save it again."
+        ) from exc
+    if not isinstance(index, dict):
+        raise CorruptModelError(f"{index_path} does not hold a JSON object: download or save the model again.")
+    return index
+
+
+def _family_of(class_name: str, where: str) -> Family:
+    family = _FAMILY_OF_CLASS.get(class_name)
+    if family is None:
+        raise UnsupportedCheckpointError(
+            f"{where} is a {class_name or 'unnamed pipeline'} model; this studio runs the Stable Diffusion "
+            "family only (SD 1.x, 2.x, SD-Turbo, SDXL, SDXL-Turbo). Choose such a model in model_id."
+        )
+    return family
+
+
+def _has_variant(folder: Path, component: str, variant: str) -> bool:
+    sub = folder / component
+    return sub.is_dir() and any(f".{variant}." in p.name for p in sub.iterdir() if p.suffix in _WEIGHT_SUFFIXES)
+
+
+def _weight_files(folder: Path, index: dict[str, Any], variant: str | None) -> list[Path]:
+    """The weight files from_pretrained reads for these components and this variant."""
+    files: list[Path] = []
+    for component, spec in index.items():
+        if component.startswith("_") or not isinstance(spec, list) or spec[0] is None:
+            continue
+        sub = folder / component
+        if not sub.is_dir():
+            continue
+        candidates = [p for p in sub.iterdir() if p.suffix in _WEIGHT_SUFFIXES]
+        chosen = [p for p in candidates if variant and f".{variant}." in p.name]
+        if not chosen:
+            chosen = [p for p in candidates if not re.search(r"\.(fp16|bf16|fp32)\.", p.name)]
+        safes = [p for p in chosen if p.suffix == ".safetensors"]
+        files.extend(safes or chosen)
+    return sorted(files)
+
+
+def sha256_of_files(files: list[Path], root: Path) -> str:
+    """One digest naming exactly these weights: sha256 over each file's relative path and sha256."""
+    outer = hashlib.sha256()
+    for path in files:
+        inner = hashlib.sha256()
+        with path.open("rb") as handle:
+            while chunk := handle.read(8 * 1024 * 1024):
+                inner.update(chunk)
+        outer.update(f"{path.relative_to(root).as_posix()}\0{inner.hexdigest()}\n".encode())
+    return outer.hexdigest()
+
+
+def _safety_kwargs(family: Family, index: dict[str, Any], settings: ModelSettings) -> dict[str, Any]:
+    """Keep the model's own safety checker when it ships one and settings allow it; otherwise none."""
+    if family != "sd":
+        return {}  # SDXL pipelines have no safety checker component
+    ships_one = isinstance(index.get("safety_checker"), list) and index["safety_checker"][0] is not None
+    if ships_one and settings.safety_checker:
+        return {}
+    return {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
+
+
+def _load_folder(
+    folder: Path,
+    settings: ModelSettings,
+    placement: Placement,
+    *,
+    model_id: str,
+    source: Literal["hub", "folder"],
+) -> LoadedModel:
+    index = _read_model_index(folder)
+    family = _family_of(str(index.get("_class_name", "")), str(folder))
+    variant = "fp16" if placement.dtype != torch.float32 and _has_variant(folder, "unet", "fp16") else None
+    txt2img_class = PIPELINES[family][0]
+    try:
+        pipe = txt2img_class.from_pretrained(
+            folder,
+            dtype=placement.dtype,
+            variant=variant,
+            local_files_only=True,
+            **_safety_kwargs(family, index, settings),
+        )
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise CorruptModelError(
+            f"The model in {folder} could not be loaded ({type(exc).__name__}: {_first_line(exc)}). Its files "
+            "are incomplete or damaged: download or save the model again, or choose another model."
+        ) from exc
+    pipe = pipe.to(placement.device)
+    revision = None
+    weights_sha256 = None
+    if source == "hub":
+        # The snapshot folder of the HF cache is named by the commit it holds.
+        revision = folder.name if folder.parent.name == "snapshots" else settings.revision
+    else:
+        weights_sha256 = sha256_of_files(_weight_files(folder, index, variant), folder)
+    return LoadedModel(
+        pipe=pipe,
+        family=family,
+        model_id=model_id,
+        model_revision=revision,
+        weights_sha256=weights_sha256,
+        source=source,
+        placement=placement,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Single .safetensors files
+
+
+def _checkpoint_family(path: Path) -> Family:
+    """SD or SDXL from the checkpoint's tensor names; anything else is not a whole SD checkpoint."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            keys = list(handle.keys())
+    except (SafetensorError, OSError) as exc:
+        raise CorruptModelError(
+            f"{path} cannot be read as a .safetensors file ({_first_line(exc)}): it is damaged or not a "
+            "checkpoint. Download it again."
+        ) from exc
+    if any(k.startswith("conditioner.embedders.1.") for k in keys):
+        return "sdxl"
+    if any(k.startswith("model.diffusion_model.") for k in keys) and any(
+        k.startswith(("cond_stage_model.", "first_stage_model.")) for k in keys
+    ):
+        return "sd"
+    raise UnsupportedCheckpointError(
+        f"{path} is not a whole Stable Diffusion checkpoint (no UNet, text encoder and VAE in the usual "
+        "layout; it may be a LoRA, an embedding or a lone VAE). Choose a full SD 1.x/2.x/SDXL checkpoint "
+        "or a diffusers folder."
+    )
+
+
+def _load_single_file(path: Path, settings: ModelSettings, placement: Placement) -> LoadedModel:
+    suffix = path.suffix.lower()
+    if suffix in _PICKLE_SUFFIXES:
+        raise UnsupportedCheckpointError(
+            f"{path} is a pickle checkpoint ({suffix}); the studio loads only .safetensors files, which cannot "
+            "run code when opened. Use the model's .safetensors release or convert it."
+        )
+    if suffix != ".safetensors":
+        raise UnsupportedCheckpointError(f"{path} is not a .safetensors checkpoint. " + _POINT_AT_MODEL)
+    family = _checkpoint_family(path)
+    txt2img_class = PIPELINES[family][0]
+    kwargs: dict[str, Any] = {"dtype": placement.dtype}
+    if settings.single_file_config:
+        kwargs["config"] = settings.single_file_config
+    if family == "sd":
+        kwargs.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    try:
+        pipe = txt2img_class.from_single_file(str(path), **kwargs)
+    except (OSError, ValueError) as exc:
+        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+        if offline and not settings.single_file_config:
+            raise ModelNotAvailableError(
+                f"{path} needs its model configuration (layer sizes, scheduler, tokenizer), which diffusers "
+                "fetches from the hub and the hub is off. Set STUDIO_MODEL__SINGLE_FILE_CONFIG to a local "
+                "diffusers folder of the same architecture, or run once while online."
+            ) from exc
+        raise CorruptModelError(
+            f"{path} could not be loaded ({type(exc).__name__}: {_first_line(exc)}). Download it again or "
+            "choose another model."
+        ) from exc
+    except (RuntimeError, KeyError) as exc:
+        raise CorruptModelError(
+            f"{path} could not be loaded ({type(exc).__name__}: {_first_line(exc)}): its tensors do not match "
+            "the architecture. Check single_file_config, or choose another model."
+        ) from exc
+    pipe = pipe.to(placement.device)
+    return LoadedModel(
+        pipe=pipe,
+        family=family,
+        model_id=str(path),
+        model_revision=None,
+        weights_sha256=sha256_of_files([path], path.parent),
+        source="single_file",
+        placement=placement,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# The tiny autoencoder of the fast preset
+
+
+def _load_tiny_autoencoder(settings: ModelSettings, loaded: LoadedModel) -> Any | None:
+    """AutoencoderTiny for the fast preset, or None with a warning saying why and what it costs."""
+    tiny_id = (settings.tiny_autoencoder_id or "").strip()
+    if not tiny_id:
+        return None
+    if loaded.family == "sdxl":
+        tiny_id = _TINY_FOR_SDXL.get(tiny_id, tiny_id)
+    try:
+        tiny = AutoencoderTiny.from_pretrained(
+            str(Path(tiny_id).expanduser()) if is_local_path(tiny_id) else tiny_id,
+            dtype=loaded.placement.dtype,
+        )
+    except (OSError, ValueError, RuntimeError) as exc:
+        loaded.warnings.append(
+            f"The tiny autoencoder {tiny_id!r} could not be loaded ({_first_line(exc)}), so the fast preset "
+            "decodes with the model's full VAE, which is several times slower on CPU. Run once while online to "
+            "cache it, or set STUDIO_MODEL__TINY_AUTOENCODER_ID to a local AutoencoderTiny folder."
+        )
+        return None
+    latent_channels = loaded.pipe.vae.config.latent_channels
+    if tiny.config.latent_channels != latent_channels:
+        loaded.warnings.append(
+            f"The tiny autoencoder {tiny_id!r} has {tiny.config.latent_channels} latent channels but the model "
+            f"has {latent_channels}; the fast preset decodes with the full VAE. Set tiny_autoencoder_id to a "
+            "matching AutoencoderTiny."
+        )
+        return None
+    loaded.tiny_vae_id = tiny_id
+    return tiny.to(loaded.placement.device)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
