@@ -1,0 +1,255 @@
+"""Generation speed and memory on CPU: plain diffusers defaults against the engine's fast and quality presets.
+
+The model is the sd-turbo architecture at full size with random weights (SD 2.1 UNet, OpenCLIP ViT-H
+text tower as a CLIPTextModel, SD VAE, TAESD), built in code and saved to a temporary folder the way
+the hub ships sd-turbo (fp32 files plus an fp16 variant), then loaded through the engine. Random
+weights have the same FLOPs and memory as the real ones. 512x512, 1 step, guidance 0 (sd-turbo's use).
+
+Prints ONE JSON line:
+  default_s, fast_s, quality_s        one image each (after one warm-up run), seconds
+  fast_ratio, quality_ratio           against default_s (targets: <= 0.15 and <= 0.5)
+  img2img_s, txt2img_same_evals_s     fast preset, strength 0.5 x 2 steps vs text-to-image 1 step
+  img2img_ratio                       img2img_s / txt2img_same_evals_s (target: <= 1)
+  fast_peak_rss_gib                   peak RSS of a fresh process that loads the model through the
+                                      engine and makes one fast 512x512 image (target: <= 4)
+  stages                              seconds per stage (text_encoder, unet, encoder, decoder) per run
+Usage: .venv/bin/python bench/generate.py   (a few minutes; about 12 GiB of memory at its peak)
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+SIZE = 512
+PROMPT = "a lighthouse on a cliff at dawn, oil painting"
+
+
+def build_full_size_model(folder: Path) -> Path:
+    """Save the random full-size sd-turbo architecture (fp32 + fp16 variant) and TAESD; return TAESD's folder."""
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        AutoencoderTiny,
+        EulerDiscreteScheduler,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    from tests.fixtures.generation import _write_tokenizer_files
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(  # stabilityai/sd-turbo unet/config.json (SD 2.1)
+        sample_size=64,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(320, 640, 1280, 1280),
+        layers_per_block=2,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=1024,
+        attention_head_dim=(5, 10, 20, 20),
+        use_linear_projection=True,
+    )
+    text_encoder = CLIPTextModel(  # OpenCLIP ViT-H/14 text tower as sd-turbo ships it
+        CLIPTextConfig(
+            vocab_size=49408,
+            hidden_size=1024,
+            intermediate_size=4096,
+            num_attention_heads=16,
+            num_hidden_layers=23,
+            projection_dim=512,
+            hidden_act="gelu",
+            max_position_embeddings=77,
+        )
+    )
+    vae = AutoencoderKL(  # the SD VAE
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(128, 256, 512, 512),
+        layers_per_block=2,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=4,
+        sample_size=768,
+    )
+    _write_tokenizer_files(folder / "tokenizer-source")
+    tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer-source", model_max_length=77)
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        timestep_spacing="trailing",
+        steps_offset=1,
+        prediction_type="epsilon",
+    )
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    model_dir = folder / "sd-turbo-random"
+    pipe.save_pretrained(model_dir)
+    pipe.to(torch.float16)
+    pipe.save_pretrained(model_dir, variant="fp16")
+    del pipe, unet, text_encoder, vae
+    gc.collect()
+    taesd_dir = folder / "taesd"
+    AutoencoderTiny().save_pretrained(taesd_dir)  # the madebyollin/taesd architecture
+    return taesd_dir
+
+
+def engine_settings(model_dir: Path, taesd_dir: Path):
+    from studio.config import ModelSettings
+
+    return ModelSettings(model_id=str(model_dir), tiny_autoencoder_id=str(taesd_dir), device="cpu", dtype="auto")
+
+
+def child_fast_peak(model_dir: str, taesd_dir: str) -> None:
+    """In a fresh process: load through the engine, make one fast 512x512 image, print peak RSS."""
+    from studio.generation import Engine, GenerationRequest
+
+    engine = Engine(engine_settings(Path(model_dir), Path(taesd_dir)))
+    result = engine.generate(GenerationRequest(prompt=PROMPT, seed=1, steps=1, width=SIZE, height=SIZE, preset="fast"))
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(
+        json.dumps({"peak_rss_gib": peak_kib / 2**20, "dtype": result.record["dtype"], "load_s": engine.load_seconds})
+    )
+
+
+def measure_default(model_dir: Path) -> tuple[float, dict[str, float]]:
+    """diffusers' plain default: from_pretrained in fp32, full VAE, no tuning."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+
+    from studio.generation.engine import _StageTimer
+
+    pipe = StableDiffusionPipeline.from_pretrained(
+        model_dir, safety_checker=None, feature_extractor=None, requires_safety_checker=False
+    )
+    pipe.set_progress_bar_config(disable=True)
+
+    def run() -> tuple[float, dict[str, float]]:
+        timer = _StageTimer()
+        start = time.perf_counter()
+        with (
+            timer.module("text_encoder", pipe.text_encoder),
+            timer.module("unet", pipe.unet),
+            timer.method("decoder", pipe.vae, "decode"),
+        ):
+            pipe(
+                PROMPT,
+                num_inference_steps=1,
+                guidance_scale=0.0,
+                width=SIZE,
+                height=SIZE,
+                generator=torch.Generator("cpu").manual_seed(1),
+            )
+        return time.perf_counter() - start, timer.seconds
+
+    run()  # warm-up: oneDNN builds its kernels on the first call
+    seconds, stages = run()
+    return seconds, stages  # the fp32 pipeline is freed when this returns
+
+
+def stage_split(timings: dict[str, float]) -> dict[str, float]:
+    return {key: round(timings[key], 3) for key in ("text_encoder", "unet", "encoder", "decoder") if key in timings}
+
+
+def main() -> None:
+    import torch
+
+    from studio.generation import Engine, GenerationRequest
+
+    with tempfile.TemporaryDirectory(prefix="bench-generate-") as tmp:
+        root = Path(tmp)
+        build_start = time.perf_counter()
+        taesd_dir = build_full_size_model(root)
+        model_dir = root / "sd-turbo-random"
+        build_s = time.perf_counter() - build_start
+        gc.collect()
+
+        child = subprocess.run(
+            [sys.executable, __file__, "--child-fast", str(model_dir), str(taesd_dir)],
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+        if child.returncode != 0:
+            raise SystemExit(f"the peak-RSS child failed:\n{child.stderr[-4000:]}")
+        child_figures = json.loads(child.stdout.strip().splitlines()[-1])
+
+        default_s, default_stages = measure_default(model_dir)
+        gc.collect()
+
+        engine = Engine(engine_settings(model_dir, taesd_dir))
+        engine.load()
+
+        def timed(request: GenerationRequest) -> tuple[float, dict[str, float]]:
+            engine.generate(request)  # warm-up
+            result = engine.generate(request)
+            return result.timings["pipeline"], result.timings
+
+        txt = dict(prompt=PROMPT, seed=1, width=SIZE, height=SIZE)
+        fast_s, fast_t = timed(GenerationRequest(**txt, steps=1, preset="fast"))
+        quality_s, quality_t = timed(GenerationRequest(**txt, steps=1, preset="quality"))
+        init = engine.generate(GenerationRequest(**txt, steps=1, preset="fast")).image
+        img2img_s, img2img_t = timed(
+            GenerationRequest(prompt=PROMPT, seed=1, init_image=init, strength=0.5, steps=2, preset="fast")
+        )
+        txt_same_s = fast_s  # one denoising evaluation each: text-to-image 1 step, img2img 2 steps x 0.5
+
+        figures = {
+            "bench": "generate",
+            "model": "sd-turbo architecture, random weights",
+            "size": SIZE,
+            "steps": 1,
+            "device": "cpu",
+            "cpu": platform.processor() or platform.machine(),
+            "threads": torch.get_num_threads(),
+            "engine_dtype": engine.describe()["dtype"],
+            "default_s": round(default_s, 3),
+            "fast_s": round(fast_s, 3),
+            "quality_s": round(quality_s, 3),
+            "fast_ratio": round(fast_s / default_s, 3),
+            "quality_ratio": round(quality_s / default_s, 3),
+            "img2img_s": round(img2img_s, 3),
+            "txt2img_same_evals_s": round(txt_same_s, 3),
+            "img2img_ratio": round(img2img_s / txt_same_s, 3),
+            "fast_peak_rss_gib": round(child_figures["peak_rss_gib"], 2),
+            "fast_load_s": round(child_figures["load_s"], 1),
+            "stages": {
+                "default": stage_split(default_stages),
+                "fast": stage_split(fast_t),
+                "quality": stage_split(quality_t),
+                "img2img_fast": stage_split(img2img_t),
+            },
+            "build_s": round(build_s, 1),
+        }
+        print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--child-fast":
+        child_fast_peak(sys.argv[2], sys.argv[3])
+    else:
+        main()
