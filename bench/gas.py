@@ -1,0 +1,88 @@
+"""Gas of the LivingNFT operations, measured on a fresh embedded anvil with the committed artifact.
+
+Prints ONE JSON line: the figures, the issue's targets and each figure's ratio to its target (<= 1.0
+meets it), plus the OpenZeppelin ERC721URIStorage anchors from the issue for comparison.
+
+    .venv/bin/python bench/gas.py
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from contracts.cid import raw_cid_of
+from contracts.client import LivingNFTClient
+from contracts.localchain import DEV_PRIVATE_KEYS, LOCAL_CHAIN_ID, LocalChain
+from contracts.signer import Signer, make_web3
+
+TARGETS = {"mint_gas": 90_000, "evolve_gas": 40_000, "evolve_batch100_gas_per_token": 12_000}
+ANCHORS_URISTORAGE = {"mint_gas": 151_089, "evolve_gas": 49_252, "evolve_batch100_gas_per_token": 25_605}
+
+
+def cid(label: str) -> str:
+    return raw_cid_of(hashlib.sha256(label.encode()).digest())
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as tmp, LocalChain(Path(tmp), port=0) as chain:
+        w3 = make_web3(chain.rpc_url)
+        signer = Signer.from_private_key(w3, DEV_PRIVATE_KEYS[0], chain_id=LOCAL_CHAIN_ID)
+        artist = Signer.from_private_key(w3, DEV_PRIVATE_KEYS[1], chain_id=LOCAL_CHAIN_ID).address
+        client, deployed = LivingNFTClient.deploy(
+            signer, name="Bench", symbol="B", royalty_receiver=signer.address, royalty_bps=500
+        )
+        client.grant_role("MINTER_ROLE", signer.address)
+        client.grant_role("EVOLVER_ROLE", signer.address)
+
+        first_mint = client.mint(artist, cid("m0"))
+        mints = [client.mint(artist, cid(f"m{i}")) for i in range(1, 101)]  # owner already holds a token
+        later_mint_gas = [m.gas_used for m in mints]
+
+        # Single evolves: tokens never evolved before (version 0 -> 1) and again (1 -> 2).
+        first_evolve = [client.evolve(t, cid(f"e1-{t}")).gas_used for t in (2, 3, 4, 5, 6)]
+        second_evolve = [client.evolve(t, cid(f"e2-{t}")).gas_used for t in (2, 3, 4, 5, 6)]
+
+        batch_ids = [m.token_id for m in mints]  # 100 consecutive tokens (2..101)
+        first_batch = client.evolve_batch([(t, cid(f"b1-{t}")) for t in batch_ids])
+        second_batch = client.evolve_batch([(t, cid(f"b2-{t}")) for t in batch_ids])
+        assert len(first_batch) == 1, "a batch of 100 must fit one transaction"
+        assert len(second_batch) == 1, "a batch of 100 must fit one transaction"
+        scattered_ids = batch_ids[::4][:25]  # 25 tokens, each alone in its version word
+        scattered = client.evolve_batch([(t, cid(f"b3-{t}")) for t in scattered_ids])
+
+        figures = {
+            "deploy_gas": deployed.gas_used,
+            "first_mint_gas": first_mint.gas_used,
+            "mint_gas": max(later_mint_gas),
+            "mint_gas_min": min(later_mint_gas),
+            "evolve_gas": max(first_evolve + second_evolve),
+            "evolve_first_gas": max(first_evolve),
+            "evolve_again_gas": max(second_evolve),
+            "evolve_batch100_gas_per_token": max(first_batch[0].gas_used, second_batch[0].gas_used) / 100,
+            "evolve_batch100_first_gas_per_token": first_batch[0].gas_used / 100,
+            "evolve_batch100_again_gas_per_token": second_batch[0].gas_used / 100,
+            "evolve_batch25_scattered_gas_per_token": scattered[0].gas_used / len(scattered_ids),
+            "token_uri_call_gas": w3.eth.estimate_gas(
+                {"to": client.address, "data": client.contract.encode_abi("tokenURI", args=[2])}
+            ),
+        }
+        line = {
+            **figures,
+            "targets": TARGETS,
+            "ratios": {k: round(figures[k] / v, 3) for k, v in TARGETS.items()},
+            "meets_targets": all(figures[k] <= v for k, v in TARGETS.items()),
+            "anchors_erc721_uri_storage": ANCHORS_URISTORAGE,
+            "ratios_to_anchor": {k: round(figures[k] / v, 3) for k, v in ANCHORS_URISTORAGE.items()},
+            "chain": "anvil 1.7.1 (cancun), committed artifact",
+        }
+        print(json.dumps(line))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,309 @@
+"""The embedded local chain: anvil (npm `@foundry-rs/anvil-linux-amd64`, pinned) with crash-safe state.
+
+Why the care: anvil's own `--state`/`--state-interval` saving rewrites the file in place, so a SIGKILL
+at the wrong moment leaves a torn file that stops the next start, and nothing since the last save
+survives. Here the studio saves instead: `checkpoint()` asks anvil for its whole state
+(`anvil_dumpState`) and writes it atomically (temporary file, fsync, rename, fsync of the folder). The
+chain client calls it after every confirmed transaction *before* reporting it confirmed, so "confirmed"
+means "persisted"; `stop()` saves once more. anvil is started with PR_SET_PDEATHSIG, so it dies with the
+studio even on SIGKILL, and a stale anvil of ours still holding the port (left by a crash on a system
+without that signal) is recognised by its pid file and stopped before a new one starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gzip
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+
+from contracts.errors import LocalChainError
+
+STATE_FILE = "state.json"
+PID_FILE = "anvil.pid"
+LOG_FILE = "anvil.log"
+LOCAL_CHAIN_ID = 31337
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# anvil's default mnemonic ("test test ... junk"): well known, so only ever used on the local chain.
+DEV_PRIVATE_KEYS: tuple[str, ...] = (
+    "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+    "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
+    "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
+    "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a",
+    "0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba",
+    "0x92db14e403b83dfe3df233f83dfa3a0d7096f21ca9b0d6d6b8d88b2b4ec1564e",
+    "0x4bbbf85ce3377467afe5d46f804f221813b2bb87f24d81f60f1fcdbf7cbf4356",
+    "0xdbda1821b80551c9d65939329250298aa3472ba22feea921c0cf5d620ea67b97",
+    "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6",
+)
+
+_PR_SET_PDEATHSIG = 1
+
+
+def anvil_binary() -> Path:
+    """The platform's anvil ELF inside node_modules (never the node wrapper: killing the wrapper
+    would orphan the real anvil on its port)."""
+    override = os.environ.get("STUDIO_ANVIL_BIN")
+    if override:
+        return Path(override)
+    system = {"Linux": "linux", "Darwin": "darwin", "Windows": "win32"}.get(platform.system(), platform.system())
+    machine = {"x86_64": "amd64", "AMD64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(
+        platform.machine(), platform.machine()
+    )
+    name = "anvil.exe" if system == "win32" else "anvil"
+    path = REPO_ROOT / "node_modules" / "@foundry-rs" / f"anvil-{system}-{machine}" / "bin" / name
+    if not path.exists():
+        raise LocalChainError(
+            f"anvil not found at {path}: run `make run` or `make test` (they run `npm ci`), "
+            "or set STUDIO_ANVIL_BIN to an anvil 1.7 binary."
+        )
+    return path
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: ask Linux to SIGKILL anvil when the studio process dies, however it dies."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _fsync_dir(path: Path) -> None:
+    if sys.platform.startswith("win"):
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalChain:
+    """One anvil process whose state lives in `state_dir`.
+
+    Usage: `with LocalChain(dir, port=0) as chain: rpc_url = chain.rpc_url`. `start()` restores the last
+    checkpoint; `checkpoint()` persists everything mined so far; `stop()` checkpoints and stops anvil.
+    """
+
+    def __init__(
+        self,
+        state_dir: Path | str,
+        host: str = "127.0.0.1",
+        port: int = 8545,
+        *,
+        start_timeout_s: float = 30.0,
+        rpc_timeout_s: float = 30.0,
+    ) -> None:
+        self.state_dir = Path(state_dir)
+        self.host = host
+        self.port = port
+        self.start_timeout_s = start_timeout_s
+        self.rpc_timeout_s = rpc_timeout_s
+        self._process: subprocess.Popen[bytes] | None = None
+        self._rpc_url: str | None = None
+        self._lock = threading.Lock()
+
+    # ----------------------------------------------------------------- properties
+
+    @property
+    def state_path(self) -> Path:
+        return self.state_dir / STATE_FILE
+
+    @property
+    def rpc_url(self) -> str:
+        if self._rpc_url is None:
+            raise LocalChainError("the local chain is not running: call start() first.")
+        return self._rpc_url
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    # ----------------------------------------------------------------- life cycle
+
+    def start(self) -> str:
+        """Start anvil (restoring the last checkpoint, if any) and return its JSON-RPC URL."""
+        if self.running:
+            return self.rpc_url
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._stop_stale_anvil()
+        binary = anvil_binary()
+        args = [
+            str(binary),
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--chain-id",
+            str(LOCAL_CHAIN_ID),
+            "--hardfork",
+            "cancun",
+        ]
+        if self.state_path.exists():
+            args += ["--load-state", str(self.state_path)]
+        log_path = self.state_dir / LOG_FILE
+        with open(log_path, "wb") as log:  # a file, not a pipe: an unread pipe would block anvil
+            self._process = subprocess.Popen(
+                args,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
+            )
+        (self.state_dir / PID_FILE).write_text(f"{self._process.pid}\n{binary}\n", encoding="utf-8")
+        port = self._wait_listening(log_path)
+        self._rpc_url = f"http://{self.host}:{port}"
+        self._wait_rpc()
+        return self._rpc_url
+
+    def checkpoint(self) -> None:
+        """Persist everything anvil has mined, atomically: a crash leaves either the old or the new file."""
+        with self._lock:
+            if not self.running:
+                raise LocalChainError("cannot checkpoint: the local chain is not running.")
+            dumped = self._rpc("anvil_dumpState", [])
+            data = bytes.fromhex(dumped.removeprefix("0x"))
+            if data[:2] == b"\x1f\x8b":  # anvil gzips the dump; --load-state reads plain JSON
+                data = gzip.decompress(data)
+            tmp = self.state_path.with_suffix(".json.tmp")
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.state_path)
+            _fsync_dir(self.state_dir)
+
+    def stop(self) -> None:
+        """Checkpoint and stop anvil. Safe to call twice."""
+        process = self._process
+        if process is None:
+            return
+        try:
+            if process.poll() is None:
+                with contextlib.suppress(LocalChainError):
+                    self.checkpoint()
+        finally:
+            if process.poll() is None:
+                # Our checkpoint is the state of record; anvil has no --dump-state, so SIGTERM writes nothing.
+                process.terminate()
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(timeout=10)
+            self._process = None
+            self._rpc_url = None
+            with contextlib.suppress(FileNotFoundError):
+                (self.state_dir / PID_FILE).unlink()
+
+    def __enter__(self) -> LocalChain:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # ----------------------------------------------------------------- internals
+
+    def _wait_listening(self, log_path: Path) -> int:
+        deadline = time.monotonic() + self.start_timeout_s
+        while time.monotonic() < deadline:
+            text = log_path.read_text(encoding="utf-8", errors="replace")
+            for line in text.splitlines():
+                if line.startswith("Listening on "):
+                    return int(line.rsplit(":", 1)[1])
+            assert self._process is not None
+            if self._process.poll() is not None:
+                self._process = None
+                if "Address already in use" in text or "address already in use" in text.lower():
+                    raise LocalChainError(
+                        f"port {self.port} on {self.host} is taken by another program: stop it, or set "
+                        "STUDIO_CHAIN__LOCAL_PORT to a free port (0 picks one)."
+                    )
+                tail = "\n".join(text.splitlines()[-5:])
+                raise LocalChainError(
+                    f"anvil exited at start (log {log_path}):\n{tail}\nIf the state file is damaged, move "
+                    f"{self.state_path} away to start an empty chain."
+                )
+            time.sleep(0.05)
+        self.stop()
+        raise LocalChainError(f"anvil did not start listening within {self.start_timeout_s:.0f} s (log {log_path}).")
+
+    def _wait_rpc(self) -> None:
+        deadline = time.monotonic() + self.start_timeout_s
+        while True:
+            try:
+                self._rpc("eth_chainId", [], timeout=2.0)
+                return
+            except LocalChainError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def _rpc(self, method: str, params: list[object], *, timeout: float | None = None) -> str:
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
+        request = urllib.request.Request(  # noqa: S310 - a local http:// URL we built ourselves
+            self.rpc_url, data=body, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout or self.rpc_timeout_s) as response:  # noqa: S310
+                reply = json.loads(response.read())
+        except (urllib.error.URLError, OSError, json.JSONDecodeError) as exc:
+            raise LocalChainError(f"local chain RPC {method} failed: {exc}") from None
+        if "error" in reply:
+            raise LocalChainError(f"local chain RPC {method} failed: {reply['error']}")
+        return reply["result"]
+
+    def _stop_stale_anvil(self) -> None:
+        """Stop an anvil left running by a previous studio process on this state folder.
+
+        Its unsaved transactions were never reported confirmed, so the last checkpoint stays the truth.
+        """
+        pid_path = self.state_dir / PID_FILE
+        try:
+            pid_text, binary_text = pid_path.read_text(encoding="utf-8").splitlines()[:2]
+            pid = int(pid_text)
+        except (FileNotFoundError, ValueError):
+            return
+        if _process_is(pid, binary_text):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while _process_is(pid, binary_text) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        with contextlib.suppress(FileNotFoundError):
+            pid_path.unlink()
+
+
+def _process_is(pid: int, binary: str) -> bool:
+    """Whether `pid` is alive and runs `binary` (so a recycled pid of another program is left alone)."""
+    try:
+        exe = os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return False
+    return exe.removesuffix(" (deleted)") == binary
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """Whether nothing listens on host:port (used for clear errors before starting anvil)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1.0)
+        return sock.connect_ex((host, port)) != 0
