@@ -50,7 +50,7 @@ class ActivityFeed:
         while start <= latest:
             end = min(start + LOG_CHUNK_BLOCKS - 1, latest)
             logs.extend(
-                w3.eth.get_logs({"address": address, "topics": [TRANSFER_TOPIC], "from_block": start, "to_block": end})
+                w3.eth.get_logs({"address": address, "topics": [TRANSFER_TOPIC], "fromBlock": start, "toBlock": end})
             )
             start = end + 1
         logs.sort(key=lambda log: (log["blockNumber"], log["logIndex"]))
