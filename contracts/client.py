@@ -156,7 +156,8 @@ class LivingNFTClient:
         cap of 16,777,216) including the gas buffer. Returns one TxResult per transaction sent, in order.
 
         Each part is estimated right before it is sent (the chain's state changes between parts). If a
-        part fails, the parts before it stay done: their results are in `BatchEvolveError.done`.
+        part fails, the parts before it stay done: the error is then a BatchEvolveError holding them in
+        `done` (and the cause in `cause`); when nothing was sent, the cause itself is raised.
         """
         if not items:
             return []
@@ -174,11 +175,11 @@ class LivingNFTClient:
                 if size > 1 and not isinstance(exc, ContractRevertError):
                     size = max(1, size // 2)  # the node could not estimate so much: try less
                     continue
-                raise BatchEvolveError(results, exc) from exc
+                raise _partial(results, exc) from None
             gas = int(estimate * buffer)
             if gas > limit:
                 if size == 1:
-                    raise BatchEvolveError(
+                    raise _partial(
                         results,
                         ChainError(
                             f"evolving token {part[0][0]} alone needs {gas} gas (with buffer), above the gas "
@@ -192,7 +193,7 @@ class LivingNFTClient:
             try:
                 results.append(self._send("evolveBatch", ids, digests, gas=gas))
             except ChainError as exc:
-                raise BatchEvolveError(results, exc) from exc
+                raise _partial(results, exc) from None
             pending = pending[size:]
         return results
 
@@ -334,6 +335,10 @@ class BatchEvolveError(ChainError):
         self.done = list(done)
         self.cause = cause
         super().__init__(f"{cause} ({len(done)} earlier part(s) of the batch were already mined)")
+
+
+def _partial(done: list[TxResult], cause: ChainError) -> ChainError:
+    return BatchEvolveError(done, cause) if done else cause
 
 
 def role_id(role: str | bytes) -> bytes:

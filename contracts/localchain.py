@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -166,7 +165,8 @@ class LocalChain:
                 stdin=subprocess.DEVNULL,
                 preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,
             )
-        (self.state_dir / PID_FILE).write_text(f"{self._process.pid}\n{binary}\n", encoding="utf-8")
+        pid_text = f"{self._process.pid}\n{binary}\n{os.getpid()}\n"
+        (self.state_dir / PID_FILE).write_text(pid_text, encoding="utf-8")
         port = self._wait_listening(log_path)
         self._rpc_url = f"http://{self.host}:{port}"
         self._wait_rpc()
@@ -279,11 +279,16 @@ class LocalChain:
         """
         pid_path = self.state_dir / PID_FILE
         try:
-            pid_text, binary_text = pid_path.read_text(encoding="utf-8").splitlines()[:2]
-            pid = int(pid_text)
+            pid_text, binary_text, owner_text = pid_path.read_text(encoding="utf-8").splitlines()[:3]
+            pid, owner = int(pid_text), int(owner_text)
         except (FileNotFoundError, ValueError):
             return
         if _process_is(pid, binary_text):
+            if owner != os.getpid() and _alive(owner):
+                raise LocalChainError(
+                    f"the local chain in {self.state_dir} is already running, owned by process {owner}: "
+                    "stop that studio first (two studios cannot share one data directory)."
+                )
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
             deadline = time.monotonic() + 10
@@ -302,8 +307,11 @@ def _process_is(pid: int, binary: str) -> bool:
     return exe.removesuffix(" (deleted)") == binary
 
 
-def port_is_free(host: str, port: int) -> bool:
-    """Whether nothing listens on host:port (used for clear errors before starting anvil)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(1.0)
-        return sock.connect_ex((host, port)) != 0
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -86,6 +86,10 @@ def to_address(value: object) -> str:
         return Web3.to_checksum_address(value)
     if not isinstance(value, str) or not Web3.is_address(value):
         raise InvalidAddressError(value)
+    digits = value[2:] if value.startswith(("0x", "0X")) else value
+    mixed_case = digits != digits.lower() and digits != digits.upper()
+    if mixed_case and not Web3.is_checksum_address(value):  # web3 accepts a wrong EIP-55 checksum: we do not
+        raise InvalidAddressError(value)
     return Web3.to_checksum_address(value)
 
 
