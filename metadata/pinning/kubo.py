@@ -35,15 +35,24 @@ class KuboPinning(PinningBackend):
         self.timeouts = timeouts or httpx.Timeout(connect=10.0, read=120.0, write=120.0, pool=10.0)
         self.policy = retries if isinstance(retries, RetryPolicy) else RetryPolicy(retries=retries)
 
-    def _call(self, client: httpx.Client, command: str, **kwargs: object) -> httpx.Response:
+    def _call(
+        self, client: httpx.Client, command: str, *, params: dict[str, str], body: MultipartBody | None = None
+    ) -> httpx.Response:
         url = f"{self.api_url}/api/v0/{command}"
-        return send("Kubo", lambda: client.post(url, **kwargs), self.policy, fix_auth=FIX_AUTH)  # type: ignore[arg-type]
+
+        def attempt() -> httpx.Response:
+            if body is None:
+                return client.post(url, params=params)
+            # A fresh pass over the body on every attempt: a retry re-sends it whole.
+            headers = {"Content-Type": body.content_type, "Content-Length": str(body.length)}
+            return client.post(url, params=params, content=iter(body), headers=headers)
+
+        return send("Kubo", attempt, self.policy, fix_auth=FIX_AUTH)
 
     def _add(self, parts: list[Part], root_name: str, expected_cid: str | None, what: str) -> PinResult:
         body = MultipartBody(parts)
-        headers = {"Content-Type": body.content_type, "Content-Length": str(body.length)}
         with httpx.Client(timeout=self.timeouts) as client:
-            response = self._call(client, "add", params=ADD_PARAMS, content=iter(body), headers=headers)
+            response = self._call(client, "add", params=ADD_PARAMS, body=body)
             entries = []
             for line in response.text.splitlines():
                 if line.strip():
