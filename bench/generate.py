@@ -14,6 +14,7 @@ Prints ONE JSON line:
                                       engine and makes one fast 512x512 image (target: <= 4)
   stages                              seconds per stage (text_encoder, unet, encoder, decoder) per run
 Usage: .venv/bin/python bench/generate.py   (a few minutes; about 12 GiB of memory at its peak)
+       BENCH_GENERATE_DIR=/tmp/x keeps the built model there and reuses it on the next run.
 """
 
 from __future__ import annotations
@@ -107,9 +108,12 @@ def build_full_size_model(folder: Path) -> Path:
         requires_safety_checker=False,
     )
     model_dir = folder / "sd-turbo-random"
-    pipe.save_pretrained(model_dir)
+    # As the hub ships sd-turbo: an fp16 variant beside the fp32 files. The fp32 save comes last so the
+    # configs say float32 (transformers 5 loads a text encoder in the dtype its config names).
     pipe.to(torch.float16)
     pipe.save_pretrained(model_dir, variant="fp16")
+    pipe.to(torch.float32)
+    pipe.save_pretrained(model_dir)
     del pipe, unet, text_encoder, vae
     gc.collect()
     taesd_dir = folder / "taesd"
@@ -179,11 +183,15 @@ def main() -> None:
 
     from studio.generation import Engine, GenerationRequest
 
+    keep = os.environ.get("BENCH_GENERATE_DIR")  # reuse a built model between runs (development)
     with tempfile.TemporaryDirectory(prefix="bench-generate-") as tmp:
-        root = Path(tmp)
-        build_start = time.perf_counter()
-        taesd_dir = build_full_size_model(root)
+        root = Path(keep) if keep else Path(tmp)
         model_dir = root / "sd-turbo-random"
+        build_start = time.perf_counter()
+        if keep and (model_dir / "model_index.json").exists():
+            taesd_dir = root / "taesd"
+        else:
+            taesd_dir = build_full_size_model(root)
         build_s = time.perf_counter() - build_start
         gc.collect()
 

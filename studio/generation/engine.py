@@ -286,7 +286,13 @@ class Engine:
         if key not in self._pipes:
             cls = PIPELINES[model.family][1 if img2img else 0]
             extra: dict[str, Any] = {"vae": model.tiny_vae} if tiny else {}
-            pipe = model.pipe if not img2img and not tiny else cls.from_pipe(model.pipe, **extra)
+            # from_pipe casts every shared module to its dtype argument, float32 when not given:
+            # without it the first fast request would silently turn the shared bf16 weights into fp32.
+            pipe = (
+                model.pipe
+                if not img2img and not tiny
+                else cls.from_pipe(model.pipe, dtype=model.placement.dtype, **extra)
+            )
             pipe.set_progress_bar_config(disable=True)
             self._pipes[key] = pipe
         return self._pipes[key]

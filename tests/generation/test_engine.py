@@ -235,3 +235,18 @@ def test_describe_reports_model_device_and_dtype_before_and_after_loading(tiny_m
     assert after["family"] == "sd"
     assert after["source"] == "folder"
     assert after["model_id"] == str(tiny_model_dir)
+
+
+def test_bfloat16_engine_keeps_its_weights_in_bfloat16_across_presets_and_img2img(tiny_model_settings):
+    """The pipelines for fast/img2img share the weights; making them must not re-cast those weights."""
+    engine = Engine(tiny_model_settings.model_copy(update={"dtype": "bfloat16"}))
+    quality = _txt2img(seed=11, preset="quality")
+    before = engine.generate(quality)
+    fast = engine.generate(_txt2img(seed=11, preset="fast"))
+    moved = engine.generate(
+        GenerationRequest(prompt="blue", seed=11, init_image=before.image, strength=0.5, steps=2, preset="quality")
+    )
+    after = engine.generate(quality)
+
+    assert {before.record["dtype"], fast.record["dtype"], moved.record["dtype"]} == {"bfloat16"}
+    assert after.png == before.png
