@@ -52,6 +52,7 @@ compile: setup
 bench: setup
 	$(PY) bench/gas.py
 	$(PY) bench/cid.py
+	$(PY) bench/gateway.py
 	$(PY) bench/generate.py
 	$(PY) bench/evolve.py
 
