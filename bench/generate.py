@@ -6,7 +6,8 @@ the hub ships sd-turbo (fp32 files plus an fp16 variant), then loaded through th
 weights have the same FLOPs and memory as the real ones. 512x512, 1 step, guidance 0 (sd-turbo's use).
 
 Prints ONE JSON line:
-  default_s, fast_s, quality_s        one image each (after one warm-up run), seconds
+  default_s, fast_s, quality_s        one image each (after one warm-up run), seconds of the pipeline
+                                      call (text encoder, UNet, decoder; the PNG encoding is not included)
   fast_ratio, quality_ratio           against default_s (targets: <= 0.15 and <= 0.5)
   img2img_s, txt2img_same_evals_s     fast preset, strength 0.5 x 2 steps vs text-to-image 1 step
   img2img_ratio                       img2img_s / txt2img_same_evals_s (target: <= 1)
