@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 MIN_SIDE = 64
 MAX_SEED = 2**64 - 1
 MAX_GUIDANCE = 30.0
+MAX_PROMPT_CHARS = 4000  # the provenance schema's limit (metadata/schemas)
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -306,6 +307,12 @@ class Engine:
         s = self.settings
         if not isinstance(request.prompt, str) or not isinstance(request.negative_prompt, str):
             raise InvalidRequestError("prompt and negative_prompt must be text.")
+        for what, text in (("prompt", request.prompt), ("negative_prompt", request.negative_prompt)):
+            if len(text) > MAX_PROMPT_CHARS:
+                raise InvalidRequestError(
+                    f"{what} is {len(text)} characters; at most {MAX_PROMPT_CHARS} fit in a token's provenance "
+                    "(and the text encoder reads only its first 75 tokens): shorten it."
+                )
         if isinstance(request.seed, bool) or not isinstance(request.seed, int) or not 0 <= request.seed <= MAX_SEED:
             raise InvalidRequestError(f"seed must be a whole number from 0 to {MAX_SEED}, got {request.seed!r}.")
         preset = request.preset or s.preset

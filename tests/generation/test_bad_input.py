@@ -33,6 +33,7 @@ WHITE = Image.new("RGB", (64, 64), "white")
         ({"guidance_scale": -1.0}, r"guidance_scale must be from 0 to 30"),
         ({"seed": -1}, r"seed must be a whole number from 0"),
         ({"preset": "turbo"}, r"preset must be one of fast, quality"),
+        ({"prompt": "fox " * 1001}, r"prompt is 4004 characters; at most 4000"),
         ({"strength": 0.5}, r"strength and init_image_cid need an init_image"),
         ({"init_image": WHITE}, r"img2img needs a strength"),
         ({"init_image": WHITE, "strength": 0.0}, r"strength must be above 0 and at most 1"),
