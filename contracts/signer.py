@@ -163,7 +163,7 @@ class _NonceSequence:
         self.next: int | None = None
 
 
-_SEQUENCES: dict[tuple[int, str], _NonceSequence] = {}
+_SEQUENCES: dict[tuple[str, int, str], _NonceSequence] = {}
 _SEQUENCES_LOCK = threading.Lock()
 
 
@@ -190,7 +190,9 @@ class Signer:
         self.on_confirmed = on_confirmed
         self._chain_checked = False
         with _SEQUENCES_LOCK:
-            self._nonces = _SEQUENCES.setdefault((chain_id, account.address), _NonceSequence())
+            # Per node as well: two chains with the same id (say two local anvils) have separate nonces.
+            key = (_endpoint(w3), chain_id, account.address)
+            self._nonces = _SEQUENCES.setdefault(key, _NonceSequence())
 
     @classmethod
     def from_private_key(cls, w3: Web3, private_key: str, **kwargs: Any) -> Signer:
@@ -303,6 +305,7 @@ class Signer:
         try:
             return self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout, poll_latency=0.1)
         except TimeExhausted:
+            self._nonces.next = None  # the node may have dropped it: take the next nonce from the node again
             raise TransactionTimeoutError(tx_hash, timeout) from None
         except requests.exceptions.RequestException as exc:
             raise RPCUnavailableError(_endpoint(self.w3), f"lost while awaiting {tx_hash}: {_short(exc)}") from None

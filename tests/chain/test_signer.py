@@ -1,0 +1,104 @@
+"""Sending transactions: fee cap, funds, chain id, unreachable RPC, nonce resync, gas buffer."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from eth_account import Account
+
+from contracts.client import LivingNFTClient
+from contracts.errors import (
+    FeeCapExceededError,
+    InsufficientFundsError,
+    RPCUnavailableError,
+    WrongChainIdError,
+)
+from contracts.localchain import DEV_PRIVATE_KEYS
+from contracts.signer import Signer, TxPolicy, make_web3
+
+
+def _nonce(w3, address: str) -> int:
+    return w3.eth.get_transaction_count(address, "pending")
+
+
+def test_fee_cap_refuses_before_sending(living_nft, dev_signer, funded_account, make_cid):
+    base_fee = living_nft.w3.eth.get_block("latest")["baseFeePerGas"]
+    cap_gwei = base_fee / 2 / 1e9  # below the current base fee: no transaction can be priced under it
+    capped = Signer(living_nft.w3, dev_signer.account, chain_id=31337, policy=TxPolicy(max_fee_gwei=cap_gwei))
+    before = _nonce(living_nft.w3, dev_signer.address)
+
+    with pytest.raises(FeeCapExceededError) as refused:
+        LivingNFTClient(capped, living_nft.address).mint(funded_account.address, make_cid("fee"))
+
+    assert "STUDIO_CHAIN__MAX_FEE_GWEI" in str(refused.value)
+    assert _nonce(living_nft.w3, dev_signer.address) == before  # nothing was sent
+    assert living_nft.total_supply() == 0
+
+
+def test_fee_cap_limits_the_max_fee_paid(living_nft, dev_signer, funded_account, make_cid):
+    base_fee = living_nft.w3.eth.get_block("latest")["baseFeePerGas"]
+    cap_wei = base_fee + 2 * 10**9  # room for base fee + 1 gwei tip, but below 2 x base fee + tip
+    capped = Signer(living_nft.w3, dev_signer.account, chain_id=31337, policy=TxPolicy(max_fee_gwei=cap_wei / 1e9))
+    minted = LivingNFTClient(capped, living_nft.address).mint(funded_account.address, make_cid("capped"))
+    tx = living_nft.w3.eth.get_transaction(minted.tx_hash)
+    assert tx["maxFeePerGas"] <= cap_wei
+    assert tx["gas"] >= minted.gas_used * 1.2  # the 1.25 buffer over the estimate
+
+
+def test_insufficient_funds_is_refused_before_sending(living_nft, make_cid):
+    poor = Account.create()
+    living_nft.grant_role("MINTER_ROLE", poor.address)
+    client = LivingNFTClient(Signer(living_nft.w3, poor, chain_id=31337), living_nft.address)
+
+    with pytest.raises(InsufficientFundsError) as refused:
+        client.mint(poor.address, make_cid("poor"))
+
+    assert poor.address in str(refused.value)
+    assert _nonce(living_nft.w3, poor.address) == 0
+    assert living_nft.total_supply() == 0
+
+
+def test_wrong_chain_id_refuses_to_send(living_nft, dev_signer, funded_account, make_cid):
+    mainnet = Signer(living_nft.w3, dev_signer.account, chain_id=1)
+    with pytest.raises(WrongChainIdError) as refused:
+        LivingNFTClient(mainnet, living_nft.address).mint(funded_account.address, make_cid("wrong"))
+    assert refused.value.expected == 1
+    assert refused.value.actual == 31337
+    assert living_nft.total_supply() == 0
+
+
+def test_unreachable_rpc_gives_a_clear_error(make_cid):
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    w3 = make_web3(f"http://127.0.0.1:{port}", timeout_s=2)
+    signer = Signer.from_private_key(w3, DEV_PRIVATE_KEYS[0], chain_id=31337)
+    with pytest.raises(RPCUnavailableError) as refused:
+        signer.check_chain_id()
+    assert f"127.0.0.1:{port}" in str(refused.value)
+    assert "STUDIO_CHAIN__RPC_URL" in str(refused.value)
+
+
+def test_nonce_resyncs_after_another_tool_used_the_account(living_nft, funded_account, make_cid):
+    living_nft.grant_role("MINTER_ROLE", funded_account.address)
+    ours = LivingNFTClient(Signer(living_nft.w3, funded_account, chain_id=31337), living_nft.address)
+    ours.mint(funded_account.address, make_cid("n1"))  # our nonce sequence now expects nonce 1
+
+    # Another wallet sends from the same account behind our back, using nonce 1 and 2.
+    for nonce in (1, 2):
+        tx = {
+            "to": funded_account.address,
+            "value": 1,
+            "gas": 21_000,
+            "maxFeePerGas": 10 * 10**9,
+            "maxPriorityFeePerGas": 10**9,
+            "nonce": nonce,
+            "chainId": 31337,
+        }
+        signed = funded_account.sign_transaction(tx)
+        living_nft.w3.eth.wait_for_transaction_receipt(living_nft.w3.eth.send_raw_transaction(signed.raw_transaction))
+
+    second = ours.mint(funded_account.address, make_cid("n2"))  # "nonce too low" -> resync -> nonce 3
+    assert living_nft.w3.eth.get_transaction(second.tx_hash)["nonce"] == 3
+    assert living_nft.metadata_cid(second.token_id) == make_cid("n2")
