@@ -21,6 +21,7 @@ pytest_plugins = [
     "tests.fixtures.chain",
     "tests.fixtures.content",
     "tests.fixtures.generation",
+    "tests.fixtures.studio",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

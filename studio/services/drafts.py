@@ -1,0 +1,145 @@
+"""Drafts: generated images an artist may mint. A draft's PNG is kept in the local IPFS store first and
+its row written after, so a draft is never half-recorded and survives a later failed pin or mint."""
+
+from __future__ import annotations
+
+import io
+import secrets
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from PIL import Image
+from sqlalchemy import select
+
+from studio.generation import GenerationRequest
+from studio.records import Draft
+from studio.services.errors import NotFoundError
+from studio.services.studio import Studio
+
+MAX_SEED = 2**32 - 1
+
+ProgressCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class DraftResult:
+    """A stored draft and what the generation said about it (e.g. a truncated prompt)."""
+
+    draft: Draft
+    png: bytes
+    warnings: list[str]
+
+
+def random_seed() -> int:
+    return secrets.randbelow(MAX_SEED + 1)
+
+
+def create_draft(
+    studio: Studio,
+    *,
+    prompt: str,
+    negative_prompt: str = "",
+    seed: int | None = None,
+    steps: int | None = None,
+    guidance_scale: float | None = None,
+    width: int | None = None,
+    height: int | None = None,
+    preset: str | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+) -> DraftResult:
+    """Generate an image from a prompt and keep it as a draft. Settings left as None take the
+    model's usual values (e.g. 1 step and no guidance for a turbo model)."""
+    request = GenerationRequest(
+        prompt=prompt,
+        negative_prompt=negative_prompt,
+        seed=random_seed() if seed is None else int(seed),
+        steps=steps,
+        guidance_scale=guidance_scale,
+        width=width,
+        height=height,
+        preset=preset,
+    )
+    return _generate_and_store(studio, request, parent_id=None, progress=progress, cancel=cancel)
+
+
+def create_variation(
+    studio: Studio,
+    draft_id: int,
+    *,
+    strength: float,
+    seed: int | None = None,
+    prompt: str | None = None,
+    steps: int | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+) -> DraftResult:
+    """img2img from an existing draft: a variation that keeps its composition (lower strength, closer).
+
+    Steps default to the model's usual img2img count for that strength, not the parent's: img2img
+    runs only steps x strength of them."""
+    parent = get_draft(studio, draft_id)
+    init_png = studio.store.cat(parent.image_cid)
+    request = GenerationRequest(
+        prompt=parent.prompt if prompt is None or not prompt.strip() else prompt,
+        negative_prompt=parent.negative_prompt,
+        seed=parent.seed if seed is None else int(seed),
+        steps=steps,
+        guidance_scale=parent.guidance_scale,
+        width=parent.width,
+        height=parent.height,
+        preset=parent.provenance.get("preset"),
+        init_image=Image.open(io.BytesIO(init_png)).convert("RGB"),
+        init_image_cid=parent.image_cid,
+        strength=float(strength),
+    )
+    return _generate_and_store(studio, request, parent_id=parent.id, progress=progress, cancel=cancel)
+
+
+def _generate_and_store(
+    studio: Studio,
+    request: GenerationRequest,
+    *,
+    parent_id: int | None,
+    progress: ProgressCallback | None,
+    cancel: threading.Event | None,
+) -> DraftResult:
+    result = studio.engine.generate(request, progress=progress, cancel=cancel)
+    image_cid = studio.store.add_bytes(result.png, name="draft.png")
+    record = result.record  # the values actually used, defaults resolved
+    with studio.db.session() as session:
+        draft = Draft(
+            prompt=record["prompt"],
+            negative_prompt=record["negative_prompt"],
+            seed=record["seed"],
+            steps=record["steps"],
+            guidance_scale=record["guidance_scale"],
+            width=record["width"],
+            height=record["height"],
+            strength=record["strength"],
+            parent_id=parent_id,
+            image_cid=image_cid,
+            provenance=result.record,
+        )
+        session.add(draft)
+    return DraftResult(draft=draft, png=result.png, warnings=list(result.warnings))
+
+
+def get_draft(studio: Studio, draft_id: int) -> Draft:
+    with studio.db.session() as session:
+        draft = session.get(Draft, int(draft_id))
+    if draft is None:
+        raise NotFoundError(f"Draft {draft_id} does not exist: pick one from the list of drafts.")
+    return draft
+
+
+def list_drafts(studio: Studio, *, limit: int = 50) -> list[Draft]:
+    """The newest drafts first."""
+    with studio.db.session() as session:
+        return list(session.scalars(select(Draft).order_by(Draft.id.desc()).limit(limit)))
+
+
+def draft_png(studio: Studio, draft_id: int) -> bytes:
+    """The draft's PNG, with its generation parameters in the `parameters` chunk."""
+    return studio.store.cat(get_draft(studio, draft_id).image_cid)

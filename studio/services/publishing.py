@@ -1,0 +1,124 @@
+"""Publishing a token version: pin the image, build the metadata with its provenance, pin that.
+
+Order matters and is the same for a mint and for an evolution: the image is pinned (and its CID
+checked) before the metadata that points at it is built, and the metadata is pinned before anything
+goes on chain. A failure at any step leaves nothing on chain pointing at unpinned content.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from metadata.cid import cid_for_bytes
+from metadata.pinning import PinResult
+from metadata.token import build_provenance, build_token_metadata, canonical_json
+from studio.records import Pin
+from studio.services.studio import Studio
+
+StepCallback = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class PublishedVersion:
+    """A version whose image and metadata are pinned on every configured backend."""
+
+    image_cid: str
+    metadata_cid: str
+    metadata: dict[str, Any]
+    metadata_bytes: bytes
+
+
+def _notify(on_step: StepCallback | None, step: str, **details: Any) -> None:
+    if on_step is not None:
+        on_step(step, details)
+
+
+def record_pins(studio: Studio, results: Sequence[PinResult], *, content_type: str | None = None) -> None:
+    """Remember what is pinned where (idempotent: pinning the same content twice is one row)."""
+    with studio.db.session() as session:
+        for result in results:
+            exists = session.scalar(select(Pin.id).where(Pin.cid == result.cid, Pin.backend == result.backend))
+            if exists is None:
+                session.add(
+                    Pin(
+                        cid=result.cid,
+                        backend=result.backend,
+                        name=result.name,
+                        size=result.size,
+                        content_type=content_type,
+                    )
+                )
+
+
+def pin_content(studio: Studio, data: bytes, *, name: str, content_type: str, dry_run: bool = False) -> str:
+    """Pin `data` on every configured backend (only the local store in a dry run) and return its CID.
+
+    The local store always keeps a copy, so the studio's own gateway and gallery serve everything it
+    published whichever backends are configured. The pinner compares each backend's CID with the one
+    computed here; a mismatch raises.
+    """
+    local_cid = studio.store.add_bytes(data, name=name)
+    if dry_run:
+        return local_cid
+    pinned = studio.pinner.pin_bytes(data, name=name)
+    record_pins(studio, pinned.results, content_type=content_type)
+    return pinned.cid
+
+
+def publish_version(
+    studio: Studio,
+    *,
+    name: str,
+    description: str,
+    attributes: Sequence[dict[str, Any]],
+    image_png: bytes,
+    generation_record: dict[str, Any],
+    version: int,
+    previous_metadata_cid: str | None,
+    feed_snapshot_cid: str | None = None,
+    external_url: str | None = None,
+    created_at: datetime | None = None,
+    dry_run: bool = False,
+    on_step: StepCallback | None = None,
+) -> PublishedVersion:
+    """Pin a version's image and metadata; return their CIDs. Raises before pinning the metadata
+    if it does not validate, so invalid metadata is never pinned."""
+    image_cid = cid_for_bytes(image_png)
+    _notify(on_step, "pin image", cid=image_cid, size=len(image_png))
+    pinned_image_cid = pin_content(
+        studio, image_png, name=f"{image_cid}.png", content_type="image/png", dry_run=dry_run
+    )
+
+    provenance = build_provenance(
+        version=version,
+        previous=previous_metadata_cid,
+        generation=generation_record,
+        feed_snapshot=feed_snapshot_cid,
+        created_at=created_at,
+    )
+    metadata = build_token_metadata(
+        name=name,
+        description=description,
+        image_cid=pinned_image_cid,
+        attributes=list(attributes),
+        provenance=provenance,
+        external_url=external_url,
+    )
+    metadata_bytes = canonical_json(metadata)
+    metadata_cid = cid_for_bytes(metadata_bytes)
+    _notify(on_step, "pin metadata", cid=metadata_cid, size=len(metadata_bytes))
+    pinned_metadata_cid = pin_content(
+        studio, metadata_bytes, name=f"{metadata_cid}.json", content_type="application/json", dry_run=dry_run
+    )
+    _notify(on_step, "CID check", image_cid=pinned_image_cid, metadata_cid=pinned_metadata_cid)
+    return PublishedVersion(
+        image_cid=pinned_image_cid,
+        metadata_cid=pinned_metadata_cid,
+        metadata=metadata,
+        metadata_bytes=metadata_bytes,
+    )

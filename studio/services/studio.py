@@ -1,0 +1,75 @@
+"""The composition root: one `Studio` holds everything a request needs.
+
+The web app and the evolution daemon each open one Studio and pass it to the service functions. The
+chain and the generation engine are opened on first use: the studio starts (and shows its gallery)
+even when no model is available offline, and the chain is started only when something needs it.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+from metadata.pinning import Pinner, create_pinner
+from metadata.store import LocalStore
+from studio.config import Settings, load_settings
+from studio.db import Database, open_database
+
+if TYPE_CHECKING:
+    from studio.generation import Engine
+    from studio.services.chain import ChainSession
+
+
+class Studio:
+    """Settings, database, IPFS store and pinner; the chain and the engine on first use."""
+
+    def __init__(self, settings: Settings, db: Database, store: LocalStore, pinner: Pinner) -> None:
+        self.settings = settings
+        self.db = db
+        self.store = store
+        self.pinner = pinner
+        self._chain: ChainSession | None = None
+        self._chain_lock = threading.Lock()
+
+    @classmethod
+    def open(cls, settings: Settings | None = None) -> Studio:
+        settings = settings or load_settings()
+        settings.ensure_dirs()
+        db = open_database(settings)
+        store = LocalStore(settings.ipfs_dir, max_file_bytes=int(settings.ipfs.max_file_mb * 1024 * 1024))
+        pinner = create_pinner(settings.ipfs, store)
+        return cls(settings, db, store, pinner)
+
+    @property
+    def chain(self) -> ChainSession:
+        """The chain session: starts the local chain and deploys the contract on first use."""
+        with self._chain_lock:
+            if self._chain is None:
+                from studio.services.chain import open_chain
+
+                self._chain = open_chain(self.settings, self.db)
+            return self._chain
+
+    @property
+    def chain_opened(self) -> bool:
+        return self._chain is not None
+
+    @property
+    def engine(self) -> Engine:
+        """The process's one generation engine (weights are loaded on its first generation)."""
+        from studio.generation import get_engine
+
+        return get_engine(self.settings.model)
+
+    def close(self) -> None:
+        with self._chain_lock:
+            if self._chain is not None:
+                self._chain.close()
+                self._chain = None
+        self.db.dispose()
+
+    def __enter__(self) -> Studio:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
