@@ -52,3 +52,228 @@ def call_aggregator(signer: Signer, address: str, function: str, *args: object) 
     contract = signer.w3.eth.contract(address=address, abi=artifact.abi)
     data = contract.encode_abi(function, args=list(args))
     signer.send({"to": address, "data": data}, RevertDecoder(artifact.abi))
+
+
+class ValueServer:
+    """A JSON weather API on 127.0.0.1 whose temperature the test sets: `server.value = -5`."""
+
+    def __init__(self) -> None:
+        import json
+        import threading
+        from datetime import UTC, datetime
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.value: float = 10.0
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                body = json.dumps(
+                    {"current": {"temperature": server.value, "time": datetime.now(UTC).isoformat()}}
+                ).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/weather"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def weather_api() -> Iterator[ValueServer]:
+    server = ValueServer()
+    yield server
+    server.close()
+
+
+def weather_rules(url: str, every: str = "1h") -> str:
+    """A collection that reacts to the temperature: three cases, one fragment each."""
+    return f"""\
+[schedule]
+every = "{every}"
+
+[evolution]
+prompt = "{{prompt}}, {{weather}}"
+strength = 0.5
+
+[feeds.temperature]
+type = "http_json"
+url = "{url}"
+path = "current.temperature"
+timestamp_path = "current.time"
+max_age_s = 600
+timeout_s = 5
+retries = 1
+min = -90
+max = 60
+
+[traits.weather]
+input = "temperature"
+[[traits.weather.cases]]
+below = 0
+fragment = "frozen"
+[[traits.weather.cases]]
+below = 25
+fragment = "mild"
+[[traits.weather.cases]]
+fragment = "scorching"
+"""
+
+
+def mint_living(studio, count: int, rules_name: str = "weather") -> list[int]:
+    """Mint `count` living tokens through the studio's own services (draft, publish, mint)."""
+    from studio.services.drafts import create_draft
+    from studio.services.minting import mint_draft
+
+    token_ids = []
+    for index in range(count):
+        draft = create_draft(studio, prompt=f"a lighthouse {index}", seed=100 + index, width=64, height=64)
+        outcome = mint_draft(
+            studio,
+            draft.draft.id,
+            name=f"Lighthouse {index}",
+            recipient=studio.chain.address,
+            living=True,
+            rules_name=rules_name,
+        )
+        token_ids.append(outcome.token_id)
+    return token_ids
+
+
+@pytest.fixture
+def evolve_settings(chain_settings, tiny_model_settings):
+    """Settings on the session anvil (as a remote network) with the tiny model."""
+    return chain_settings.model_copy(update={"model": tiny_model_settings})
+
+
+@pytest.fixture
+def open_studio(evolve_settings):
+    """`open_studio(settings=None)` -> a Studio (closed after the test)."""
+    from studio.services.studio import Studio
+
+    opened = []
+
+    def make(settings=None):
+        studio = Studio.open(settings or evolve_settings)
+        opened.append(studio)
+        return studio
+
+    yield make
+    for studio in opened:
+        studio.close()
+
+
+class FlakyProxy:
+    """A real HTTP reverse proxy on 127.0.0.1 in front of a service (anvil's RPC, Pinata's stand-in)
+    that goes down on command, to cut a service off in the middle of a cycle:
+
+    - `fail_after = n`: forward n more requests, then answer 503 to everything;
+    - `drop_on = ("eth_sendRawTransaction", "after")`: forward the first request whose body contains
+      the text, lose its answer (503) and stay down: the transaction went out, the caller never knew;
+      with "before" it is never forwarded;
+    - `up()`: service restored.
+    """
+
+    def __init__(self, target: str) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        import httpx
+
+        self.target = target.rstrip("/")
+        self.down = False
+        self.fail_after: int | None = None
+        self.drop_on: tuple[str, str] | None = None
+        self.forwarded = 0
+        self._lock = threading.Lock()
+        proxy = self
+        client = httpx.Client(timeout=30)
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _refuse(self) -> None:
+                body = b'{"error": "service unavailable (test outage)"}'
+                self.send_response(503)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                lose_answer = False
+                with proxy._lock:
+                    if proxy.down:
+                        return self._refuse()
+                    if proxy.drop_on and proxy.drop_on[0].encode() in body:
+                        proxy.down = True
+                        if proxy.drop_on[1] == "before":
+                            return self._refuse()
+                        lose_answer = True
+                    if proxy.fail_after is not None:
+                        if proxy.fail_after <= 0:
+                            proxy.down = True
+                            return self._refuse()
+                        proxy.fail_after -= 1
+                    proxy.forwarded += 1
+                headers = {
+                    k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length", "connection")
+                }
+                answer = client.request(self.command, proxy.target + self.path, content=body, headers=headers)
+                if lose_answer:
+                    return self._refuse()
+                self.send_response(answer.status_code)
+                for key, value in answer.headers.items():
+                    if key.lower() not in ("content-length", "transfer-encoding", "connection", "content-encoding"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+                return None
+
+            do_GET = do_POST = do_PUT = do_DELETE = _handle
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self._client = client
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def up(self) -> None:
+        with self._lock:
+            self.down, self.fail_after, self.drop_on = False, None, None
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self._client.close()
+
+
+@pytest.fixture
+def flaky_proxy() -> Iterator[Callable[[str], FlakyProxy]]:
+    made: list[FlakyProxy] = []
+
+    def make(target: str) -> FlakyProxy:
+        proxy = FlakyProxy(target)
+        made.append(proxy)
+        return proxy
+
+    yield make
+    for proxy in made:
+        proxy.close()

@@ -188,3 +188,17 @@ def test_feed_outage_keeps_earlier_fragment_or_waits(tmp_path: Path) -> None:
     assert kept.kept == ("weather",)
     assert kept.state["traits"]["weather"] == "scorching heat haze"
     assert not kept.changed
+
+
+def test_readme_example_is_a_valid_rules_file(tmp_path: Path) -> None:
+    from tests.conftest import REPO_ROOT
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = readme.split("### A rules file", 1)[1]
+    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    rules = load_rules(write(tmp_path, example))
+    assert set(rules.feeds) == {"temperature", "eth_usd", "clock", "activity"}
+    assert list(rules.traits) == ["weather", "season"]
+    with pytest.raises(RulesError) as caught:
+        load_rules(write(tmp_path, example.replace("strength = 0.35", "strength = 2")))
+    assert "weather.toml:8: evolution.strength: Input should be less than or equal to 1" in str(caught.value)

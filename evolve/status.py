@@ -1,0 +1,95 @@
+"""What `python -m evolve status` shows, read from the studio database alone (it starts no chain
+and loads no model): per collection, its rules file, next run, last cycle and its outcome, gas spent
+and the tokens waiting."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+
+from evolve.errors import RulesError
+from evolve.journal import OPEN_STEPS
+from evolve.rules import load_rules
+from evolve.scheduler import JOB_PREFIX, rules_files
+from studio.records import EvolveCycle, EvolveSchedulerJob, EvolveStep, Token
+from studio.services.studio import Studio
+
+
+def collection_status(studio: Studio) -> list[dict[str, Any]]:
+    settings = studio.settings
+    files = rules_files(settings.rules_dir)
+    with studio.db.session() as session:
+        names = set(files) | set(session.scalars(select(EvolveCycle.collection).distinct()))
+        names |= {n for n in session.scalars(select(Token.rules_name).where(Token.living.is_(True))) if n}
+        jobs = {row.id: row.next_run_time for row in session.scalars(select(EvolveSchedulerJob))}
+        result = []
+        for name in sorted(names):
+            entry: dict[str, Any] = {"collection": name}
+            path = files.get(name)
+            if path is None:
+                entry["rules"] = f"missing: write {settings.rules_dir / (name + '.toml')}"
+            else:
+                try:
+                    rules = load_rules(path, default_timezone=settings.evolve.timezone)
+                    entry["rules"] = "ok"
+                    entry["schedule"] = (
+                        f"every {rules.schedule.every}" if rules.schedule.every else f"cron {rules.schedule.cron}"
+                    )
+                except RulesError as exc:
+                    entry["rules"] = f"invalid: {exc}"
+            next_run = jobs.get(JOB_PREFIX + name)
+            entry["next_run"] = (
+                datetime.fromtimestamp(next_run, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                if next_run
+                else "not scheduled (start the daemon: python -m evolve run)"
+            )
+            entry["living_tokens"] = session.scalar(
+                select(func.count())
+                .select_from(Token)
+                .where(Token.living.is_(True), Token.frozen.is_(False), Token.rules_name == name)
+            )
+            last = session.scalars(
+                select(EvolveCycle)
+                .where(EvolveCycle.collection == name, EvolveCycle.dry_run.is_(False))
+                .order_by(EvolveCycle.id.desc())
+                .limit(1)
+            ).first()
+            if last is None:
+                entry["last_cycle"] = None
+            else:
+                report = last.report or {}
+                entry["last_cycle"] = {
+                    "id": last.id,
+                    "status": last.status,
+                    "started_at": _iso(last.started_at),
+                    "finished_at": _iso(last.finished_at),
+                    "evolved": len(report.get("evolved", [])),
+                    "unchanged": report.get("unchanged", 0),
+                    "waiting": len(report.get("waiting", {})),
+                    "gas_used": last.gas_used,
+                    "snapshot_cid": last.snapshot_cid,
+                    "error": last.error,
+                }
+            open_steps = session.execute(
+                select(EvolveStep.token_id, EvolveStep.step)
+                .join(EvolveCycle, EvolveCycle.id == EvolveStep.cycle_id)
+                .where(EvolveCycle.collection == name, EvolveStep.step.in_(OPEN_STEPS))
+                .order_by(EvolveStep.token_id)
+            ).all()
+            entry["tokens_pending"] = {str(token_id): step for token_id, step in open_steps}
+            entry["gas_spent_total"] = session.scalar(
+                select(func.coalesce(func.sum(EvolveCycle.gas_used), 0)).where(
+                    EvolveCycle.collection == name, EvolveCycle.dry_run.is_(False)
+                )
+            )
+            result.append(entry)
+    return result
+
+
+def _iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

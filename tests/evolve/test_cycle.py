@@ -1,0 +1,291 @@
+"""The evolution cycle end to end: real anvil, real SQLite, the tiny model, the local IPFS store."""
+
+from __future__ import annotations
+
+import json
+
+from pydantic import SecretStr
+from sqlalchemy import select
+
+from evolve.cycle import run_cycle
+from studio.records import EvolveCycle, EvolveStep, Token, TokenVersion
+from tests.evolve.conftest import mint_living, weather_rules
+
+
+def write_rules(studio, url: str, name: str = "weather") -> None:
+    studio.settings.rules_dir.mkdir(parents=True, exist_ok=True)
+    (studio.settings.rules_dir / f"{name}.toml").write_text(weather_rules(url))
+
+
+def versions(studio, token_id: int) -> list[TokenVersion]:
+    with studio.db.session() as session:
+        token = session.scalar(select(Token).where(Token.token_id == token_id))
+        return list(token.versions)
+
+
+def test_full_cycle_regenerates_pins_updates_chain_and_records(open_studio, weather_api) -> None:
+    studio = open_studio()
+    write_rules(studio, weather_api.url)
+    tokens = mint_living(studio, 3)
+    client = studio.chain.client
+    weather_api.value = -5.0
+
+    report = run_cycle(studio, "weather")
+    assert report.status == "done", report.errors
+    assert sorted(report.evolved) == tokens
+    assert report.gas_used > 0
+    assert len(report.transactions) == 1  # one batch for the three
+    snapshot = json.loads(studio.store.cat(report.snapshot_cid))
+    assert snapshot["feeds"]["temperature"]["value"] == -5.0
+
+    for token_id in tokens:
+        chain_versions = versions(studio, token_id)
+        assert [v.version for v in chain_versions] == [0, 1]
+        v0, v1 = chain_versions
+        assert client.token_uri(token_id) == f"ipfs://{v1.metadata_cid}"
+        assert v1.previous_metadata_cid == v0.metadata_cid
+        assert v1.feed_snapshot_cid == report.snapshot_cid
+        assert v1.state["traits"] == {"weather": "frozen"}
+        metadata = json.loads(studio.store.cat(v1.metadata_cid))
+        assert metadata["image"] == f"ipfs://{v1.image_cid}"
+        assert metadata["provenance"]["previous"] == f"ipfs://{v0.metadata_cid}"
+        assert metadata["provenance"]["feed_snapshot"] == f"ipfs://{report.snapshot_cid}"
+        assert metadata["provenance"]["generation"]["init_image"] == f"ipfs://{v0.image_cid}"
+        assert metadata["provenance"]["generation"]["strength"] == 0.5
+        assert {"trait_type": "Weather", "value": "frozen"} in metadata["attributes"]
+        assert studio.store.has(v1.image_cid)
+        history = client.history(token_id)
+        assert [(h.version, h.metadata_cid) for h in history] == [(0, v0.metadata_cid), (1, v1.metadata_cid)]
+
+    # Same range, same state: nothing regenerated, nothing sent.
+    weather_api.value = -9.0
+    nonce = studio.chain.w3.eth.get_transaction_count(studio.chain.address)
+    quiet = run_cycle(studio, "weather")
+    assert quiet.status == "done"
+    assert quiet.evolved == []
+    assert quiet.unchanged == 3
+    assert studio.chain.w3.eth.get_transaction_count(studio.chain.address) == nonce
+
+    # Warmer: version 2, chained to version 1.
+    weather_api.value = 12.0
+    warm = run_cycle(studio, "weather")
+    assert sorted(warm.evolved) == tokens
+    v1, v2 = versions(studio, tokens[0])[1:]
+    assert v2.previous_metadata_cid == v1.metadata_cid
+    assert v2.state["traits"] == {"weather": "mild"}
+    assert client.metadata_version(tokens[0]) == 2
+    with studio.db.session() as session:
+        assert session.scalar(select(EvolveStep).where(EvolveStep.step != "recorded")) is None
+        cycles = session.scalars(select(EvolveCycle).order_by(EvolveCycle.id)).all()
+        assert [c.status for c in cycles] == ["done", "done", "done"]
+
+
+def setup_collection(studio, weather_api, count: int = 3) -> list[int]:
+    write_rules(studio, weather_api.url)
+    return mint_living(studio, count)
+
+
+def open_steps(studio) -> dict[int, str]:
+    with studio.db.session() as session:
+        rows = session.scalars(select(EvolveStep).where(EvolveStep.step.in_(["planned", "pinned", "sending"])))
+        return {row.token_id: row.step for row in rows}
+
+
+def test_gas_budget_sends_what_fits_and_the_rest_waits(open_studio, weather_api, make_cid) -> None:
+    studio = open_studio()
+    tokens = setup_collection(studio, weather_api)
+    one = studio.chain.client.estimate_evolve_batch([(tokens[0], make_cid("x"))])
+    studio.settings.evolve.cycle_gas_budget = int(one * 1.2)  # room for one token per cycle
+    weather_api.value = -5.0
+
+    first = run_cycle(studio, "weather")
+    assert first.status == "partial"
+    assert first.evolved == [tokens[0]]
+    assert set(first.pending) == {str(t) for t in tokens[1:]}
+    assert all("gas budget" in reason for reason in first.pending.values())
+    assert open_steps(studio) == {tokens[1]: "pinned", tokens[2]: "pinned"}
+
+    second = run_cycle(studio, "weather")
+    assert second.evolved == [tokens[1]]
+    assert second.generation_s == 0  # the pinned version waited; nothing regenerated
+    studio.settings.evolve.cycle_gas_budget = 30_000_000
+    third = run_cycle(studio, "weather")
+    assert third.evolved == [tokens[2]]
+    assert third.status == "done"
+    assert open_steps(studio) == {}
+    assert [studio.chain.client.metadata_version(t) for t in tokens] == [1, 1, 1]
+
+
+def test_fee_spike_above_cap_waits_and_is_reported(open_studio, weather_api) -> None:
+    studio = open_studio()
+    tokens = setup_collection(studio, weather_api, 2)
+    w3 = studio.chain.w3
+    weather_api.value = -5.0
+    try:
+        w3.provider.make_request("anvil_setNextBlockBaseFeePerGas", [hex(1000 * 10**9)])
+        w3.provider.make_request("evm_mine", [])
+        spiked = run_cycle(studio, "weather")
+    finally:
+        w3.provider.make_request("anvil_setNextBlockBaseFeePerGas", [hex(10**9)])
+        w3.provider.make_request("evm_mine", [])
+    assert spiked.status == "partial"
+    assert spiked.evolved == []
+    assert "fee spike" in spiked.errors[0]
+    assert "STUDIO_CHAIN__MAX_FEE_GWEI" in spiked.errors[0]
+    assert all("fee above the cap" in reason for reason in spiked.pending.values())
+    assert open_steps(studio) == {t: "pinned" for t in tokens}
+    assert studio.chain.client.metadata_version(tokens[0]) == 0
+
+    calm = run_cycle(studio, "weather")
+    assert calm.status == "done"
+    assert sorted(calm.evolved) == tokens
+    assert calm.generation_s == 0
+
+
+def test_dry_run_reports_changes_and_gas_and_sends_nothing(open_studio, weather_api) -> None:
+    from studio.records import Pin
+
+    studio = open_studio()
+    tokens = setup_collection(studio, weather_api, 2)
+    weather_api.value = 30.0
+    nonce = studio.chain.w3.eth.get_transaction_count(studio.chain.address)
+    report = run_cycle(studio, "weather", dry_run=True)
+    assert report.dry_run
+    assert report.status == "done"
+    assert sorted(c["token_id"] for c in report.would_change) == tokens
+    assert all(c["state"]["traits"] == {"weather": "scorching"} for c in report.would_change)
+    assert report.estimated_gas > 0
+    assert report.gas_used == 0
+    assert report.transactions == []
+    assert studio.chain.w3.eth.get_transaction_count(studio.chain.address) == nonce
+    assert studio.chain.client.metadata_version(tokens[0]) == 0
+    assert open_steps(studio) == {}
+    change = report.would_change[0]
+    assert studio.store.has(change["metadata_cid"])  # in the local store for a look...
+    with studio.db.session() as session:  # ...but pinned nowhere
+        assert session.scalar(select(Pin).where(Pin.cid == change["metadata_cid"])) is None
+        assert [v.version for v in session.scalars(select(TokenVersion))] == [0, 0]
+
+    real = run_cycle(studio, "weather")
+    assert sorted(real.evolved) == tokens
+
+
+def test_rpc_outage_after_the_transaction_left_is_reconciled_not_resent(
+    open_studio, evolve_settings, weather_api, flaky_proxy
+) -> None:
+    proxy = flaky_proxy(evolve_settings.chain.rpc_url)
+    settings = evolve_settings.model_copy(
+        update={"chain": evolve_settings.chain.model_copy(update={"rpc_url": proxy.url, "rpc_timeout_s": 5})}
+    )
+    studio = open_studio(settings)
+    tokens = setup_collection(studio, weather_api, 2)
+    weather_api.value = -5.0
+
+    proxy.drop_on = ("eth_sendRawTransaction", "after")
+    cut = run_cycle(studio, "weather")
+    assert cut.status == "partial"
+    assert "chain error" in cut.errors[0]
+    assert open_steps(studio) == {t: "sending" for t in tokens}
+
+    proxy.up()
+    assert studio.chain.client.metadata_version(tokens[0]) == 1  # it did go through
+    nonce = studio.chain.w3.eth.get_transaction_count(studio.chain.address)
+    after = run_cycle(studio, "weather")
+    assert after.status == "done"
+    assert sorted(after.rolled_forward) == tokens
+    assert after.evolved == []
+    assert studio.chain.w3.eth.get_transaction_count(studio.chain.address) == nonce  # nothing resent
+    for token_id in tokens:
+        assert [h.version for h in studio.chain.client.history(token_id)] == [0, 1]
+        assert [v.version for v in versions(studio, token_id)] == [0, 1]
+
+
+def test_rpc_outage_before_the_transaction_left_resends_it(
+    open_studio, evolve_settings, weather_api, flaky_proxy
+) -> None:
+    proxy = flaky_proxy(evolve_settings.chain.rpc_url)
+    settings = evolve_settings.model_copy(
+        update={"chain": evolve_settings.chain.model_copy(update={"rpc_url": proxy.url, "rpc_timeout_s": 5})}
+    )
+    studio = open_studio(settings)
+    tokens = setup_collection(studio, weather_api, 2)
+    weather_api.value = -5.0
+    proxy.drop_on = ("eth_sendRawTransaction", "before")
+    cut = run_cycle(studio, "weather")
+    assert cut.status == "partial"
+    proxy.up()
+    assert studio.chain.client.metadata_version(tokens[0]) == 0
+    after = run_cycle(studio, "weather")
+    assert after.status == "done"
+    assert sorted(after.evolved) == tokens
+    assert after.rolled_forward == []
+    for token_id in tokens:
+        assert [h.version for h in studio.chain.client.history(token_id)] == [0, 1]
+
+
+def test_pinning_outage_mid_cycle_loses_nothing(
+    open_studio, evolve_settings, weather_api, pinata_standin, flaky_proxy
+) -> None:
+    proxy = flaky_proxy(pinata_standin.url)
+    ipfs = evolve_settings.ipfs.model_copy(
+        update={
+            "backends": ["local", "pinata"],
+            "pinata_jwt": SecretStr(pinata_standin.jwt),
+            "pinata_api_url": proxy.url,
+            "pinata_files_api_url": proxy.url,
+            "retries": 0,
+            "connect_timeout_s": 2,
+            "read_timeout_s": 5,
+        }
+    )
+    studio = open_studio(evolve_settings.model_copy(update={"ipfs": ipfs}))
+    tokens = setup_collection(studio, weather_api, 3)  # minting pins through the proxy too
+    weather_api.value = -5.0
+    proxy.fail_after = 3  # the snapshot, then token 1's image and metadata; then Pinata is down
+    cut = run_cycle(studio, "weather")
+    assert cut.status == "partial"
+    assert any("pinning failed" in reason for reason in cut.pending.values())
+    assert set(cut.pending) == {str(t) for t in tokens[1:]}
+    assert cut.evolved == [tokens[0]]  # what was pinned went on chain
+    assert open_steps(studio) == {t: "planned" for t in tokens[1:]}
+
+    proxy.up()
+    after = run_cycle(studio, "weather")
+    assert after.status == "done"
+    assert sorted(after.evolved) == tokens[1:]
+    for token_id in tokens:
+        (v1,) = versions(studio, token_id)[1:]
+        assert studio.chain.client.token_uri(token_id) == f"ipfs://{v1.metadata_cid}"
+        assert pinata_standin_has(pinata_standin, v1.metadata_cid)
+
+
+def pinata_standin_has(standin, cid: str) -> bool:
+    return any(cid in json.dumps(request, default=str) for request in standin.requests) or cid in json.dumps(
+        getattr(standin, "pins", []), default=str
+    )
+
+
+def test_token_frozen_on_chain_is_left_alone(open_studio, weather_api) -> None:
+    studio = open_studio()
+    tokens = setup_collection(studio, weather_api, 2)
+    studio.chain.client.freeze(tokens[0])  # by its owner, outside the studio's records
+    weather_api.value = -5.0
+    report = run_cycle(studio, "weather")
+    assert report.frozen == [tokens[0]]
+    assert report.evolved == [tokens[1]]
+    with studio.db.session() as session:
+        assert session.scalar(select(Token.frozen).where(Token.token_id == tokens[0])) is True
+    assert run_cycle(studio, "weather").tokens_considered == 1
+
+
+def test_broken_feed_keeps_the_cycle_going(open_studio, weather_api) -> None:
+    studio = open_studio()
+    tokens = setup_collection(studio, weather_api, 2)
+    weather_api.value = float("nan")
+    report = run_cycle(studio, "weather")
+    assert report.status == "done"
+    assert "value is nan" in report.feeds["temperature"]
+    assert report.waiting == {str(t): "no value yet for weather" for t in tokens}
+    assert report.evolved == []
+    snapshot = json.loads(studio.store.cat(report.snapshot_cid))
+    assert snapshot["feeds"]["temperature"]["ok"] is False
