@@ -508,9 +508,12 @@ class Cycle:
     ) -> list[OpenStep]:
         """Journal rows for the changed tokens (reusing an open row whose state still holds), then
         regenerate and pin each one that is not pinned yet. Returns the rows ready to send."""
+        # Imported here: studio.generation loads torch, which `status` and the rules checks never need.
+        from studio.generation import GenerationError, ModelNotAvailableError, UnsupportedCheckpointError
+
         open_steps = {} if self.dry_run else self.journal.open_steps([t.pk for t in tokens])
         ready: list[OpenStep] = []
-        pinning_down: str | None = None
+        pinning_down: str | None = None  # set when pinning or the model is out for this cycle
         for token, decision in zip(tokens, decisions, strict=True):
             step = open_steps.get(token.pk)
             if step is not None and step.step == SENDING:
@@ -539,6 +542,14 @@ class Cycle:
                     self.report.pending[str(token.token_id)] = pinning_down
                     self.report.errors.append(f"token {token.token_id}: {exc}")
                     log.error(str(exc), extra={"event": "pin_error", "token_id": token.token_id})
+                    continue
+                except GenerationError as exc:
+                    reason = f"generation failed ({type(exc).__name__}): retried next cycle"
+                    if isinstance(exc, ModelNotAvailableError | UnsupportedCheckpointError):
+                        pinning_down = reason  # no model: every other token would fail the same way
+                    self.report.pending[str(token.token_id)] = reason
+                    self.report.errors.append(f"token {token.token_id}: {exc}")
+                    log.error(str(exc), extra={"event": "generation_error", "token_id": token.token_id})
                     continue
                 crash_point("after_pin")
             if self.dry_run:

@@ -145,11 +145,67 @@ def collections_to_roll_forward(studio: Studio) -> list[str]:
     return sorted(set(running) | set(open_rows))
 
 
+class EvolutionService:
+    """The scheduler running in the background of a process that owns `studio` (the daemon, or the
+    web app when settings.evolve.enabled). `start()` returns at once; `stop()` lets the running cycle
+    stop at its next token boundary and waits for it."""
+
+    def __init__(self, studio: Studio) -> None:
+        self.studio = studio
+        self.scheduler = build_scheduler(studio)
+        self.scheduler.add_jobstore("memory", alias="local")
+
+    def start(self) -> dict[str, str]:
+        """Schedule every rules file, roll interrupted cycles forward first, then run on schedule."""
+        global _STUDIO
+        _STUDIO = self.studio
+        _STOP.clear()
+        self.scheduler.start(paused=True)
+        outcome = sync_jobs(self.scheduler, self.studio)
+        log.info(
+            "daemon started",
+            extra={"event": "daemon_start", "rules_dir": str(self.studio.settings.rules_dir), "collections": outcome},
+        )
+        now = datetime.now(UTC)
+        for collection in collections_to_roll_forward(self.studio):
+            if collection in outcome and not outcome[collection].startswith("invalid"):
+                log.info(
+                    "rolling forward an interrupted cycle", extra={"event": "roll_forward", "collection": collection}
+                )
+                self.scheduler.add_job(
+                    scheduled_cycle,
+                    args=[collection],
+                    id=f"rollforward:{collection}",
+                    jobstore="local",
+                    next_run_time=now,
+                )
+        # The rules folder is reread every 30 s: edited or new rules files are picked up.
+        self.scheduler.add_job(
+            sync_jobs, "interval", seconds=30, args=[self.scheduler, self.studio], id="sync", jobstore="local"
+        )
+        self.scheduler.resume()
+        for job in self.scheduler.get_jobs(jobstore="default"):
+            log.info("next run", extra={"event": "next_run", "job": job.id, "next_run_time": _iso(job.next_run_time)})
+        return outcome
+
+    def stop(self) -> None:
+        global _STUDIO
+        _STOP.set()
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=True)
+        _STUDIO = None
+        log.info("daemon stopped", extra={"event": "daemon_stop"})
+
+
+def start_background(studio: Studio) -> EvolutionService:
+    """Start the evolution scheduler inside this process (for the web app); call `.stop()` on exit."""
+    service = EvolutionService(studio)
+    service.start()
+    return service
+
+
 def run_daemon(studio: Studio, *, stop: threading.Event | None = None) -> int:
-    """Run until SIGTERM/SIGINT (or `stop` is set). Returns the process exit code."""
-    global _STUDIO
-    _STUDIO = studio
-    _STOP.clear()
+    """`python -m evolve run`: the scheduler until SIGTERM/SIGINT (or `stop` is set). Returns the exit code."""
     stopped = stop or threading.Event()
 
     def _on_signal(signum: int, _frame: Any) -> None:
@@ -160,32 +216,12 @@ def run_daemon(studio: Studio, *, stop: threading.Event | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_signal)
         signal.signal(signal.SIGINT, _on_signal)
-
-    scheduler = build_scheduler(studio)
-    scheduler.start(paused=True)
-    outcome = sync_jobs(scheduler, studio)
-    log.info(
-        "daemon started",
-        extra={"event": "daemon_start", "rules_dir": str(studio.settings.rules_dir), "collections": outcome},
-    )
-    for collection in collections_to_roll_forward(studio):
-        if collection in outcome and not outcome[collection].startswith("invalid") and not _STOP.is_set():
-            log.info("rolling forward an interrupted cycle", extra={"event": "roll_forward", "collection": collection})
-            scheduled_cycle(collection)
-    scheduler.resume()
-    for job in scheduler.get_jobs():
-        log.info(
-            "next run",
-            extra={"event": "next_run", "job": job.id, "next_run_time": _iso(job.next_run_time)},
-        )
+    service = EvolutionService(studio)
     try:
-        while not stopped.wait(timeout=30):
-            outcome = sync_jobs(scheduler, studio)  # picks up edited or new rules files
+        service.start()
+        stopped.wait()
     finally:
-        _STOP.set()
-        scheduler.shutdown(wait=True)
-        _STUDIO = None
-        log.info("daemon stopped", extra={"event": "daemon_stop"})
+        service.stop()
     return 0
 
 

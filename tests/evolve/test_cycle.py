@@ -289,3 +289,22 @@ def test_broken_feed_keeps_the_cycle_going(open_studio, weather_api) -> None:
     assert report.evolved == []
     snapshot = json.loads(studio.store.cat(report.snapshot_cid))
     assert snapshot["feeds"]["temperature"]["ok"] is False
+
+
+def test_missing_model_leaves_tokens_waiting_with_the_reason(open_studio, evolve_settings, weather_api) -> None:
+    studio = open_studio()
+    tokens = setup_collection(studio, weather_api, 2)
+    studio.close()
+    missing = evolve_settings.model.model_copy(update={"model_id": str(evolve_settings.data_dir / "no-model")})
+    broken = open_studio(evolve_settings.model_copy(update={"model": missing}))
+    weather_api.value = -5.0
+    report = run_cycle(broken, "weather")
+    assert report.status == "partial"
+    assert report.evolved == []
+    assert set(report.pending) == {str(t) for t in tokens}
+    assert all("generation failed (ModelNotAvailableError)" in r for r in report.pending.values())
+    assert "no-model" in report.errors[0]
+    broken.close()
+
+    fixed = open_studio()
+    assert sorted(run_cycle(fixed, "weather").evolved) == tokens
