@@ -134,6 +134,29 @@ class TokenVersion(Base):
     token: Mapped[Token] = relationship(back_populates="versions")
 
 
+class MintIntent(Base):
+    """A mint about to be sent, written before the transaction and removed with the token's recording.
+
+    If the studio stops between the chain confirming a mint and recording the token, the intent says
+    which token to look for on chain (by its metadata CID) and how to record it; see
+    studio.services.minting.reconcile_mints."""
+
+    __tablename__ = "mint_intents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    chain_id: Mapped[int] = mapped_column(BigInteger)
+    contract_address: Mapped[str] = mapped_column(String(42))
+    metadata_cid: Mapped[str] = mapped_column(String(128), unique=True)
+    image_cid: Mapped[str] = mapped_column(String(128))
+    draft_id: Mapped[int] = mapped_column(ForeignKey("drafts.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    recipient: Mapped[str] = mapped_column(String(42))
+    living: Mapped[bool] = mapped_column(Boolean, default=False)
+    rules_name: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 # --- evolution (evolve/): cycles, their per-token journal, the scheduler's job store ------------
 
 

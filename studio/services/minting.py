@@ -11,9 +11,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
 from web3 import Web3
 
-from studio.records import Token, TokenVersion
+from contracts.errors import TransactionTimeoutError
+from studio.crashpoints import crash_point
+from studio.records import Draft, MintIntent, Token, TokenVersion
 from studio.services.drafts import get_draft
 from studio.services.errors import InvalidInputError, NotFoundError
 from studio.services.publishing import PublishedVersion, StepCallback, _notify, publish_version
@@ -38,7 +41,10 @@ def check_recipient(recipient: str) -> str:
         raise InvalidInputError(
             f"Recipient {text!r} is not an Ethereum address: paste a 0x-prefixed address of 40 hex digits."
         )
-    return Web3.to_checksum_address(text)
+    address = Web3.to_checksum_address(text)
+    if int(address, 16) == 0:
+        raise InvalidInputError("Recipient is the zero address, where a token is lost for good: use a wallet address.")
+    return address
 
 
 def check_attributes(attributes: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -109,8 +115,19 @@ def mint_draft(
         on_step=on_step,
     )
 
+    # Written before the transaction, so a stop between confirmation and recording loses no token.
+    with studio.db.session() as session:
+        session.add(_intent(chain, draft.id, published, name.strip(), description, recipient, living, rules_name))
+
     _notify(on_step, "transaction", to=recipient, metadata_cid=published.metadata_cid)
-    minted = chain.client.mint(recipient, published.metadata_cid)
+    try:
+        minted = chain.client.mint(recipient, published.metadata_cid)
+    except TransactionTimeoutError:
+        raise  # it may still be mined: the intent stays for reconcile_mints
+    except BaseException:
+        _drop_intent(studio, published.metadata_cid)
+        raise
+    crash_point("mint:after_confirmation")
     _notify(
         on_step,
         "confirmation",
@@ -119,37 +136,17 @@ def mint_draft(
         block_number=minted.block_number,
         gas_used=minted.gas_used,
     )
+    _record_minted(
+        studio,
+        minted.token_id,
+        published.metadata_cid,
+        tx_hash=minted.tx_hash,
+        block_number=minted.block_number,
+        gas_used=minted.gas_used,
+    )
     if royalty_bps is not None and int(royalty_bps) != studio.settings.chain.royalty_bps:
         chain.client.set_token_royalty(minted.token_id, recipient, int(royalty_bps))
         _notify(on_step, "royalty", token_id=minted.token_id, royalty_bps=int(royalty_bps))
-
-    with studio.db.session() as session:
-        token = Token(
-            chain_id=chain.chain_id,
-            contract_address=chain.contract_address,
-            token_id=minted.token_id,
-            name=name.strip(),
-            description=description,
-            seed=draft.seed,
-            prompt=draft.prompt,
-            draft_id=draft.id,
-            living=bool(living),
-            rules_name=rules_name if living else None,
-            current_version=0,
-            current_metadata_cid=published.metadata_cid,
-            current_image_cid=published.image_cid,
-        )
-        token.versions.append(
-            TokenVersion(
-                version=0,
-                metadata_cid=published.metadata_cid,
-                image_cid=published.image_cid,
-                tx_hash=minted.tx_hash,
-                block_number=minted.block_number,
-                gas_used=minted.gas_used,
-            )
-        )
-        session.add(token)
     return MintOutcome(
         token_id=minted.token_id,
         tx_hash=minted.tx_hash,
@@ -164,3 +161,106 @@ def _validate_rules(studio: Studio, rules_name: str) -> None:
     from evolve.rules import load_rules
 
     load_rules(rules_path(studio, rules_name), default_timezone=studio.settings.evolve.timezone)
+
+
+def _intent(chain, draft_id, published, name, description, recipient, living, rules_name) -> MintIntent:
+    return MintIntent(
+        chain_id=chain.chain_id,
+        contract_address=chain.contract_address,
+        metadata_cid=published.metadata_cid,
+        image_cid=published.image_cid,
+        draft_id=draft_id,
+        name=name,
+        description=description,
+        recipient=recipient,
+        living=bool(living),
+        rules_name=rules_name if living else None,
+    )
+
+
+def _drop_intent(studio: Studio, metadata_cid: str) -> None:
+    with studio.db.session() as session:
+        intent = session.scalar(select(MintIntent).where(MintIntent.metadata_cid == metadata_cid))
+        if intent is not None:
+            session.delete(intent)
+
+
+def _record_minted(
+    studio: Studio, token_id: int, metadata_cid: str, *, tx_hash: str, block_number: int, gas_used: int | None
+) -> None:
+    """Turn the mint intent for `metadata_cid` into the token's rows, in one transaction."""
+    with studio.db.session() as session:
+        intent = session.scalar(select(MintIntent).where(MintIntent.metadata_cid == metadata_cid))
+        draft = session.get(Draft, intent.draft_id)
+        token = Token(
+            chain_id=intent.chain_id,
+            contract_address=intent.contract_address,
+            token_id=token_id,
+            name=intent.name,
+            description=intent.description,
+            seed=draft.seed,
+            prompt=draft.prompt,
+            draft_id=draft.id,
+            living=intent.living,
+            rules_name=intent.rules_name,
+            current_version=0,
+            current_metadata_cid=intent.metadata_cid,
+            current_image_cid=intent.image_cid,
+        )
+        token.versions.append(
+            TokenVersion(
+                version=0,
+                metadata_cid=intent.metadata_cid,
+                image_cid=intent.image_cid,
+                tx_hash=tx_hash,
+                block_number=block_number,
+                gas_used=gas_used,
+            )
+        )
+        session.add(token)
+        session.delete(intent)
+
+
+def reconcile_mints(studio: Studio) -> list[int]:
+    """Record tokens the chain minted but the studio did not get to record (it stopped in between).
+
+    Each open mint intent is looked up on chain by its metadata CID among the tokens this studio has
+    not recorded; found, it is recorded as a normal mint; not found, the transaction never made it and
+    the intent is dropped (the draft is still there to mint again). Returns the token ids recorded.
+    """
+    chain = studio.chain
+    with studio.db.session() as session:
+        intents = list(
+            session.scalars(
+                select(MintIntent).where(
+                    MintIntent.chain_id == chain.chain_id, MintIntent.contract_address == chain.contract_address
+                )
+            )
+        )
+        known = set(
+            session.scalars(
+                select(Token.token_id).where(
+                    Token.chain_id == chain.chain_id, Token.contract_address == chain.contract_address
+                )
+            )
+        )
+    if not intents:
+        return []
+    wanted = {intent.metadata_cid: intent for intent in intents}
+    recorded = []
+    for token_id in range(chain.client.total_supply(), 0, -1):
+        if not wanted:
+            break
+        if token_id in known:
+            continue
+        history = chain.client.history(token_id)
+        if history and history[0].metadata_cid in wanted:
+            mint = history[0]
+            wanted.pop(mint.metadata_cid)
+            _record_minted(
+                studio, token_id, mint.metadata_cid, tx_hash=mint.tx_hash, block_number=mint.block_number, gas_used=None
+            )
+            recorded.append(token_id)
+    for metadata_cid in wanted:
+        _drop_intent(studio, metadata_cid)
+    return recorded

@@ -7,6 +7,7 @@ even when no model is available offline, and the chain is started only when some
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,9 @@ if TYPE_CHECKING:
     from studio.services.chain import ChainSession
 
 
+log = logging.getLogger(__name__)
+
+
 class Studio:
     """Settings, database, IPFS store and pinner; the chain and the engine on first use."""
 
@@ -29,7 +33,7 @@ class Studio:
         self.store = store
         self.pinner = pinner
         self._chain: ChainSession | None = None
-        self._chain_lock = threading.Lock()
+        self._chain_lock = threading.RLock()
 
     @classmethod
     def open(cls, settings: Settings | None = None) -> Studio:
@@ -42,12 +46,17 @@ class Studio:
 
     @property
     def chain(self) -> ChainSession:
-        """The chain session: starts the local chain and deploys the contract on first use."""
+        """The chain session: starts the local chain and deploys the contract on first use, then
+        records any mint the studio stopped before recording (see minting.reconcile_mints)."""
         with self._chain_lock:
             if self._chain is None:
                 from studio.services.chain import open_chain
+                from studio.services.minting import reconcile_mints
 
                 self._chain = open_chain(self.settings, self.db)
+                recorded = reconcile_mints(self)  # re-enters this property: the lock is reentrant
+                if recorded:
+                    log.warning("recorded tokens minted before the last stop: %s", recorded)
             return self._chain
 
     @property

@@ -101,6 +101,7 @@ def test_per_token_royalty(studio: Studio) -> None:
     ("overrides", "error", "message"),
     [
         ({"recipient": "0x1234"}, InvalidInputError, "not an Ethereum address"),
+        ({"recipient": "0x" + "0" * 40}, InvalidInputError, "zero address"),
         ({"name": "  "}, InvalidInputError, "needs a name"),
         ({"royalty_bps": 20_000}, InvalidInputError, "0 to 10000"),
         ({"attributes": [{"trait_type": "Mood", "value": ""}]}, InvalidInputError, "Attribute 1"),
