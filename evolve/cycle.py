@@ -180,6 +180,7 @@ class Cycle:
             default_timezone=self.settings.evolve.timezone,
             web3=chain.w3 if chain else None,
             contract_address=chain.contract_address if chain else None,
+            contract_from_block=chain.client.from_block if chain else 0,
         )
         with ThreadPoolExecutor(max_workers=max(1, min(8, len(feeds)))) as pool:
             results = dict(zip(feeds, pool.map(lambda f: _safe_read(f, moment), feeds.values()), strict=True))

@@ -36,5 +36,5 @@ def configure_logging(level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Quiet chatty libraries; their warnings still come through.
-    for name in ("httpx", "httpcore", "urllib3", "web3", "filelock", "PIL"):
+    for name in ("httpx", "httpcore", "urllib3", "web3", "filelock", "PIL", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)

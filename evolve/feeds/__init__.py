@@ -22,9 +22,11 @@ def build_feeds(
     default_timezone: str = "UTC",
     web3: Web3 | None = None,
     contract_address: str | None = None,
+    contract_from_block: int = 0,
 ) -> dict[str, Feed]:
     """One reader per feed of `rules`. `web3` is the studio's chain (Chainlink feeds without their own
-    rpc_url, and on-chain activity of `contract_address`)."""
+    rpc_url, and on-chain activity of `contract_address`, whose events start at `contract_from_block`,
+    its deployment: scanning a live chain from genesis would take hours)."""
     feeds: dict[str, Feed] = {}
     for name, spec in rules.feeds.items():
         if spec.type == "http_json":
@@ -57,5 +59,7 @@ def build_feeds(
         elif spec.type == "clock":
             feeds[name] = ClockFeed(name=name, timezone=spec.timezone or default_timezone, hemisphere=spec.hemisphere)
         else:
-            feeds[name] = ActivityFeed(name=name, contract_address=contract_address, web3=web3)
+            feeds[name] = ActivityFeed(
+                name=name, contract_address=contract_address, web3=web3, from_block=contract_from_block
+            )
     return feeds

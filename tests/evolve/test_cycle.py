@@ -308,3 +308,37 @@ def test_missing_model_leaves_tokens_waiting_with_the_reason(open_studio, evolve
 
     fixed = open_studio()
     assert sorted(run_cycle(fixed, "weather").evolved) == tokens
+
+
+def test_on_chain_activity_evolves_only_the_token_that_moved(open_studio, funded_account) -> None:
+    studio = open_studio()
+    studio.settings.rules_dir.mkdir(parents=True, exist_ok=True)
+    (studio.settings.rules_dir / "travel.toml").write_text(
+        """\
+[schedule]
+every = "1d"
+[evolution]
+prompt = "{prompt}, {journey}"
+[feeds.activity]
+type = "activity"
+[traits.journey]
+input = "activity.transfers"
+[[traits.journey.cases]]
+at_least = 1
+fragment = "well travelled"
+[[traits.journey.cases]]
+fragment = "at home"
+"""
+    )
+    tokens = mint_living(studio, 2, rules_name="travel")
+    first = run_cycle(studio, "travel")
+    assert sorted(first.evolved) == tokens
+    assert json.loads(studio.store.cat(first.snapshot_cid))["feeds"]["activity"]["per_token"][str(tokens[0])][
+        "holder"
+    ] == (studio.chain.address)
+
+    studio.chain.client.transfer(funded_account.address, tokens[1])
+    second = run_cycle(studio, "travel")
+    assert second.evolved == [tokens[1]]
+    assert second.unchanged == 1
+    assert versions(studio, tokens[1])[-1].state["traits"] == {"journey": "well travelled"}
