@@ -323,12 +323,15 @@ class Cycle:
         client = self.studio.chain.client
         queue = [s for s in steps if s.metadata_cid]
         per_tx = min(self.settings.chain.batch_gas_budget, TX_GAS_CAP)
+        # The client sends estimate x gas_buffer as the gas limit: fit batches so that one batch is
+        # one transaction (and so one journal step), never split behind our back.
+        per_tx_estimate = int(per_tx / client.signer.policy.gas_buffer)
         while queue:
             if self.stop.is_set():
                 for s in queue:
                     self.report.pending[str(s.token_id)] = "stop requested: sent next cycle"
                 return
-            batch, estimate = self._fit(client, queue, min(per_tx, self.gas_left))
+            batch, estimate = self._fit(client, queue, min(per_tx_estimate, self.gas_left))
             queue = [s for s in queue if s.token_id not in self.report.frozen]
             batch = [s for s in batch if s.token_id not in self.report.frozen]
             if not batch and queue and self.gas_left > 0 and estimate == -1:
@@ -367,18 +370,35 @@ class Cycle:
             self.gas_left -= gas
             self.report.gas_used += gas
             self.report.transactions.extend(r.tx_hash for r in results)
-            tx_hash = results[-1].tx_hash if results else None
-            block = results[-1].block_number if results else None
+            where = self._where_mined(client, batch, results)
             for s in batch:
+                tx_hash, block = where[s.token_id]
                 self._record(s, tx_hash=tx_hash, block_number=block, gas_used=gas // max(1, len(batch)))
                 self.report.evolved.append(s.token_id)
             log.info(
                 "batch confirmed",
-                extra={"event": "batch", "tokens": len(batch), "gas_used": gas, "tx_hash": tx_hash},
+                extra={
+                    "event": "batch",
+                    "tokens": len(batch),
+                    "gas_used": gas,
+                    "tx_hashes": [r.tx_hash for r in results],
+                },
             )
             crash_point("after_record")
             self._heartbeat()
             queue = queue[len(batch) :]
+
+    def _where_mined(self, client: Any, batch: list[OpenStep], results: list[Any]) -> dict[int, tuple[str, int]]:
+        """(tx hash, block) per token. One transaction is the rule; should the estimate have grown
+        between our fit and the send and the client split the batch, each token's own MetadataSet
+        event says which transaction carried it."""
+        if len(results) == 1:
+            return {s.token_id: (results[0].tx_hash, results[0].block_number) for s in batch}
+        where = {}
+        for s in batch:
+            change = next((c for c in client.history(s.token_id) if c.metadata_cid == s.metadata_cid), None)
+            where[s.token_id] = (change.tx_hash, change.block_number) if change else (None, None)
+        return where
 
     def _fit(self, client: Any, queue: list[OpenStep], budget: int) -> tuple[list[OpenStep], int]:
         """The longest prefix of `queue` whose estimated gas fits `budget` (estimates scale linearly

@@ -342,3 +342,21 @@ fragment = "at home"
     assert second.evolved == [tokens[1]]
     assert second.unchanged == 1
     assert versions(studio, tokens[1])[-1].state["traits"] == {"journey": "well travelled"}
+
+
+def test_batches_split_under_the_per_transaction_budget(open_studio, weather_api, make_cid) -> None:
+    studio = open_studio()
+    tokens = setup_collection(studio, weather_api, 3)
+    client = studio.chain.client
+    one = client.estimate_evolve_batch([(tokens[0], make_cid("x"))])
+    studio.settings.chain.batch_gas_budget = int(one * client.signer.policy.gas_buffer * 1.2)  # one token per tx
+    weather_api.value = -5.0
+    report = run_cycle(studio, "weather")
+    assert report.status == "done"
+    assert sorted(report.evolved) == tokens
+    assert len(report.transactions) == 3
+    for token_id in tokens:
+        recorded = versions(studio, token_id)[-1]
+        mined = client.history(token_id)[-1]
+        assert (recorded.tx_hash, recorded.block_number) == (mined.tx_hash, mined.block_number)
+    assert len({versions(studio, t)[-1].tx_hash for t in tokens}) == 3
