@@ -1,0 +1,96 @@
+"""The studio database on PostgreSQL: the same migrations and services, only the URL changed.
+
+Runs a throwaway PostgreSQL cluster (Debian's postgresql package: initdb + pg_ctl, listening on a unix
+socket in a temporary folder only).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect
+
+from studio.db import Base, open_database
+from studio.services import drafts, minting, tokens
+from studio.services.studio import Studio
+
+
+def postgres_bin() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl")) or [shutil.which("pg_ctl")]
+    return Path(found[-1]).parent if found[-1] else None
+
+
+def as_postgres_user() -> list[str]:
+    """initdb refuses to run as root: run the server as the `postgres` system user then."""
+    return ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+
+
+@pytest.fixture(scope="module")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    bin_dir = postgres_bin()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL server binaries not found (Debian: apt-get install postgresql)")
+    root = tmp_path_factory.mktemp("postgres")
+    data, sockets = root / "data", root / "sockets"
+    sockets.mkdir()
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+        shutil.chown(sockets, "postgres")
+        root.chmod(0o755)
+        for parent in root.parents:  # the server must reach its folder
+            if parent == Path(tmp_path_factory.getbasetemp()).parent.parent:
+                break
+            parent.chmod(parent.stat().st_mode | 0o711)
+    prefix = as_postgres_user()
+    subprocess.run(
+        [*prefix, str(bin_dir / "initdb"), "-D", str(data), "-U", "studio", "--auth=trust", "-E", "UTF8"],
+        check=True,
+        capture_output=True,
+    )
+    options = f"-k {sockets} -c listen_addresses='' -p 55432"
+    subprocess.run(
+        [*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-w", "-l", str(root / "log"), "start"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [*prefix, str(bin_dir / "createdb"), "-h", str(sockets), "-p", "55432", "-U", "studio", "studio"],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield f"postgresql+psycopg://studio@/studio?host={sockets}&port=55432"
+    finally:
+        subprocess.run([*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], check=False)
+
+
+def test_migrations_create_the_same_schema_on_postgres(settings, postgres_url: str) -> None:
+    database = open_database(settings.model_copy(update={"database_url": postgres_url}))
+    try:
+        assert {"deployments", "drafts", "tokens", "token_versions", "mint_intents"} <= set(
+            inspect(database.engine).get_table_names()
+        )
+        with database.engine.connect() as connection:
+            assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+    finally:
+        database.dispose()
+
+
+def test_draft_mint_and_timeline_on_postgres(studio_settings, postgres_url: str) -> None:
+    settings = studio_settings.model_copy(update={"database_url": postgres_url})
+    with Studio.open(settings) as studio:
+        draft = drafts.create_draft(studio, prompt="granite coast", seed=2**32 - 1, width=64, height=64).draft
+        outcome = minting.mint_draft(
+            studio, draft.id, name="Coast", recipient="0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+        )
+        (view,) = tokens.timeline(studio, outcome.token_id)
+        assert view.metadata_cid == outcome.published.metadata_cid
+        assert tokens.get_token(studio, outcome.token_id).seed == 2**32 - 1
