@@ -13,13 +13,15 @@ import tomllib
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl, urlsplit
 
 from apscheduler.triggers.cron import CronTrigger
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from evolve.errors import RulesError
 
 NAME_RE = r"^[A-Za-z_][A-Za-z0-9_-]*$"
+SECRET_NAME = re.compile(r"auth|key|token|secret|passw|signature|cookie|session", re.IGNORECASE)
 DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 CLOCK_FIELDS = {"hour", "minute", "part_of_day", "weekday", "is_weekend", "day", "month", "year", "season", "date"}
@@ -41,12 +43,38 @@ class HttpJsonFeedRules(_Strict):
     path: str = Field(min_length=1)
     value_type: Literal["number", "text", "bool"] = "number"
     headers: dict[str, str | HeaderFromEnv] = Field(default_factory=dict)
+    params: dict[str, str | HeaderFromEnv] = Field(default_factory=dict, description="Query parameters.")
     timeout_s: float = Field(10.0, gt=0, le=120)
     retries: int = Field(2, ge=0, le=10)
     max_age_s: float | None = Field(None, gt=0)
     timestamp_path: str | None = None
     min: float | None = None
     max: float | None = None
+
+    @field_validator("headers", "params")
+    @classmethod
+    def _no_literal_secrets(cls, values: dict[str, str | HeaderFromEnv]) -> dict[str, str | HeaderFromEnv]:
+        # The snapshot (public, on IPFS) names the feed's source, and rules files get shared: a
+        # credential written here would leak. It must come from the daemon's environment instead.
+        for name, value in values.items():
+            if isinstance(value, str) and SECRET_NAME.search(name):
+                raise ValueError(
+                    f"'{name}' looks like a credential written in the file: give its environment variable "
+                    f'instead, {name} = {{ env = "MY_{_env_name(name)}" }} (format = "Bearer {{}}" if needed)'
+                )
+        return values
+
+    @field_validator("url")
+    @classmethod
+    def _no_secret_in_url(cls, url: str) -> str:
+        query = urlsplit(url).query
+        for name, _ in parse_qsl(query, keep_blank_values=True):
+            if SECRET_NAME.search(name):
+                raise ValueError(
+                    f"the URL carries '{name}' in its query: move it to params, from the environment: "
+                    f'params = {{ {name} = {{ env = "MY_{_env_name(name)}" }} }}'
+                )
+        return url
 
     @model_validator(mode="after")
     def _age_needs_timestamp(self) -> HttpJsonFeedRules:
@@ -142,6 +170,10 @@ class Rules(_Strict):
     traits: dict[Annotated[str, Field(pattern=NAME_RE)], Trait] = Field(min_length=1)
     name: str = Field("", exclude=True)
     source_path: str = Field("", exclude=True)
+
+
+def _env_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_").upper() or "SECRET"
 
 
 def parse_duration(text: str) -> timedelta | None:

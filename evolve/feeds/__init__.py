@@ -36,12 +36,19 @@ def build_feeds(
                 else HeaderSpec(name=key, value=value)
                 for key, value in spec.headers.items()
             ]
+            params = [
+                HeaderSpec(name=key, env=value.env, format=value.format)
+                if isinstance(value, HeaderFromEnv)
+                else HeaderSpec(name=key, value=value)
+                for key, value in spec.params.items()
+            ]
             feeds[name] = HttpJsonFeed(
                 name=name,
                 url=spec.url,
                 path=spec.path,
                 value_type=spec.value_type,
                 headers=headers,
+                params=params,
                 timeout_s=spec.timeout_s,
                 retries=spec.retries,
                 max_age_s=spec.max_age_s,

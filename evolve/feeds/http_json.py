@@ -23,7 +23,8 @@ RETRY_STATUS = {429, 500, 502, 503, 504}
 
 @dataclass(frozen=True)
 class HeaderSpec:
-    """A request header: a fixed, non-secret value, or `format` filled with an environment variable."""
+    """A request header or query parameter: a fixed, non-secret value, or `format` filled with an
+    environment variable (the value never leaves this process but in the request itself)."""
 
     name: str
     value: str | None = None
@@ -37,7 +38,7 @@ class HeaderSpec:
         if not secret:
             raise FeedConfigError(
                 feed,
-                f"header {self.name} needs the environment variable {self.env}, which is "
+                f"{self.name} needs the environment variable {self.env}, which is "
                 f"not set: export {self.env}=... in the daemon's environment",
             )
         return self.format.replace("{}", secret)
@@ -52,6 +53,7 @@ class HttpJsonFeed:
     path: str
     value_type: str = "number"  # number | text | bool
     headers: list[HeaderSpec] = field(default_factory=list)
+    params: list[HeaderSpec] = field(default_factory=list)
     timeout_s: float = 10.0
     retries: int = 2
     backoff_s: float = 0.5
@@ -64,7 +66,8 @@ class HttpJsonFeed:
     def read(self, now: datetime) -> FeedResult:
         try:
             headers = {h.name: h.resolve(self.name) for h in self.headers}
-            document = self._fetch(headers)
+            params = {p.name: p.resolve(self.name) for p in self.params}
+            document = self._fetch(headers, params)
             value = self._extract(document)
             observed = self._observed_at(document)
         except FeedError as exc:
@@ -81,7 +84,7 @@ class HttpJsonFeed:
             feed=self.name, source=self.url, fetched_at=datetime.now(UTC), value=value, observed_at=observed
         )
 
-    def _fetch(self, headers: dict[str, str]) -> object:
+    def _fetch(self, headers: dict[str, str], params: dict[str, str]) -> object:
         timeout = httpx.Timeout(self.timeout_s, connect=min(self.timeout_s, 5.0))
         last_problem = "no attempt made"
         with httpx.Client(timeout=timeout, transport=self.transport, follow_redirects=True) as client:
@@ -89,7 +92,7 @@ class HttpJsonFeed:
                 if attempt:
                     time.sleep(self.backoff_s * 2 ** (attempt - 1))
                 try:
-                    response = client.get(self.url, headers=headers)
+                    response = client.get(self.url, headers=headers, params=params)
                 except httpx.TimeoutException:
                     last_problem = f"no answer within {self.timeout_s:g} s"
                     continue

@@ -30,8 +30,9 @@ class FeedServer:
                 pass
 
             def do_GET(self) -> None:
-                path = self.path
-                server.hits[path] = server.hits.get(path, 0) + 1
+                server.hits[self.path] = server.hits.get(self.path, 0) + 1
+                path = self.path.split("?", 1)[0]
+                server.hits[path] = server.hits.get(path, 0) + (path != self.path)
                 server.seen_headers.append(dict(self.headers))
                 now = datetime.now(UTC).isoformat()
                 body: bytes
@@ -194,3 +195,14 @@ def test_clock_with_unknown_timezone_says_so() -> None:
     result = ClockFeed(name="clock", timezone="Mars/Olympus").read(datetime.now(UTC))
     assert isinstance(result, FeedConfigError)
     assert "IANA" in str(result)
+
+
+def test_query_secret_from_environment_stays_out_of_the_source(
+    feed_server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OWM_KEY", "q-secret-42")
+    good = feed(feed_server, "/good", params=[HeaderSpec(name="appid", env="OWM_KEY"), HeaderSpec("units", "metric")])
+    result = good.read(datetime.now(UTC))
+    assert isinstance(result, FeedValue)
+    assert "/good?appid=q-secret-42&units=metric" in feed_server.hits
+    assert "q-secret" not in json.dumps(result.to_json())

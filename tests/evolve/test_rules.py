@@ -113,6 +113,15 @@ def test_valid_file_loads_with_schedule_and_traits(tmp_path: Path) -> None:
         ('timezone = "Europe/Paris"', 'timezone = "Europe/Pariss"', "feeds.clock.timezone", 19, "unknown timezone"),
         ("{variation}", "{variaton}", "evolution.prompt", 5, "unknown placeholder {variaton}"),
         ('type = "clock"', 'type = "sundial"', "feeds.clock.type", 18, "does not match any of the expected tags"),
+        ("min = -90", 'headers = { Authorization = "Bearer abc123" }', "feeds.temperature.headers", 14, "credential"),
+        (
+            "min = -90",
+            'params = { api_key = "abc123" }',
+            "feeds.temperature.params",
+            14,
+            'api_key = { env = "MY_API_KEY" }',
+        ),
+        ("/weather", "/weather?apikey=abc123", "feeds.temperature.url", 12, "move it to params"),
     ],
 )
 def test_mistakes_name_line_and_field(tmp_path: Path, old: str, new: str, field: str, line: int, says: str) -> None:
