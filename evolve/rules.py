@@ -21,7 +21,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from evolve.errors import RulesError
 
 NAME_RE = r"^[A-Za-z_][A-Za-z0-9_-]*$"
-SECRET_NAME = re.compile(r"auth|key|token|secret|passw|signature|cookie|session", re.IGNORECASE)
+SECRET_NAME = re.compile(
+    r"^(authorization|proxy-authorization|cookie|key|appid|app_id|sig)$|api[-_]?key|access[-_]?key|token|secret"
+    r"|passw|signature|session|credential",
+    re.IGNORECASE,
+)
 DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 CLOCK_FIELDS = {"hour", "minute", "part_of_day", "weekday", "is_weekend", "day", "month", "year", "season", "date"}
