@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
 
+import pytest
 from pydantic import SecretStr
 from sqlalchemy import select
 
 from evolve.cycle import run_cycle
+from evolve.errors import CycleBusy
 from studio.records import EvolveCycle, EvolveStep, Token, TokenVersion
 from tests.evolve.conftest import mint_living, weather_rules
 
@@ -360,3 +365,28 @@ def test_batches_split_under_the_per_transaction_budget(open_studio, weather_api
         mined = client.history(token_id)[-1]
         assert (recorded.tx_hash, recorded.block_number) == (mined.tx_hash, mined.block_number)
     assert len({versions(studio, t)[-1].tx_hash for t in tokens}) == 3
+
+
+def test_one_cycle_per_collection_at_a_time_and_dead_owners_are_taken_over(open_studio, weather_api) -> None:
+    studio = open_studio()
+    setup_collection(studio, weather_api, 1)
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(finished.stdout)
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with studio.db.session() as session:
+            session.add(EvolveCycle(collection="weather", owner=f"{socket.gethostname()}:{alive.pid}"))
+        with pytest.raises(CycleBusy, match=f"running in process {socket.gethostname()}:{alive.pid}"):
+            run_cycle(studio, "weather")
+    finally:
+        alive.kill()
+        alive.wait()
+    with studio.db.session() as session:
+        busy = session.scalar(select(EvolveCycle).where(EvolveCycle.status == "running"))
+        busy.owner = f"{socket.gethostname()}:{dead_pid}"
+    report = run_cycle(studio, "weather")
+    assert report.status == "done"
+    with studio.db.session() as session:
+        taken = session.scalar(select(EvolveCycle).order_by(EvolveCycle.id).limit(1))
+        assert taken.status == "interrupted"
+        assert "rolled forward" in taken.error
