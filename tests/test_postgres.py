@@ -49,27 +49,22 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             if parent == Path(tmp_path_factory.getbasetemp()).parent.parent:
                 break
             parent.chmod(parent.stat().st_mode | 0o711)
-    prefix = as_postgres_user()
-    subprocess.run(
-        [*prefix, str(bin_dir / "initdb"), "-D", str(data), "-U", "studio", "--auth=trust", "-E", "UTF8"],
-        check=True,
-        capture_output=True,
-    )
+
+    def run(tool: str, *args: str) -> None:
+        # cwd: the server user must be able to enter the working directory (the test's own is root-only).
+        done = subprocess.run(
+            [*as_postgres_user(), str(bin_dir / tool), *args], cwd=root, capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 0, f"{tool} failed: {done.stderr or done.stdout}"
+
+    run("initdb", "-D", str(data), "-U", "studio", "--auth=trust", "-E", "UTF8")
     options = f"-k {sockets} -c listen_addresses='' -p 55432"
-    subprocess.run(
-        [*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-w", "-l", str(root / "log"), "start"],
-        check=True,
-        capture_output=True,
-    )
-    subprocess.run(
-        [*prefix, str(bin_dir / "createdb"), "-h", str(sockets), "-p", "55432", "-U", "studio", "studio"],
-        check=True,
-        capture_output=True,
-    )
+    run("pg_ctl", "-D", str(data), "-o", options, "-w", "-l", str(root / "log"), "start")
     try:
+        run("createdb", "-h", str(sockets), "-p", "55432", "-U", "studio", "studio")
         yield f"postgresql+psycopg://studio@/studio?host={sockets}&port=55432"
     finally:
-        subprocess.run([*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], check=False)
+        run("pg_ctl", "-D", str(data), "-m", "fast", "stop")
 
 
 def test_migrations_create_the_same_schema_on_postgres(settings, postgres_url: str) -> None:

@@ -12,7 +12,10 @@ import pytest
 
 from tests.conftest import REPO_ROOT, SHARED_DIR
 
-VECTORS_PATH = SHARED_DIR / "reference" / "ipfs-cids.json"
+# The reference vectors travel with the repo, so `make test` checks CIDs on any fresh clone; the team's
+# shared reference copy (beside the checkout, where there is one) must stay identical.
+VECTORS_PATH = Path(__file__).with_name("data") / "ipfs-cids.json"
+SHARED_VECTORS_PATH = SHARED_DIR / "reference" / "ipfs-cids.json"
 ORACLE = Path(__file__).with_name("unixfs_oracle.mjs")
 
 
@@ -29,10 +32,9 @@ def stream(seed: bytes, n: int) -> bytes:
 @pytest.fixture(scope="session")
 def vectors() -> dict:
     if not VECTORS_PATH.is_file():
-        pytest.fail(
-            f"reference CID vectors missing: {VECTORS_PATH} (the shared/ folder beside the checkout). "
-            "Restore shared/reference/ipfs-cids.json; the content tests cannot check CIDs without it."
-        )
+        pytest.fail(f"reference CID vectors missing: {VECTORS_PATH}. Restore it from git.")
+    if SHARED_VECTORS_PATH.is_file() and SHARED_VECTORS_PATH.read_bytes() != VECTORS_PATH.read_bytes():
+        pytest.fail(f"{SHARED_VECTORS_PATH} changed: copy it to {VECTORS_PATH} so every clone tests the new vectors.")
     return json.loads(VECTORS_PATH.read_text())
 
 
