@@ -125,6 +125,13 @@ class AppSettings(BaseModel):
     port: int = 7860
     auth_username: str | None = None
     auth_password: SecretStr | None = None
+    gallery_rpc_url: str | None = Field(
+        None, description="The collector gallery reads this network's contract instead of the studio's own."
+    )
+    gallery_contract_address: str | None = Field(
+        None, description="The contract the gallery shows (with gallery_rpc_url)."
+    )
+    gallery_from_block: int = Field(0, ge=0, description="First block to scan for token history on that network.")
 
 
 class Settings(BaseSettings):

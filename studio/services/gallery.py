@@ -1,0 +1,370 @@
+"""Reading tokens exactly as a marketplace does: from the chain and IPFS alone, never the studio database.
+
+The collector gallery (`/gallery`) uses this so what it shows is what any marketplace would show: the
+token's `tokenURI` read from the contract through a read-only client (an RPC URL and an address, no
+signer, so it works for any deployment on any network), then the metadata JSON and its image from
+IPFS. Content comes from the studio's local store when it holds the CID, else over HTTP from the
+public gateway (`settings.ipfs.public_gateway`) with timeouts and a size cap, and is checked against
+its CID before it is used. A token's history is its list of `MetadataSet` events, each version's
+metadata fetched the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from hexbytes import HexBytes
+from web3 import Web3
+from web3.exceptions import ContractLogicError
+
+from contracts.artifacts import load_artifact
+from contracts.errors import ChainError
+from contracts.signer import make_web3, rpc_call, to_address
+from metadata.cid import cid_for_bytes, parse_cid, raw_cid_from_digest
+from metadata.errors import ContentError
+from metadata.store import LocalStore
+from studio.services.errors import NotFoundError, StudioError
+from studio.services.studio import Studio
+
+MAX_METADATA_BYTES = 262_144
+CODEC_RAW = 0x55
+
+
+class GalleryError(StudioError):
+    """A token that cannot be read as a marketplace would read it (chain or IPFS)."""
+
+
+class ContentUnavailableError(GalleryError):
+    """IPFS content that neither the local store nor the public gateway could give (intact)."""
+
+
+@dataclass(frozen=True)
+class GalleryVersion:
+    """One entry of a token's history, from a MetadataSet event and that version's metadata."""
+
+    version: int
+    metadata_cid: str
+    block_number: int
+    tx_hash: str
+    timestamp: int
+    metadata: dict[str, Any] | None
+    image_url: str | None
+    error: str | None = None
+
+    @property
+    def feed_snapshot(self) -> str | None:
+        provenance = (self.metadata or {}).get("provenance") or {}
+        return provenance.get("feed_snapshot")
+
+
+@dataclass(frozen=True)
+class GalleryToken:
+    """A token as its metadata describes it, with where its image can be loaded from."""
+
+    token_id: int
+    token_uri: str
+    metadata_cid: str
+    version: int
+    owner: str
+    frozen: bool
+    metadata: dict[str, Any]
+    image_url: str | None
+    attributes: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata.get("name") or f"Token #{self.token_id}")
+
+    @property
+    def description(self) -> str:
+        return str(self.metadata.get("description") or "")
+
+
+@dataclass(frozen=True)
+class GalleryCard:
+    """A token in the collection grid; `error` says why it could not be read (the rest still shows)."""
+
+    token_id: int
+    token: GalleryToken | None
+    error: str | None = None
+
+
+def split_ipfs_uri(uri: str) -> tuple[str, str]:
+    """`ipfs://CID/path` (or `/ipfs/CID/path`) -> (CID, path). Other schemes are refused with a reason."""
+    text = (uri or "").strip()
+    for prefix in ("ipfs://ipfs/", "ipfs://", "/ipfs/"):
+        if text.startswith(prefix):
+            rest = text[len(prefix) :]
+            cid, _, path = rest.partition("/")
+            parse_cid(cid)  # raises InvalidCIDError with a reason
+            return cid, path
+    raise GalleryError(f"{text!r} is not an ipfs:// URI: this gallery reads only content-addressed tokens.")
+
+
+class IpfsReader:
+    """IPFS content by CID: the local store first, else the public gateway over HTTP, verified."""
+
+    def __init__(
+        self,
+        store: LocalStore | None,
+        public_gateway: str,
+        *,
+        connect_timeout_s: float = 10.0,
+        read_timeout_s: float = 30.0,
+        max_bytes: int = 50 * 1024 * 1024,
+    ) -> None:
+        self.store = store
+        self.public_gateway = public_gateway.rstrip("/")
+        self.max_bytes = max_bytes
+        self.timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
+
+    def is_local(self, cid: str) -> bool:
+        return self.store is not None and self.store.has(cid)
+
+    def url(self, uri: str) -> str:
+        """Where a browser loads `ipfs://CID/path`: the studio's own /ipfs/ when the store has it."""
+        cid, path = split_ipfs_uri(uri)
+        suffix = f"/{path}" if path else ""
+        if self.is_local(cid):
+            return f"/ipfs/{cid}{suffix}"
+        return f"{self.public_gateway}/ipfs/{cid}{suffix}"
+
+    def cat(self, cid: str, path: str = "", *, max_bytes: int | None = None) -> bytes:
+        limit = max_bytes or self.max_bytes
+        if self.is_local(cid):
+            try:
+                assert self.store is not None
+                return self.store.cat(cid, path)
+            except ContentError as exc:
+                raise ContentUnavailableError(f"The local IPFS store cannot give {cid}/{path}: {exc}") from None
+        data = self._fetch(cid, path, limit)
+        if not path:
+            self._verify(cid, data)
+        return data
+
+    def _fetch(self, cid: str, path: str, limit: int) -> bytes:
+        url = f"{self.public_gateway}/ipfs/{cid}" + (f"/{path}" if path else "")
+        try:
+            with (
+                httpx.Client(timeout=self.timeout, follow_redirects=True) as client,
+                client.stream("GET", url, headers={"Accept": "*/*"}) as response,
+            ):
+                if response.status_code != 200:
+                    raise ContentUnavailableError(
+                        f"The IPFS gateway {self.public_gateway} answered {response.status_code} for {cid}: the "
+                        "content may not be pinned anywhere reachable; pin it, or set STUDIO_IPFS__PUBLIC_GATEWAY "
+                        "to a gateway that has it."
+                    )
+                chunks: list[bytes] = []
+                size = 0
+                for chunk in response.iter_bytes():
+                    size += len(chunk)
+                    if size > limit:
+                        raise ContentUnavailableError(
+                            f"{cid} from {self.public_gateway} is larger than {limit} bytes: refused."
+                        )
+                    chunks.append(chunk)
+                return b"".join(chunks)
+        except httpx.HTTPError as exc:
+            raise ContentUnavailableError(
+                f"Cannot fetch {cid} from the IPFS gateway {self.public_gateway} ({type(exc).__name__}: {exc}): "
+                "check the network, or set STUDIO_IPFS__PUBLIC_GATEWAY to a reachable gateway."
+            ) from None
+
+    @staticmethod
+    def _verify(cid: str, data: bytes) -> None:
+        """A gateway is not trusted: the bytes must hash to the CID asked for."""
+        parsed = parse_cid(cid)
+        if parsed.codec == CODEC_RAW:
+            ok = hashlib.sha256(data).digest() == parsed.digest
+        else:
+            ok = cid_for_bytes(data, version=parsed.version) == str(parsed)
+        if not ok:
+            raise ContentUnavailableError(
+                f"The gateway's bytes for {cid} do not match that CID: the gateway is faulty or hostile; "
+                "use another STUDIO_IPFS__PUBLIC_GATEWAY."
+            )
+
+    def json(self, uri: str) -> dict[str, Any]:
+        cid, path = split_ipfs_uri(uri)
+        data = self.cat(cid, path, max_bytes=MAX_METADATA_BYTES)
+        try:
+            value = json.loads(data)
+        except ValueError as exc:
+            raise GalleryError(f"The metadata {uri} is not valid JSON ({exc}).") from None
+        if not isinstance(value, dict):
+            raise GalleryError(f"The metadata {uri} is not a JSON object.")
+        return value
+
+
+class GalleryReader:
+    """A read-only view of one LivingNFT contract (or any ERC-721 with MetadataSet events) on any network."""
+
+    def __init__(
+        self,
+        rpc_url: str,
+        contract_address: str,
+        ipfs: IpfsReader,
+        *,
+        rpc_timeout_s: float = 15.0,
+        from_block: int = 0,
+    ) -> None:
+        self.rpc_url = rpc_url
+        self.w3: Web3 = make_web3(rpc_url, rpc_timeout_s)
+        self.address = to_address(contract_address)
+        self.ipfs = ipfs
+        self.from_block = from_block
+        self.contract = self.w3.eth.contract(address=self.address, abi=load_artifact("LivingNFT").abi)
+        self._timestamps: dict[int, int] = {}
+
+    def _call(self, function: str, *args: Any) -> Any:
+        fn = getattr(self.contract.functions, function)(*args)
+        try:
+            return rpc_call(self.w3, lambda: fn.call())
+        except ContractLogicError:
+            if args:
+                raise NotFoundError(
+                    f"Token {args[0]} does not exist on contract {self.address}: check the token id."
+                ) from None
+            raise GalleryError(f"The contract {self.address} refused {function}(): is it a LivingNFT?") from None
+        except ChainError as exc:
+            raise GalleryError(f"Cannot read the chain at {self._endpoint()}: {exc}") from None
+
+    def _endpoint(self) -> str:
+        return httpx.URL(self.rpc_url).host or "the RPC endpoint"
+
+    def collection_name(self) -> str:
+        return str(self._call("name"))
+
+    def total_supply(self) -> int:
+        return int(self._call("totalSupply"))
+
+    def token(self, token_id: int) -> GalleryToken:
+        """tokenURI from the chain, then the metadata it points at and the image that metadata names."""
+        token_id = int(token_id)
+        if token_id < 1:
+            raise NotFoundError(f"Token {token_id} does not exist: token ids start at 1.")
+        token_uri = str(self._call("tokenURI", token_id))
+        owner = str(self._call("ownerOf", token_id))
+        frozen = bool(self._call("isFrozen", token_id))
+        version = int(self._call("metadataVersion", token_id))
+        metadata_cid, _ = split_ipfs_uri(token_uri)
+        metadata = self.ipfs.json(token_uri)
+        return GalleryToken(
+            token_id=token_id,
+            token_uri=token_uri,
+            metadata_cid=metadata_cid,
+            version=version,
+            owner=owner,
+            frozen=frozen,
+            metadata=metadata,
+            image_url=self._image_url(metadata),
+            attributes=[a for a in metadata.get("attributes") or [] if isinstance(a, dict)],
+        )
+
+    def _image_url(self, metadata: dict[str, Any]) -> str | None:
+        image = metadata.get("image")
+        if not isinstance(image, str):
+            return None
+        try:
+            return self.ipfs.url(image)
+        except (GalleryError, ContentError):
+            return None
+
+    def cards(self, *, limit: int = 24, offset: int = 0) -> tuple[int, list[GalleryCard]]:
+        """(total supply, one card per token), newest first; a token that cannot be read keeps its place."""
+        total = self.total_supply()
+        ids = list(range(total - offset, max(total - offset - limit, 0), -1))
+        cards = []
+        for token_id in ids:
+            try:
+                cards.append(GalleryCard(token_id, self.token(token_id)))
+            except (StudioError, ContentError) as exc:
+                cards.append(GalleryCard(token_id, None, str(exc)))
+        return total, cards
+
+    def history(self, token_id: int) -> list[GalleryVersion]:
+        """Every version of the token, oldest first, from its MetadataSet events and IPFS."""
+        event = self.contract.events.MetadataSet()
+        topic0 = HexBytes(Web3.keccak(text=event.abi_element_identifier)).to_0x_hex()
+        token_topic = "0x" + int(token_id).to_bytes(32, "big").hex()
+        try:
+            raw = rpc_call(
+                self.w3,
+                lambda: self.w3.eth.get_logs(
+                    {
+                        "address": self.address,
+                        "fromBlock": self.from_block,
+                        "toBlock": "latest",
+                        "topics": [topic0, token_topic],
+                    }
+                ),
+            )
+        except ChainError as exc:
+            raise GalleryError(f"Cannot read the token's history at {self._endpoint()}: {exc}") from None
+        logs = sorted((event.process_log(entry) for entry in raw), key=lambda e: (e["blockNumber"], e["logIndex"]))
+        versions = []
+        for log in logs:
+            cid = raw_cid_from_digest(bytes(log["args"]["metadataDigest"]))
+            metadata: dict[str, Any] | None = None
+            error = None
+            try:
+                metadata = self.ipfs.json(f"ipfs://{cid}")
+            except (StudioError, ContentError) as exc:
+                error = str(exc)
+            versions.append(
+                GalleryVersion(
+                    version=int(log["args"]["version"]),
+                    metadata_cid=cid,
+                    block_number=int(log["blockNumber"]),
+                    tx_hash=HexBytes(log["transactionHash"]).to_0x_hex(),
+                    timestamp=self._timestamp(int(log["blockNumber"])),
+                    metadata=metadata,
+                    image_url=self._image_url(metadata) if metadata else None,
+                    error=error,
+                )
+            )
+        return versions
+
+    def _timestamp(self, block_number: int) -> int:
+        if block_number not in self._timestamps:
+            block = rpc_call(self.w3, lambda: self.w3.eth.get_block(block_number))
+            self._timestamps[block_number] = int(block["timestamp"])
+        return self._timestamps[block_number]
+
+
+def ipfs_reader(studio: Studio) -> IpfsReader:
+    ipfs = studio.settings.ipfs
+    return IpfsReader(
+        studio.store,
+        ipfs.public_gateway,
+        connect_timeout_s=ipfs.connect_timeout_s,
+        read_timeout_s=min(ipfs.read_timeout_s, 30.0),
+        max_bytes=int(ipfs.max_file_mb * 1024 * 1024),
+    )
+
+
+def gallery_reader(studio: Studio) -> GalleryReader:
+    """The gallery's reader: the contract in settings.app.gallery_rpc_url/gallery_contract_address when
+    set (a collection on another network), else the studio's own chain and contract."""
+    app = studio.settings.app
+    if app.gallery_rpc_url and app.gallery_contract_address:
+        return GalleryReader(
+            app.gallery_rpc_url,
+            app.gallery_contract_address,
+            ipfs_reader(studio),
+            rpc_timeout_s=studio.settings.chain.rpc_timeout_s,
+            from_block=app.gallery_from_block,
+        )
+    chain = studio.chain
+    return GalleryReader(
+        chain.rpc_url,
+        chain.contract_address,
+        ipfs_reader(studio),
+        rpc_timeout_s=studio.settings.chain.rpc_timeout_s,
+        from_block=chain.client.from_block,
+    )

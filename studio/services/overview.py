@@ -1,0 +1,95 @@
+"""What the Settings tab shows: network, contract, pinning backends and their health, wallet and
+balance, model and device. Secrets are reported only as set or not set, never their values, and an
+RPC URL is shown by its host alone (provider URLs often carry an API key in their path)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from contracts.errors import ChainError
+from contracts.signer import rpc_call
+from metadata.errors import ContentError
+from studio.services.studio import Studio
+
+WEI_PER_ETH = 10**18
+
+
+@dataclass(frozen=True)
+class PinningStatus:
+    backend: str
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class StudioOverview:
+    network: str
+    rpc_host: str
+    chain_id: int
+    contract_address: str | None
+    wallet_address: str | None
+    balance_eth: str | None
+    chain_error: str | None
+    pinning: list[PinningStatus]
+    public_gateway: str
+    model: dict[str, object]
+    secrets: dict[str, bool]
+    data_dir: str
+    evolve_enabled: bool
+
+
+def rpc_host(url: str) -> str:
+    """The scheme and host of an RPC URL, without path, query or credentials."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}" if parts.scheme else host
+
+
+def studio_overview(studio: Studio, *, check_pinning: bool = True) -> StudioOverview:
+    """The studio's configuration and live state. The chain is read with the configured timeouts; a
+    chain that cannot be reached is reported in `chain_error`, not raised."""
+    settings = studio.settings
+    chain_settings = settings.chain
+    contract = wallet = balance = error = None
+    rpc = "embedded anvil" if chain_settings.network == "local" else rpc_host(chain_settings.rpc_url or "")
+    try:
+        chain = studio.chain
+        contract, wallet = chain.contract_address, chain.address
+        wei = int(rpc_call(chain.w3, lambda: chain.w3.eth.get_balance(chain.address)))
+        balance = f"{wei / WEI_PER_ETH:.6f}"
+        if chain.local_chain is not None:
+            rpc = f"embedded anvil at {rpc_host(chain.rpc_url)}"
+    except ChainError as exc:
+        error = str(exc)
+    pinning: list[PinningStatus] = []
+    if check_pinning:
+        for backend in studio.pinner.backends:
+            try:
+                health = backend.health()
+                pinning.append(PinningStatus(health.backend, health.ok, health.detail))
+            except ContentError as exc:
+                pinning.append(PinningStatus(getattr(backend, "name", "?"), False, str(exc)))
+    else:
+        pinning = [PinningStatus(name, True, "not checked") for name in settings.ipfs.backends]
+    return StudioOverview(
+        network=chain_settings.network,
+        rpc_host=rpc,
+        chain_id=chain_settings.chain_id,
+        contract_address=contract,
+        wallet_address=wallet,
+        balance_eth=balance,
+        chain_error=error,
+        pinning=pinning,
+        public_gateway=settings.ipfs.public_gateway,
+        model=studio.engine.describe(),
+        secrets={
+            "chain private key": bool(chain_settings.private_key and chain_settings.private_key.get_secret_value()),
+            "chain keystore": chain_settings.keystore_path is not None,
+            "Pinata JWT": bool(settings.ipfs.pinata_jwt and settings.ipfs.pinata_jwt.get_secret_value()),
+            "web login": bool(settings.app.auth_username and settings.app.auth_password),
+        },
+        data_dir=str(settings.data_dir.resolve()),
+        evolve_enabled=settings.evolve.enabled,
+    )

@@ -1,0 +1,209 @@
+"""The Collection tab: the collection's tokens; a token's timeline of versions with the feed values
+that caused each change, its evolution as an animated GIF, its on-chain history and a freeze action."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import gradio as gr
+
+from studio.records import Token
+from studio.services.errors import InvalidInputError
+from studio.services.studio import Studio
+from studio.services.tokens import VersionView, evolution_animation, freeze_token, get_token, list_tokens, timeline
+from studio.ui.common import code, esc, link, readable_errors
+from studio.ui.create import exports_dir
+
+
+@dataclass
+class CollectionTab:
+    token: gr.Dropdown
+    grid: gr.Gallery
+    shown_ids: gr.State
+    refresh: Any
+
+
+def image_file(studio: Studio, cid: str) -> str:
+    path = exports_dir(studio) / f"{cid}.png"
+    if not path.exists():
+        temp = path.with_suffix(".tmp")
+        temp.write_bytes(studio.store.cat(cid))
+        temp.replace(path)
+    return str(path)
+
+
+def token_label(token: Token) -> str:
+    living = "living" if token.living and not token.frozen else ("frozen" if token.frozen else "static")
+    return f"#{token.token_id} · {token.name} · v{token.current_version} · {living}"
+
+
+def feed_values_html(view: VersionView, token_id: int) -> str:
+    parts = []
+    traits = ((view.state or {}).get("traits") or {}) if view.state else {}
+    for trait, fragment in sorted(traits.items()):
+        parts.append(f"<span class='badge'>{esc(trait)}: {esc(fragment)}</span>")
+    feeds = (view.feed_values or {}).get("feeds") or {}
+    for feed, reading in sorted(feeds.items()):
+        if not isinstance(reading, dict):
+            continue
+        if reading.get("ok"):
+            value = reading.get("value")
+            per_token = (reading.get("per_token") or {}).get(str(token_id))
+            shown = per_token if per_token is not None else value
+            text = json.dumps(shown, ensure_ascii=False) if isinstance(shown, dict) else str(shown)
+            parts.append(f"{esc(feed)} = <b>{esc(text)}</b>")
+        else:
+            parts.append(f"{esc(feed)}: <span class='badge bad'>{esc(reading.get('error') or 'unavailable')}</span>")
+    if view.feed_snapshot_cid:
+        parts.append(f"snapshot {code(view.feed_snapshot_cid)} {link('/ipfs/' + view.feed_snapshot_cid, 'json')}")
+    return "<br>".join(parts) if parts else "<span class='muted'>the mint</span>"
+
+
+def timeline_html(views: list[VersionView], token_id: int) -> str:
+    rows = []
+    for view in reversed(views):
+        rows.append(
+            f"<tr data-version='{view.version}'><td><b>v{view.version}</b><br>"
+            f"<span class='muted'>{esc(view.created_at)}</span></td><td>{feed_values_html(view, token_id)}</td>"
+            f"<td>{code(view.metadata_cid)} {link('/ipfs/' + view.metadata_cid, 'metadata')}</td>"
+            f"<td>{code(view.tx_hash)}<br><span class='muted'>gas {view.gas_used or 0:,}</span></td></tr>"
+        )
+    head = "<tr><th>Version</th><th>Why it changed</th><th>Metadata</th><th>Transaction</th></tr>"
+    return f'<table class="timeline" id="token-timeline">{head}{"".join(rows)}</table>'
+
+
+def header_html(token: Token) -> str:
+    state = (
+        "<span class='badge bad'>frozen</span>"
+        if token.frozen
+        else (
+            f"<span class='badge good'>living · rules {esc(token.rules_name)}</span>"
+            if token.living
+            else "<span class='badge'>static</span>"
+        )
+    )
+    return (
+        f"<h3 style='margin:0'>#{token.token_id} · {esc(token.name)} {state}</h3>"
+        f"<p class='muted'>{esc(token.description)}</p>"
+        f"<p>Version <b>{token.current_version}</b> · {link(f'/gallery/{token.token_id}', 'collector page')}</p>"
+    )
+
+
+def chain_history_html(studio: Studio, token_id: int) -> str:
+    client = studio.chain.client
+    rows = []
+    for change in client.history(int(token_id)):
+        when = datetime.fromtimestamp(change.timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        rows.append(
+            (
+                change.block_number,
+                change.log_index,
+                "MetadataSet",
+                f"v{change.version} → {code(change.metadata_cid)}",
+                change.tx_hash,
+                when,
+            )
+        )
+    for transfer in client.transfers(int(token_id)):
+        when = datetime.fromtimestamp(transfer.timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        what = "mint to" if int(transfer.from_address, 16) == 0 else f"{code(transfer.from_address)} →"
+        rows.append(
+            (
+                transfer.block_number,
+                transfer.log_index,
+                "Transfer",
+                f"{what} {code(transfer.to_address)}",
+                transfer.tx_hash,
+                when,
+            )
+        )
+    rows.sort()
+    body = "".join(
+        f"<tr><td>{block}</td><td>{esc(event)}</td><td>{detail}</td><td>{code(tx)}</td><td>{esc(when)}</td></tr>"
+        for block, _, event, detail, tx, when in rows
+    )
+    frozen = client.is_frozen(int(token_id))
+    head = "<tr><th>Block</th><th>Event</th><th>Detail</th><th>Transaction</th><th>Time</th></tr>"
+    note = "<p><span class='badge bad'>frozen on chain</span></p>" if frozen else ""
+    return f'{note}<table class="timeline" id="chain-history">{head}{body}</table>'
+
+
+def build(studio: Studio) -> CollectionTab:
+    with gr.Row():
+        token = gr.Dropdown([], label="Token", allow_custom_value=True, scale=5, elem_id="collection-token")
+        refresh = gr.Button("↻ Refresh", scale=1, min_width=110, elem_id="collection-refresh")
+    grid = gr.Gallery(label="Collection", columns=6, height=260, allow_preview=False, object_fit="cover")
+    shown_ids = gr.State([])
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=4):
+            header = gr.HTML(elem_id="token-header")
+            animation = gr.Image(label="Evolution", type="filepath", interactive=False, height=300)
+            with gr.Group():
+                confirm = gr.Checkbox(label="I understand freezing is permanent: the artwork never changes again")
+                freeze = gr.Button("Freeze token", variant="stop", elem_id="freeze")
+        with gr.Column(scale=7):
+            versions = gr.Gallery(label="Versions", columns=5, height=200, allow_preview=True, object_fit="cover")
+            gr.Markdown("#### Timeline")
+            timeline_view = gr.HTML(elem_id="token-timeline-box")
+            with gr.Accordion("On-chain history", open=False):
+                history = gr.HTML()
+
+    def _refresh(selected: int | None = None):
+        tokens = list_tokens(studio)
+        choices = [(token_label(t), t.token_id) for t in tokens]
+        items = [(image_file(studio, t.current_image_cid), token_label(t)) for t in tokens]
+        value = selected if selected is not None else (choices[0][1] if choices else None)
+        return gr.Dropdown(choices=choices, value=value), gr.Gallery(value=items), [t.token_id for t in tokens]
+
+    @readable_errors
+    def on_refresh(selected):
+        return _refresh(int(selected) if selected is not None else None)
+
+    @readable_errors
+    def on_open(token_id):
+        if token_id is None:
+            return "<p class='muted'>No token yet: mint one in the Mint tab.</p>", None, [], "", ""
+        token_id = int(token_id)
+        record = get_token(studio, token_id)
+        views = timeline(studio, token_id)
+        gif = (
+            exports_dir(studio)
+            / f"evolution-{record.chain_id}-{record.contract_address}-{token_id}-v{record.current_version}.gif"
+        )
+        if not gif.exists():
+            gif.write_bytes(evolution_animation(studio, token_id))
+        images = [(image_file(studio, v.image_cid), f"v{v.version}") for v in views]
+        return (
+            header_html(record),
+            str(gif),
+            images,
+            timeline_html(views, token_id),
+            chain_history_html(studio, token_id),
+        )
+
+    @readable_errors
+    def on_freeze(token_id, confirmed):
+        if token_id is None:
+            raise InvalidInputError("Choose a token to freeze.")
+        if not confirmed:
+            raise InvalidInputError("Tick the box to confirm: freezing is permanent.")
+        tx_hash = freeze_token(studio, int(token_id))
+        gr.Info(f"Token #{int(token_id)} is frozen (transaction {tx_hash}).")
+        return False
+
+    def on_select(ids, evt: gr.SelectData):
+        return ids[evt.index] if evt.index is not None and evt.index < len(ids) else gr.skip()
+
+    open_outputs = [header, animation, versions, timeline_view, history]
+    refresh.click(on_refresh, [token], [token, grid, shown_ids], api_name="tokens").then(
+        on_open, [token], open_outputs, api_visibility="private"
+    )
+    token.change(on_open, [token], open_outputs, api_name="token_detail")
+    grid.select(on_select, [shown_ids], [token], api_visibility="private")
+    freeze.click(on_freeze, [token, confirm], [confirm], api_name="freeze").then(
+        on_open, [token], open_outputs, api_visibility="private"
+    )
+    return CollectionTab(token=token, grid=grid, shown_ids=shown_ids, refresh=_refresh)

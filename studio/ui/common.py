@@ -1,0 +1,174 @@
+"""What every tab shares: turning service errors into readable gr.Error messages, running a service
+call in a thread while its steps stream to the page, HTML escaping helpers, the studio's look."""
+
+from __future__ import annotations
+
+import functools
+import html
+import inspect
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import gradio as gr
+
+from contracts.errors import ChainError
+from evolve.errors import EvolveError
+from metadata.errors import ContentError
+from studio.generation import GenerationError
+from studio.services.errors import StudioError
+
+log = logging.getLogger("studio.ui")
+
+# Errors whose message was written for a person (it names the problem and the fix).
+READABLE_ERRORS: tuple[type[BaseException], ...] = (
+    StudioError,
+    ChainError,
+    ContentError,
+    GenerationError,
+    EvolveError,
+    ValueError,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def as_gr_error(exc: BaseException) -> gr.Error:
+    """The gr.Error a person sees for `exc`: its own message when it is one of ours, never a traceback."""
+    if isinstance(exc, gr.Error):
+        return exc
+    if isinstance(exc, READABLE_ERRORS):
+        return gr.Error(str(exc), title=_title(exc), print_exception=False)
+    log.exception("unexpected error in the studio UI", exc_info=exc)
+    return gr.Error(
+        f"Unexpected {type(exc).__name__} inside the studio; the details are in the studio's log. "
+        "What you entered is kept: try again, and report it if it happens again.",
+        print_exception=False,
+    )
+
+
+def _title(exc: BaseException) -> str:
+    if isinstance(exc, ChainError):
+        return "Chain"
+    if isinstance(exc, ContentError):
+        return "IPFS"
+    if isinstance(exc, GenerationError):
+        return "Generation"
+    if isinstance(exc, EvolveError):
+        return "Evolution"
+    return "Error"
+
+
+def readable_errors(fn: F) -> F:
+    """Wrap a UI handler (function or generator) so every error reaches the page as gr.Error."""
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def gen_wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            try:
+                yield from fn(*args, **kwargs)
+            except Exception as exc:
+                raise as_gr_error(exc) from None
+
+        return gen_wrapper  # type: ignore[return-value]
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            raise as_gr_error(exc) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+_DONE = object()
+
+
+def run_streaming(work: Callable[[Callable[[str, dict[str, Any]], None]], Any]) -> Iterator[tuple[str, Any]]:
+    """Run `work(report)` in a thread; yield ("step", (name, details)) for each report as it happens,
+    then ("result", value). An exception raised by `work` is re-raised here, after its steps."""
+    events: queue.Queue[Any] = queue.Queue()
+    outcome: dict[str, Any] = {}
+
+    def report(step: str, details: dict[str, Any]) -> None:
+        events.put((step, dict(details)))
+
+    def target() -> None:
+        try:
+            outcome["value"] = work(report)
+        except BaseException as exc:
+            outcome["error"] = exc
+        finally:
+            events.put(_DONE)
+
+    thread = threading.Thread(target=target, name="studio-ui-work", daemon=True)
+    thread.start()
+    while True:
+        event = events.get()
+        if event is _DONE:
+            break
+        yield "step", event
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    yield "result", outcome.get("value")
+
+
+def esc(value: object) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def short(value: str | None, keep: int = 10) -> str:
+    """0x1234…abcd: enough to recognise a hash or CID; the full value stays in the title attribute."""
+    if not value:
+        return ""
+    if len(value) <= keep * 2 + 1:
+        return value
+    return f"{value[:keep]}…{value[-6:]}"
+
+
+def code(value: str | None, *, keep: int = 10) -> str:
+    """A hash or CID as inline code, shortened, the full value on hover (escaped)."""
+    if not value:
+        return "—"
+    return f'<code title="{esc(value)}">{esc(short(value, keep))}</code>'
+
+
+def link(url: str, text: str) -> str:
+    return f'<a href="{esc(url)}" target="_blank" rel="noopener noreferrer">{esc(text)}</a>'
+
+
+THEME = gr.themes.Soft(
+    primary_hue=gr.themes.colors.violet,
+    secondary_hue=gr.themes.colors.slate,
+    neutral_hue=gr.themes.colors.slate,
+    # System fonts only: a web font would make every page load reach a third-party server.
+    font=["Inter", "ui-sans-serif", "system-ui", "Segoe UI", "Roboto", "sans-serif"],
+    font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"],
+)
+
+CSS = """
+.gradio-container { max-width: 1280px !important; margin: 0 auto !important; }
+#studio-header { display: flex; align-items: baseline; gap: 14px; padding: 6px 2px 2px; }
+#studio-header h1 { font-size: 1.55rem; margin: 0; letter-spacing: -0.01em; }
+#studio-header .tagline { color: var(--body-text-color-subdued); font-size: 0.95rem; }
+.step-list { list-style: none; padding: 0; margin: 0; }
+.step-list li { padding: 6px 0; border-bottom: 1px solid var(--border-color-primary); }
+.step-list .state { display: inline-block; width: 1.4em; }
+.kv { border-collapse: collapse; width: 100%; }
+.kv th { text-align: left; font-weight: 600; padding: 5px 12px 5px 0; white-space: nowrap; vertical-align: top;
+         color: var(--body-text-color-subdued); width: 32%; }
+.kv td { padding: 5px 0; word-break: break-all; }
+.timeline { border-collapse: collapse; width: 100%; font-size: 0.92rem; }
+.timeline th, .timeline td { text-align: left; padding: 6px 8px; border-bottom: 1px solid var(--border-color-primary);
+                             vertical-align: top; }
+.badge { display: inline-block; padding: 1px 8px; border-radius: 999px; font-size: 0.8rem; font-weight: 600;
+         background: var(--color-accent-soft); color: var(--color-accent); }
+.badge.bad { background: #fee2e2; color: #991b1b; }
+.badge.good { background: #dcfce7; color: #166534; }
+.muted { color: var(--body-text-color-subdued); }
+footer { display: none !important; }
+"""

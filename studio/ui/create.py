@@ -1,0 +1,217 @@
+"""The Create tab: prompt to draft (with live progress), variations of a draft, the drafts history."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from studio.records import Draft
+from studio.services.drafts import create_draft, create_variation, draft_png, get_draft, list_drafts, random_seed
+from studio.services.errors import InvalidInputError
+from studio.services.studio import Studio
+from studio.ui.common import code, esc, readable_errors
+
+SIDES = (64, 128, 256, 384, 512, 640, 768, 896, 1024)
+
+
+@dataclass
+class CreateTab:
+    gallery: gr.Gallery
+    draft: gr.Dropdown
+    shown_ids: gr.State
+    refresh: Callable[..., tuple[Any, Any, list[int]]]
+
+
+def exports_dir(studio: Studio) -> Path:
+    """Where draft PNGs are written for the browser to show and download (an allowed path of the app)."""
+    folder = studio.settings.data_dir / "exports"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def draft_file(studio: Studio, draft: Draft, png: bytes | None = None) -> str:
+    """The draft's PNG, with its parameters chunk, as a file named after the draft and its seed."""
+    path = exports_dir(studio) / f"draft-{draft.id}-seed-{draft.seed}.png"
+    if not path.exists():
+        data = png if png is not None else studio.store.cat(draft.image_cid)
+        temp = path.with_suffix(".tmp")
+        temp.write_bytes(data)
+        temp.replace(path)
+    return str(path)
+
+
+def draft_label(draft: Draft) -> str:
+    prompt = " ".join(draft.prompt.split())
+    return f"#{draft.id} · {prompt[:48]}{'…' if len(prompt) > 48 else ''}"
+
+
+def draft_choices(studio: Studio) -> list[tuple[str, int]]:
+    return [(draft_label(d), d.id) for d in list_drafts(studio)]
+
+
+def drafts_gallery(studio: Studio) -> list[tuple[str, str]]:
+    return [(draft_file(studio, d), draft_label(d)) for d in list_drafts(studio, limit=24)]
+
+
+def parameters_html(draft: Draft, warnings: list[str] | None = None) -> str:
+    record = draft.provenance or {}
+    rows = [
+        ("Draft", f"#{draft.id}" + (f" (variation of #{draft.parent_id})" if draft.parent_id else "")),
+        ("Prompt", esc(draft.prompt)),
+        ("Negative prompt", esc(draft.negative_prompt) or "—"),
+        ("Seed", esc(draft.seed)),
+        ("Steps", esc(draft.steps)),
+        ("Guidance", esc(draft.guidance_scale)),
+        ("Size", f"{draft.width} × {draft.height}"),
+        ("Strength", esc(draft.strength) if draft.strength is not None else "—"),
+        ("Model", esc(record.get("model_id"))),
+        ("Preset / decoder", f"{esc(record.get('preset'))} / {esc(record.get('decoder'))}"),
+        ("Device", f"{esc(record.get('device'))} ({esc(record.get('dtype'))})"),
+        ("Image CID", code(draft.image_cid, keep=14)),
+    ]
+    body = "".join(f"<tr><th>{name}</th><td>{value}</td></tr>" for name, value in rows)
+    notes = "".join(f'<p class="muted">⚠ {esc(w)}</p>' for w in warnings or [])
+    return f'<table class="kv">{body}</table>{notes}'
+
+
+def build(studio: Studio) -> CreateTab:
+    model = studio.settings.model
+    sides = [s for s in SIDES if s <= model.max_side] or [model.max_side]
+    default_side = 512 if 512 in sides else sides[-1]
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=5):
+            prompt = gr.Textbox(
+                label="Prompt", lines=3, placeholder="a lighthouse on a cliff at dusk, oil painting", elem_id="prompt"
+            )
+            negative = gr.Textbox(label="Negative prompt", lines=1, placeholder="blurry, text, watermark")
+            with gr.Row():
+                seed = gr.Number(label="Seed (-1 = random)", value=-1, precision=0, minimum=-1, scale=4)
+                dice = gr.Button("🎲 Random seed", scale=1, min_width=120)
+            with gr.Row():
+                steps = gr.Slider(
+                    label="Steps (0 = the model's usual)", minimum=0, maximum=min(model.max_steps, 50), step=1, value=0
+                )
+                preset = gr.Radio(
+                    ["fast", "quality"],
+                    value=model.preset,
+                    label="Preset",
+                    info="fast: tiny decoder; quality: full VAE",
+                )
+            with gr.Row():
+                width = gr.Dropdown(sides, value=default_side, label="Width")
+                height = gr.Dropdown(sides, value=default_side, label="Height")
+            gr.Markdown(f"<span class='muted'>Model: <code>{esc(model.model_id)}</code></span>")
+            generate = gr.Button("Generate", variant="primary", elem_id="generate")
+            with gr.Accordion("Variation of the selected draft (img2img)", open=False):
+                draft = gr.Dropdown(
+                    [], label="Selected draft", interactive=True, allow_custom_value=True, elem_id="create-draft"
+                )
+                strength = gr.Slider(
+                    label="Strength (lower keeps more of the draft)", minimum=0.05, maximum=1.0, step=0.05, value=0.5
+                )
+                vary = gr.Button("Make a variation", elem_id="vary")
+        with gr.Column(scale=6):
+            image = gr.Image(label="Draft", type="filepath", interactive=False, height=460, elem_id="draft-image")
+            download = gr.File(label="PNG with its parameters", interactive=False)
+            params = gr.HTML(elem_id="draft-params")
+    gallery = gr.Gallery(
+        label="Drafts", columns=8, height=220, allow_preview=False, object_fit="cover", elem_id="drafts-gallery"
+    )
+    shown_ids = gr.State([])
+
+    def _refresh(selected: int | None = None) -> tuple[Any, Any, list[int]]:
+        drafts = list_drafts(studio, limit=24)
+        items = [(draft_file(studio, d), draft_label(d)) for d in drafts]
+        choices = draft_choices(studio)
+        value = selected if selected is not None else (choices[0][1] if choices else None)
+        return gr.Gallery(value=items), gr.Dropdown(choices=choices, value=value), [d.id for d in drafts]
+
+    def _after(result: Any) -> tuple[Any, ...]:
+        path = draft_file(studio, result.draft, result.png)
+        gallery_update, draft_update, ids = _refresh(result.draft.id)
+        return path, path, parameters_html(result.draft, result.warnings), gallery_update, draft_update, ids
+
+    @readable_errors
+    def on_generate(prompt_text, negative_text, seed_value, steps_value, w, h, preset_value, progress=gr.Progress()):  # noqa: B008 (how Gradio injects progress)
+        if not (prompt_text or "").strip():
+            raise InvalidInputError("Type a prompt first: describe the image you want.")
+        progress(0, desc="Loading the model")
+        result = create_draft(
+            studio,
+            prompt=prompt_text,
+            negative_prompt=negative_text or "",
+            seed=None if seed_value is None or int(seed_value) < 0 else int(seed_value),
+            steps=int(steps_value) if steps_value else None,
+            width=int(w),
+            height=int(h),
+            preset=preset_value,
+            progress=lambda step, total: progress((step, total), desc="Denoising", unit="steps"),
+        )
+        return _after(result)
+
+    @readable_errors
+    def on_vary(draft_id, strength_value, seed_value, progress=gr.Progress()):  # noqa: B008 (how Gradio injects progress)
+        if draft_id is None:
+            raise InvalidInputError("Choose a draft to vary: pick one in 'Selected draft' or click it in Drafts.")
+        progress(0, desc="Loading the model")
+        result = create_variation(
+            studio,
+            int(draft_id),
+            strength=float(strength_value),
+            seed=None if seed_value is None or int(seed_value) < 0 else int(seed_value),
+            progress=lambda step, total: progress((step, total), desc="Denoising", unit="steps"),
+        )
+        return _after(result)
+
+    @readable_errors
+    def on_select(ids: list[int], evt: gr.SelectData):
+        draft_id = ids[evt.index] if evt.index is not None and evt.index < len(ids) else None
+        if draft_id is None:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        chosen = get_draft(studio, draft_id)
+        path = draft_file(studio, chosen)
+        return draft_id, path, path, parameters_html(chosen)
+
+    @readable_errors
+    def on_show(draft_id):
+        if draft_id is None:
+            return gr.skip(), gr.skip(), gr.skip()
+        chosen = get_draft(studio, int(draft_id))
+        path = draft_file(studio, chosen)
+        return path, path, parameters_html(chosen)
+
+    outputs = [image, download, params, gallery, draft, shown_ids]
+    dice.click(lambda: random_seed(), None, seed, api_name="random_seed", queue=False)
+    generate.click(
+        on_generate,
+        [prompt, negative, seed, steps, width, height, preset],
+        outputs,
+        api_name="generate",
+        concurrency_limit=2,
+        concurrency_id="generation",
+    )
+    prompt.submit(
+        on_generate,
+        [prompt, negative, seed, steps, width, height, preset],
+        outputs,
+        api_visibility="private",
+        concurrency_id="generation",
+    )
+    vary.click(on_vary, [draft, strength, seed], outputs, api_name="variation", concurrency_id="generation")
+    gallery.select(on_select, [shown_ids], [draft, image, download, params], api_visibility="private")
+    draft.input(on_show, [draft], [image, download, params], api_visibility="private")
+
+    @readable_errors
+    def on_png(draft_id):
+        """The draft's PNG bytes as a file (API: the PNG with its parameters chunk)."""
+        draft_png(studio, int(draft_id))  # raises NotFoundError for an unknown draft
+        return draft_file(studio, get_draft(studio, int(draft_id)))
+
+    api_png = gr.File(visible=False)
+    api_draft = gr.Number(visible=False, precision=0)
+    gr.Button(visible=False).click(on_png, [api_draft], [api_png], api_name="draft_png")
+    return CreateTab(gallery=gallery, draft=draft, shown_ids=shown_ids, refresh=_refresh)

@@ -1,0 +1,209 @@
+"""The Evolve tab: edit and validate a collection's feeds and rules, see the schedule (next run, last
+cycle, gas spent), run a cycle now, and preview a dry run side by side with the current images."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from evolve.cycle import CycleReport, run_cycle
+from evolve.status import collection_status
+from studio.services.errors import InvalidInputError, NotFoundError
+from studio.services.rules_files import RulesSummary, list_rules, read_rules, save_rules, validate_rules_text
+from studio.services.studio import Studio
+from studio.services.tokens import get_token
+from studio.ui.collection import image_file
+from studio.ui.common import code, esc, readable_errors
+
+STARTER_RULES = """\
+# A collection that follows the time of day. See README (Evolution) for every feed and condition.
+[schedule]
+every = "6h"
+
+[evolution]
+prompt = "{prompt}, {light}"
+strength = 0.35
+
+[feeds.clock]
+type = "clock"
+timezone = "UTC"
+
+[traits.light]
+input = "clock.part_of_day"
+[[traits.light.cases]]
+equals = "night"
+fragment = "under a starry night sky"
+[[traits.light.cases]]
+equals = "morning"
+fragment = "in soft morning light"
+[[traits.light.cases]]
+fragment = "in warm afternoon light"
+"""
+
+
+@dataclass
+class EvolveTab:
+    collection: gr.Dropdown
+    editor: gr.Code
+    schedule: gr.HTML
+    refresh_schedule: Any
+
+
+def summary_html(summary: RulesSummary, *, saved: bool) -> str:
+    feeds = ", ".join(f"{esc(name)} ({esc(kind)})" for name, kind in summary.feeds.items())
+    verb = "Saved" if saved else "Valid"
+    return (
+        f"<p><span class='badge good'>{verb}</span> <b>{esc(summary.name)}</b>: {esc(summary.schedule)} · "
+        f"feeds {feeds} · traits {esc(', '.join(summary.traits))} · strength {summary.strength:g}</p>"
+    )
+
+
+def schedule_html(studio: Studio) -> str:
+    entries = collection_status(studio)
+    if not entries:
+        return "<p class='muted'>No collection yet: write a rules file above and save it.</p>"
+    rows = []
+    for entry in entries:
+        last = entry.get("last_cycle") or {}
+        last_text = (
+            f"#{last['id']} {esc(last['status'])} at {esc(last.get('finished_at') or last.get('started_at'))}: "
+            f"{last.get('evolved', 0)} evolved, {last.get('unchanged', 0)} unchanged"
+            + (f"<br><span class='badge bad'>{esc(last['error'])}</span>" if last.get("error") else "")
+            if last
+            else "<span class='muted'>never</span>"
+        )
+        rules_state = entry.get("rules", "")
+        rules_badge = (
+            f"<span class='badge good'>{esc(entry.get('schedule', 'ok'))}</span>"
+            if rules_state == "ok"
+            else f"<span class='badge bad'>{esc(rules_state)}</span>"
+        )
+        pending = ", ".join(f"#{k} {esc(v)}" for k, v in (entry.get("tokens_pending") or {}).items()) or "—"
+        rows.append(
+            f"<tr data-collection='{esc(entry['collection'])}'>"
+            f"<td><b>{esc(entry['collection'])}</b><br>{rules_badge}</td>"
+            f"<td>{esc(entry.get('next_run'))}</td><td>{last_text}</td><td>{entry.get('living_tokens', 0)}</td>"
+            f"<td>{int(entry.get('gas_spent_total') or 0):,}</td><td>{pending}</td></tr>"
+        )
+    head = (
+        "<tr><th>Collection</th><th>Next run</th><th>Last cycle</th><th>Living tokens</th>"
+        "<th>Gas spent</th><th>Waiting</th></tr>"
+    )
+    return f'<table class="timeline" id="schedule-table">{head}{"".join(rows)}</table>'
+
+
+def report_html(report: CycleReport) -> str:
+    kind = "Dry run" if report.dry_run else f"Cycle #{report.cycle_id}"
+    badge = "good" if report.status == "done" else "bad"
+    rows = [
+        ("Status", f"<span class='badge {badge}'>{esc(report.status)}</span>"),
+        ("Feeds", "<br>".join(f"{esc(k)}: {esc(v)}" for k, v in report.feeds.items()) or "—"),
+        ("Snapshot", code(report.snapshot_cid)),
+        ("Tokens considered", esc(report.tokens_considered)),
+        ("Evolved", ", ".join(f"#{t}" for t in report.evolved) or "—"),
+        ("Would change", ", ".join(f"#{c['token_id']}" for c in report.would_change) or "—"),
+        ("Unchanged", esc(report.unchanged)),
+        ("Waiting", "<br>".join(f"#{k}: {esc(v)}" for k, v in {**report.waiting, **report.pending}.items()) or "—"),
+        ("Gas used", f"{report.gas_used:,}"),
+        ("Transactions", "<br>".join(code(tx) for tx in report.transactions) or "—"),
+        ("Errors", "<br>".join(esc(e) for e in report.errors) or "—"),
+    ]
+    body = "".join(f"<tr><th>{name}</th><td>{value}</td></tr>" for name, value in rows)
+    return f"<h4>{esc(kind)} of {esc(report.collection)}</h4><table class='kv' id='cycle-report'>{body}</table>"
+
+
+def build(studio: Studio) -> EvolveTab:
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=6):
+            with gr.Row():
+                collection = gr.Dropdown(
+                    [],
+                    label="Collection (rules file)",
+                    allow_custom_value=True,
+                    info="Pick one, or type a new name",
+                    elem_id="evolve-collection",
+                    scale=4,
+                )
+                load = gr.Button("Open", scale=1, min_width=90)
+            editor = gr.Code(label="Rules (TOML)", language=None, lines=24, interactive=True, elem_id="rules-editor")
+            with gr.Row():
+                validate = gr.Button("Validate", elem_id="rules-validate")
+                save = gr.Button("Save", variant="primary", elem_id="rules-save")
+            message = gr.HTML(elem_id="rules-message")
+        with gr.Column(scale=6):
+            gr.Markdown("#### Schedule")
+            schedule = gr.HTML(elem_id="schedule")
+            refresh = gr.Button("↻ Refresh schedule", size="sm")
+            with gr.Row():
+                dry = gr.Button("Preview a dry run", elem_id="dry-run")
+                run = gr.Button("Run a cycle now", variant="primary", elem_id="run-cycle")
+            report = gr.HTML(elem_id="cycle-report-box")
+            preview = gr.Gallery(
+                label="Dry run: current ← → preview", columns=2, height=360, object_fit="contain", elem_id="dry-preview"
+            )
+
+    def _collection(name: str | None) -> str:
+        if not (name or "").strip():
+            raise InvalidInputError("Choose a collection or type a new name (e.g. 'weather').")
+        return str(name).strip()
+
+    @readable_errors
+    def on_open(name):
+        name = _collection(name)
+        try:
+            return read_rules(studio, name), f"<p class='muted'>Editing {esc(name)}.toml</p>"
+        except NotFoundError:
+            return STARTER_RULES, f"<p class='muted'>New collection {esc(name)}: edit the example, then save.</p>"
+
+    @readable_errors
+    def on_validate(name, text):
+        return summary_html(validate_rules_text(studio, _collection(name), text or ""), saved=False)
+
+    @readable_errors
+    def on_save(name, text):
+        summary = save_rules(studio, _collection(name), text or "")
+        names = list_rules(studio)
+        return summary_html(summary, saved=True), gr.Dropdown(choices=names, value=summary.name), schedule_html(studio)
+
+    @readable_errors
+    def on_schedule():
+        return schedule_html(studio)
+
+    @readable_errors
+    def on_run(name, progress=gr.Progress()):  # noqa: B008 (how Gradio injects progress)
+        progress(None, desc="Reading feeds, regenerating, updating the chain")
+        result = run_cycle(studio, _collection(name))
+        return report_html(result), schedule_html(studio)
+
+    @readable_errors
+    def on_dry(name, progress=gr.Progress()):  # noqa: B008 (how Gradio injects progress)
+        progress(None, desc="Dry run: reading feeds and regenerating, nothing is sent")
+        result = run_cycle(studio, _collection(name), dry_run=True)
+        pairs: list[tuple[str, str]] = []
+        for change in result.would_change:
+            token = get_token(studio, change["token_id"])
+            pairs.append(
+                (image_file(studio, token.current_image_cid), f"#{token.token_id} now (v{token.current_version})")
+            )
+            if change.get("image_cid"):
+                traits = ", ".join(f"{k}: {v}" for k, v in ((change.get("state") or {}).get("traits") or {}).items())
+                pairs.append(
+                    (
+                        image_file(studio, change["image_cid"]),
+                        f"#{token.token_id} preview v{change['version']} · {traits}",
+                    )
+                )
+        return report_html(result), pairs
+
+    load.click(on_open, [collection], [editor, message], api_name="open_rules")
+    collection.input(on_open, [collection], [editor, message], api_visibility="private")
+    validate.click(on_validate, [collection, editor], [message], api_name="validate_rules")
+    save.click(on_save, [collection, editor], [message, collection, schedule], api_name="save_rules")
+    refresh.click(on_schedule, None, [schedule], api_name="schedule")
+    run.click(
+        on_run, [collection], [report, schedule], api_name="run_cycle", concurrency_id="evolve", concurrency_limit=1
+    )
+    dry.click(on_dry, [collection], [report, preview], api_name="dry_run", concurrency_id="evolve")
+    return EvolveTab(collection=collection, editor=editor, schedule=schedule, refresh_schedule=on_schedule)
