@@ -1,0 +1,113 @@
+"""Binding beyond localhost needs a login; the gallery and /ipfs stay public. The gallery reads any
+contract on any network (given its RPC URL) as a marketplace would: chain, then IPFS via a gateway."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from gradio_client import Client
+from pydantic import SecretStr
+
+from tests.app.conftest import serve
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_app_refuses_to_listen_beyond_localhost_without_login(tmp_path) -> None:
+    env = {
+        **os.environ,
+        "STUDIO_DATA_DIR": str(tmp_path / "data"),
+        "STUDIO_APP__HOST": "192.0.2.10",
+        "STUDIO_CHAIN__LOCAL_PORT": "0",
+    }
+    done = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "app.py")], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert done.returncode != 0
+    assert "STUDIO_APP__AUTH_USERNAME" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "data" / "chain" / "state.json").exists()  # refused before the chain started
+
+
+def test_login_protects_the_studio_but_not_the_gallery(app_settings, tmp_path) -> None:
+    from studio.services.studio import Studio
+    from studio.ui.server import UnsafeBindingError, check_binding, create_app
+
+    with pytest.raises(UnsafeBindingError):
+        check_binding(
+            app_settings.model_copy(update={"app": app_settings.app.model_copy(update={"host": "192.0.2.10"})})
+        )
+    app = app_settings.app.model_copy(
+        update={"host": "192.0.2.10", "auth_username": "artist", "auth_password": SecretStr("s3cret-pass")}
+    )
+    studio = Studio.open(app_settings.model_copy(update={"app": app}))
+    server, thread, port = serve(create_app(studio))  # served on 127.0.0.1 in the test
+    url = f"http://127.0.0.1:{port}"
+    try:
+        assert httpx.get(f"{url}/config", timeout=30).status_code == 401
+        assert httpx.get(f"{url}/gallery", timeout=30).status_code == 200
+        cid = studio.store.add_bytes(b"public content")
+        assert httpx.get(f"{url}/ipfs/{cid}", timeout=30).content == b"public content"
+        with pytest.raises(Exception, match=r"(?i)login|auth|401|credentials"):
+            Client(url + "/", verbose=False, auth=("artist", "wrong"))
+        client = Client(url + "/", verbose=False, auth=("artist", "s3cret-pass"), download_files=str(tmp_path / "d"))
+        assert isinstance(client.predict(api_name="/random_seed"), int | float)
+        overview = client.predict(api_name="/overview")
+        assert "s3cret-pass" not in overview
+        assert studio.settings.chain.private_key.get_secret_value() not in overview
+        assert "set" in overview
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        studio.close()
+
+
+def test_gallery_reads_a_contract_on_another_network_through_a_gateway(
+    app_settings, living_nft, local_store, gateway_server, funded_account
+) -> None:
+    """A contract the studio never deployed, content only on a remote gateway (not in the studio's store)."""
+    from metadata.token import canonical_json
+    from studio.services.studio import Studio
+    from studio.ui.server import create_app
+
+    image_cid = local_store.add_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    versions = []
+    for name in ["Dawn", "<script>alert(1)</script> Dusk"]:
+        metadata = {"name": name, "description": "far away", "image": f"ipfs://{image_cid}", "attributes": []}
+        versions.append(local_store.add_bytes(canonical_json(metadata)))
+    minted = living_nft.mint(funded_account.address, versions[0])
+    living_nft.evolve(minted.token_id, versions[1])
+
+    gateway_base = gateway_server.url.removesuffix("/ipfs")
+    app = app_settings.app.model_copy(
+        update={
+            "gallery_rpc_url": living_nft.w3.provider.endpoint_uri,
+            "gallery_contract_address": living_nft.address,
+        }
+    )
+    ipfs = app_settings.ipfs.model_copy(update={"public_gateway": gateway_base})
+    studio = Studio.open(app_settings.model_copy(update={"app": app, "ipfs": ipfs}))
+    server, thread, port = serve(create_app(studio))
+    try:
+        assert not studio.store.has(versions[0])
+        page = httpx.get(f"http://127.0.0.1:{port}/gallery/{minted.token_id}", timeout=60)
+        assert page.status_code == 200
+        assert "Dusk" in page.text
+        assert "History · 2 versions" in page.text
+        assert "<script>alert(1)</script>" not in page.text  # metadata is escaped
+        assert "&lt;script&gt;" in page.text
+        assert f"{gateway_base}/ipfs/{image_cid}" in page.text  # the image loads from the gateway
+        index = httpx.get(f"http://127.0.0.1:{port}/gallery", timeout=60)
+        assert f'data-token="{minted.token_id}"' in index.text
+        missing = httpx.get(f"http://127.0.0.1:{port}/gallery/999", timeout=60)
+        assert missing.status_code == 404
+        assert "does not exist" in missing.text
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        studio.close()
