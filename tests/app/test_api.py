@@ -100,3 +100,33 @@ def test_pinning_outage_keeps_the_draft_and_mints_nothing(tmp_path, app_settings
         server.should_exit = True
         thread.join(timeout=30)
         studio.close()
+
+
+def test_rules_are_validated_before_saving_and_a_dry_run_sends_nothing(
+    client, app_server, weather_api, weather_rules_text
+) -> None:
+    studio = app_server.studio
+    broken = weather_rules_text.replace("strength = 0.5", "strength = 3")
+    with pytest.raises(Exception, match=r"weather\.toml:\d+: evolution\.strength"):
+        client.predict("weather", broken, api_name="/save_rules")
+    assert not (studio.settings.rules_dir / "weather.toml").exists()  # nothing written
+
+    message, _, _ = client.predict("weather", weather_rules_text, api_name="/save_rules")
+    assert "Saved" in message
+    assert (studio.settings.rules_dir / "weather.toml").read_text() == weather_rules_text
+
+    client.predict("a quiet harbour", "", 5, 0, 64, 64, "fast", api_name="/generate")
+    from studio.services.drafts import list_drafts
+
+    draft_id = list_drafts(studio)[0].id
+    _, _, token_id = client.predict(draft_id, "Harbour", "", "", 5, "", True, "weather", api_name="/mint")
+    weather_api.value = 30.0
+    report, preview = client.predict("weather", api_name="/dry_run")
+    assert "Dry run" in report
+    assert len(preview) == 2  # current image and its preview, side by side
+    assert studio.chain.client.metadata_version(int(token_id)) == 0  # nothing sent
+
+    report, schedule = client.predict("weather", api_name="/run_cycle")
+    assert studio.chain.client.metadata_version(int(token_id)) == 1
+    assert "done" in report
+    assert 'data-collection="weather"' in schedule or "data-collection='weather'" in schedule
