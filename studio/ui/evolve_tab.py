@@ -39,7 +39,10 @@ fragment = "under a starry night sky"
 equals = "morning"
 fragment = "in soft morning light"
 [[traits.light.cases]]
+equals = "afternoon"
 fragment = "in warm afternoon light"
+[[traits.light.cases]]
+fragment = "at golden-hour dusk"
 """
 
 
