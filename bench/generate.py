@@ -9,8 +9,11 @@ Prints ONE JSON line:
   default_s, fast_s, quality_s        one image each (after one warm-up run), seconds of the pipeline
                                       call (text encoder, UNet, decoder; the PNG encoding is not included)
   fast_ratio, quality_ratio           against default_s (targets: <= 0.15 and <= 0.5)
-  img2img_s, txt2img_same_evals_s     fast preset, strength 0.5 x 2 steps vs text-to-image 1 step
+  img2img_s, txt2img_same_evals_s     fast preset, strength 0.5 x 2 steps vs text-to-image 1 step; the
+                                      init image is a PNG the engine made (evolution's case), so img2img
+                                      starts from the latents it carries
   img2img_ratio                       img2img_s / txt2img_same_evals_s (target: <= 1)
+  img2img_from_pixels_s, _ratio       the same from an image made elsewhere: its pixels are encoded first
   fast_peak_rss_gib                   peak RSS of a fresh process that loads the model through the
                                       engine and makes one fast 512x512 image (target: <= 4)
   stages                              seconds per stage (text_encoder, unet, encoder, decoder) per run
@@ -182,7 +185,7 @@ def stage_split(timings: dict[str, float]) -> dict[str, float]:
 def main() -> None:
     import torch
 
-    from studio.generation import Engine, GenerationRequest
+    from studio.generation import Engine, GenerationRequest, init_image_from_png
 
     keep = os.environ.get("BENCH_GENERATE_DIR")  # reuse a built model between runs (development)
     with tempfile.TemporaryDirectory(prefix="bench-generate-") as tmp:
@@ -221,10 +224,12 @@ def main() -> None:
         txt = dict(prompt=PROMPT, seed=1, width=SIZE, height=SIZE)
         fast_s, fast_t = timed(GenerationRequest(**txt, steps=1, preset="fast"))
         quality_s, quality_t = timed(GenerationRequest(**txt, steps=1, preset="quality"))
-        init = engine.generate(GenerationRequest(**txt, steps=1, preset="fast")).image
-        img2img_s, img2img_t = timed(
-            GenerationRequest(prompt=PROMPT, seed=1, init_image=init, strength=0.5, steps=2, preset="fast")
-        )
+        # Evolution's case: img2img from the PNG of an image this engine made (it carries its latents).
+        init_image, init_latents = init_image_from_png(engine.generate(GenerationRequest(**txt, steps=1)).png)
+        img2img = dict(prompt=PROMPT, seed=1, init_image=init_image, strength=0.5, steps=2, preset="fast")
+        img2img_s, img2img_t = timed(GenerationRequest(**img2img, init_latents=init_latents))
+        # An image from elsewhere (no latents chunk): its pixels go through the VAE encoder first.
+        pixels_s, pixels_t = timed(GenerationRequest(**img2img))
         txt_same_s = fast_s  # one denoising evaluation each: text-to-image 1 step, img2img 2 steps x 0.5
 
         figures = {
@@ -244,6 +249,8 @@ def main() -> None:
             "img2img_s": round(img2img_s, 3),
             "txt2img_same_evals_s": round(txt_same_s, 3),
             "img2img_ratio": round(img2img_s / txt_same_s, 3),
+            "img2img_from_pixels_s": round(pixels_s, 3),
+            "img2img_from_pixels_ratio": round(pixels_s / txt_same_s, 3),
             "fast_peak_rss_gib": round(child_figures["peak_rss_gib"], 2),
             "fast_load_s": round(child_figures["load_s"], 1),
             "stages": {
@@ -251,6 +258,7 @@ def main() -> None:
                 "fast": stage_split(fast_t),
                 "quality": stage_split(quality_t),
                 "img2img_fast": stage_split(img2img_t),
+                "img2img_fast_from_pixels": stage_split(pixels_t),
             },
             "build_s": round(build_s, 1),
         }

@@ -17,7 +17,6 @@ test uses it; see CRASH_POINTS).
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -29,7 +28,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from PIL import Image
 from sqlalchemy import select
 
 from contracts.errors import ChainError, FeeCapExceededError, TokenFrozenError
@@ -261,9 +259,9 @@ class Cycle:
 
     def regenerate(self, rules: Rules, token: LiveToken, decision: Decision, step: OpenStep) -> OpenStep:
         """img2img from the token's current image with its own seed; pin image then metadata."""
-        from studio.generation import GenerationRequest
+        from studio.generation import GenerationRequest, init_image_from_png
 
-        init = Image.open(io.BytesIO(self.studio.store.cat(token.current_image_cid))).convert("RGB")
+        init, init_latents = init_image_from_png(self.studio.store.cat(token.current_image_cid))
         started = time.perf_counter()
         result = self.studio.engine.generate(
             GenerationRequest(
@@ -275,6 +273,7 @@ class Cycle:
                 width=init.width,
                 height=init.height,
                 init_image=init,
+                init_latents=init_latents,
                 init_image_cid=token.current_image_cid,
                 strength=decision.strength,
             )

@@ -3,18 +3,29 @@
 Two text chunks: `parameters` in AUTOMATIC1111's format (so Civitai, A1111 and ComfyUI readers show
 the prompt and settings) and `provenance` (an iTXt chunk holding the provenance JSON without its
 wall-clock `created_at`, so the same inputs always give the same bytes).
+
+A third, optional chunk `latents` (compressed iTXt) holds the final latents the image was decoded
+from. The next evolution of a token starts img2img from them instead of re-encoding the pixels: no
+VAE encoder pass, and no encode/decode drift accumulating over hundreds of versions. They are part of
+the content-addressed PNG, so anyone can reproduce a version from IPFS alone.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
 import json
+import math
+from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image, PngImagePlugin
 
 PARAMETERS_KEY = "parameters"
 PROVENANCE_KEY = "provenance"
+LATENTS_KEY = "latents"
+LATENTS_FORMAT = "float16-le"
 
 # AUTOMATIC1111's names for diffusers' schedulers (its "Sampler" field).
 _SAMPLER_NAMES = {
@@ -36,6 +47,44 @@ _SAMPLER_NAMES = {
 
 class PngMetadataError(ValueError):
     """The bytes are not a PNG, or its provenance chunk is not valid JSON."""
+
+
+@dataclass(frozen=True)
+class PngLatents:
+    """Latents as stored in a PNG: which latent space, their shape, little-endian float16 values."""
+
+    space: str
+    shape: tuple[int, ...]
+    float16: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.float16) != 2 * math.prod(self.shape):
+            raise PngMetadataError(f"latents of shape {self.shape} need {2 * math.prod(self.shape)} bytes")
+
+    def to_json(self) -> str:
+        document = {
+            "format": LATENTS_FORMAT,
+            "space": self.space,
+            "shape": list(self.shape),
+            "data": base64.b64encode(self.float16).decode("ascii"),
+        }
+        return json.dumps(document, sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> PngLatents:
+        try:
+            document = json.loads(text)
+            if document.get("format") != LATENTS_FORMAT:
+                raise PngMetadataError(f"unknown latents format {document.get('format')!r}")
+            return cls(
+                space=str(document["space"]),
+                shape=tuple(int(n) for n in document["shape"]),
+                float16=base64.b64decode(document["data"], validate=True),
+            )
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, binascii.Error) as exc:
+            if isinstance(exc, PngMetadataError):
+                raise
+            raise PngMetadataError(f"the PNG's latents chunk is malformed: {exc}") from exc
 
 
 def _quote(value: str) -> str:
@@ -77,8 +126,10 @@ def provenance_json(provenance: dict[str, Any]) -> str:
     return json.dumps(provenance, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def encode_png(image: Image.Image, *, parameters: str, provenance: dict[str, Any]) -> bytes:
-    """The image as PNG bytes with the `parameters` and `provenance` chunks.
+def encode_png(
+    image: Image.Image, *, parameters: str, provenance: dict[str, Any], latents: PngLatents | None = None
+) -> bytes:
+    """The image as PNG bytes with the `parameters` and `provenance` chunks (and `latents` when given).
 
     `created_at` is dropped from the provenance: a timestamp would make identical renders differ.
     """
@@ -90,21 +141,33 @@ def encode_png(image: Image.Image, *, parameters: str, provenance: dict[str, Any
     except UnicodeEncodeError:
         info.add_itxt(PARAMETERS_KEY, parameters)  # prompts outside Latin-1 need UTF-8
     info.add_itxt(PROVENANCE_KEY, provenance_json(clean))
+    if latents is not None:
+        info.add_itxt(LATENTS_KEY, latents.to_json(), zip=True)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", pnginfo=info, compress_level=6)
     return buffer.getvalue()
 
 
-def read_png_metadata(png: bytes) -> tuple[str | None, dict[str, Any] | None]:
-    """The `parameters` text and the provenance dict of a PNG; None for a chunk that is absent."""
+def _text_chunks(png: bytes) -> dict[str, str]:
     try:
         with Image.open(io.BytesIO(png)) as image:
             if image.format != "PNG":
                 raise PngMetadataError(f"expected a PNG image, got {image.format}")
             image.load()  # text chunks after the image data are read only here
-            text = dict(getattr(image, "text", {}) or {})
+            return dict(getattr(image, "text", {}) or {})
     except (OSError, SyntaxError) as exc:
         raise PngMetadataError(f"not a readable PNG image: {exc}") from exc
+
+
+def read_png_latents(png: bytes) -> PngLatents | None:
+    """The latents a PNG was decoded from, or None when it carries none (an image made elsewhere)."""
+    raw = _text_chunks(png).get(LATENTS_KEY)
+    return None if raw is None else PngLatents.from_json(raw)
+
+
+def read_png_metadata(png: bytes) -> tuple[str | None, dict[str, Any] | None]:
+    """The `parameters` text and the provenance dict of a PNG; None for a chunk that is absent."""
+    text = _text_chunks(png)
     parameters = text.get(PARAMETERS_KEY)
     raw = text.get(PROVENANCE_KEY)
     if raw is None:

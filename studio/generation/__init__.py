@@ -1,6 +1,12 @@
 """Stable Diffusion generation: loading, presets, text-to-image, img2img and the provenance record."""
 
-from studio.generation.engine import Engine, GenerationRequest, GenerationResult, get_engine
+from studio.generation.engine import (
+    Engine,
+    GenerationRequest,
+    GenerationResult,
+    get_engine,
+    init_image_from_png,
+)
 from studio.generation.errors import (
     CorruptModelError,
     GenerationCancelled,
@@ -23,4 +29,5 @@ __all__ = [
     "OutOfMemoryError",
     "UnsupportedCheckpointError",
     "get_engine",
+    "init_image_from_png",
 ]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import io
 import logging
 import math
 import threading
@@ -24,10 +25,11 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 
-from metadata.png import a1111_parameters, encode_png
+from metadata.png import PngLatents, a1111_parameters, encode_png, read_png_latents
 from studio.config import ModelSettings
 from studio.generation.devices import Placement, resolve_placement
 from studio.generation.errors import (
@@ -68,6 +70,10 @@ class GenerationRequest:
     init_image: Image.Image | None = None
     init_image_cid: str | None = None
     strength: float | None = None
+    # The latents `init_image` was decoded from (metadata.png.read_png_latents of its PNG). When they
+    # match the model's latent space and the size, img2img starts from them: no VAE encoder pass, no
+    # encode/decode drift. Otherwise the pixels are encoded as usual.
+    init_latents: PngLatents | None = None
 
     @property
     def is_img2img(self) -> bool:
@@ -84,6 +90,7 @@ class GenerationResult:
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     nsfw: bool = False
+    latents: PngLatents | None = None
 
     def png_with(self, provenance_extra: dict[str, Any]) -> bytes:
         """The PNG again, its provenance chunk holding `provenance_extra` (version, previous,
@@ -91,7 +98,9 @@ class GenerationResult:
         same inputs give the same bytes."""
         provenance = {key: value for key, value in provenance_extra.items() if key != "created_at"}
         provenance["generation"] = self.record
-        return encode_png(self.image, parameters=a1111_parameters(self.record), provenance=provenance)
+        return encode_png(
+            self.image, parameters=a1111_parameters(self.record), provenance=provenance, latents=self.latents
+        )
 
 
 def library_versions() -> dict[str, str]:
@@ -447,7 +456,10 @@ class Engine:
         if request.negative_prompt:
             warnings += self._prompt_warnings(pipe, request.negative_prompt, "negative prompt")
 
+        final: dict[str, Any] = {}
+
         def on_step_end(pipeline: Any, step: int, _timestep: Any, callback_kwargs: dict[str, Any]) -> dict[str, Any]:
+            final["latents"] = callback_kwargs["latents"]  # after the last step: what the decoder gets
             if progress is not None:
                 progress(step + 1, int(pipeline.num_timesteps))
             if cancel is not None and cancel.is_set():
@@ -463,11 +475,19 @@ class Engine:
             "callback_on_step_end": on_step_end,
             "output_type": "pil",
         }
+        space = latent_space(model)
+        init_from = None
         if values["img2img"]:
-            init = request.init_image.convert("RGB")
-            if init.size != (values["width"], values["height"]):
-                init = init.resize((values["width"], values["height"]), Image.Resampling.LANCZOS)
-            kwargs.update(image=init, strength=values["strength"])
+            init_latents = self._usable_latents(model, request.init_latents, space, values)
+            if init_latents is not None:
+                init_from = "latents"
+                kwargs.update(image=init_latents, strength=values["strength"])
+            else:
+                init_from = "pixels"
+                init = request.init_image.convert("RGB")
+                if init.size != (values["width"], values["height"]):
+                    init = init.resize((values["width"], values["height"]), Image.Resampling.LANCZOS)
+                kwargs.update(image=init, strength=values["strength"])
         else:
             kwargs.update(width=values["width"], height=values["height"])
 
@@ -508,16 +528,52 @@ class Engine:
             "height": values["height"],
             "strength": values["strength"],
             "init_image": f"ipfs://{request.init_image_cid}" if request.init_image_cid else None,
+            "init_from": init_from,
             "preset": preset,
             "decoder": public_model_name(model.tiny_vae_id or "") if tiny else "vae",
             "device": model.placement.device,
             "dtype": model.placement.dtype_name,
             "libraries": library_versions(),
         }
+        # A flagged image was replaced by black pixels: its latents would bring the content back.
+        latents = None if nsfw or "latents" not in final else _to_png_latents(final["latents"], space)
         png_start = time.perf_counter()
-        png = encode_png(image, parameters=a1111_parameters(record), provenance={"generation": record})
+        png = encode_png(image, parameters=a1111_parameters(record), provenance={"generation": record}, latents=latents)
         timings["png"] = time.perf_counter() - png_start
-        return GenerationResult(image=image, png=png, record=record, warnings=warnings, nsfw=nsfw)
+        return GenerationResult(image=image, png=png, record=record, warnings=warnings, nsfw=nsfw, latents=latents)
+
+    def _usable_latents(
+        self, model: LoadedModel, latents: PngLatents | None, space: str, values: dict[str, Any]
+    ) -> torch.Tensor | None:
+        """The init latents as a tensor when they fit this model and size; None means encode the pixels."""
+        if latents is None or latents.space != space:
+            return None
+        factor = int(model.pipe.vae_scale_factor)
+        channels = int(model.pipe.vae.config.latent_channels)
+        if latents.shape != (1, channels, values["height"] // factor, values["width"] // factor):
+            return None
+        array = np.frombuffer(latents.float16, dtype="<f2").reshape(latents.shape)
+        return torch.from_numpy(array.astype(np.float32)).to(model.placement.device, model.placement.dtype)
+
+
+def init_image_from_png(png: bytes) -> tuple[Image.Image, PngLatents | None]:
+    """img2img's inputs from a PNG: the RGB image and, when the PNG carries them (every PNG this
+    engine made does), the latents it was decoded from."""
+    with Image.open(io.BytesIO(png)) as opened:
+        image = opened.convert("RGB")
+    return image, read_png_latents(png)
+
+
+def latent_space(model: LoadedModel) -> str:
+    """Names the latent space a model denoises in: latents from one model fit another only when equal.
+    The tiny autoencoder decodes the same space, so it does not enter the name."""
+    vae = model.pipe.vae.config
+    return f"{model.family}:{vae.latent_channels}:{vae.scaling_factor}"
+
+
+def _to_png_latents(latents: torch.Tensor, space: str) -> PngLatents:
+    array = latents.detach().to("cpu", torch.float32).numpy().astype("<f2")
+    return PngLatents(space=space, shape=tuple(array.shape), float16=array.tobytes())
 
 
 _ENGINE: Engine | None = None

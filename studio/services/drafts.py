@@ -3,16 +3,14 @@ its row written after, so a draft is never half-recorded and survives a later fa
 
 from __future__ import annotations
 
-import io
 import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from PIL import Image
 from sqlalchemy import select
 
-from studio.generation import GenerationRequest
+from studio.generation import GenerationRequest, init_image_from_png
 from studio.records import Draft
 from studio.services.errors import NotFoundError
 from studio.services.studio import Studio
@@ -80,7 +78,7 @@ def create_variation(
     Steps default to the model's usual img2img count for that strength, not the parent's: img2img
     runs only steps x strength of them."""
     parent = get_draft(studio, draft_id)
-    init_png = studio.store.cat(parent.image_cid)
+    init_image, init_latents = init_image_from_png(studio.store.cat(parent.image_cid))
     request = GenerationRequest(
         prompt=parent.prompt if prompt is None or not prompt.strip() else prompt,
         negative_prompt=parent.negative_prompt,
@@ -90,7 +88,8 @@ def create_variation(
         width=parent.width,
         height=parent.height,
         preset=parent.provenance.get("preset"),
-        init_image=Image.open(io.BytesIO(init_png)).convert("RGB"),
+        init_image=init_image,
+        init_latents=init_latents,
         init_image_cid=parent.image_cid,
         strength=float(strength),
     )

@@ -87,6 +87,7 @@ def test_record_is_the_provenance_generation_block(engine, tiny_model_dir):
         "height": 64,
         "strength": None,
         "init_image": None,
+        "init_from": None,
         "preset": "quality",
         "decoder": "vae",
         "device": "cpu",
