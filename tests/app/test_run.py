@@ -1,4 +1,5 @@
-"""`make run` (python app.py) brings the chain up with the contract, and Ctrl-C stops it cleanly."""
+"""`make run` (python app.py): chain with the contract, the studio, the gallery and the gateway from one
+process, and Ctrl-C stops it all cleanly."""
 
 from __future__ import annotations
 
@@ -8,11 +9,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+import httpx
+
+from tests.conftest import REPO_ROOT
 
 
 def _run_once(data_dir: Path) -> dict[str, str]:
-    env = {**os.environ, "STUDIO_DATA_DIR": str(data_dir), "STUDIO_CHAIN__LOCAL_PORT": "0"}
+    env = {
+        **os.environ,
+        "STUDIO_DATA_DIR": str(data_dir),
+        "STUDIO_CHAIN__LOCAL_PORT": "0",
+        "STUDIO_APP__PORT": "0",  # a free port: 7860 may be taken on the machine running the tests
+    }
     process = subprocess.Popen(
         [sys.executable, str(REPO_ROOT / "app.py")],
         stdout=subprocess.PIPE,
@@ -28,6 +36,10 @@ def _run_once(data_dir: Path) -> dict[str, str]:
             printed[key] = value.strip()
             if line.startswith("Running"):
                 break
+        # While it runs, the web app answers: the collector gallery and the studio's own page.
+        studio_url = printed["Studio"]
+        assert httpx.get(printed["Collector gallery"], timeout=30).status_code == 200
+        assert httpx.get(studio_url, timeout=30).status_code == 200
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=60) == 0, process.stderr.read()
     finally:
@@ -42,6 +54,8 @@ def test_run_starts_chain_with_contract_and_stops_cleanly(tmp_path):
     first = _run_once(data_dir)
     assert first["Chain (embedded anvil)"].startswith("http://127.0.0.1:")
     assert first["LivingNFT contract"].startswith("0x")
+    assert first["Studio"].startswith("http://127.0.0.1:")
+    assert first["Evolution scheduler"].startswith("rules in")
     assert (data_dir / "chain" / "state.json").exists()
     assert not (data_dir / "chain" / "anvil.pid").exists()  # anvil stopped with the studio
 
