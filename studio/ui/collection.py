@@ -135,7 +135,9 @@ def build(studio: Studio) -> CollectionTab:
     with gr.Row():
         token = gr.Dropdown([], label="Token", allow_custom_value=True, scale=5, elem_id="collection-token")
         refresh = gr.Button("↻ Refresh", scale=1, min_width=110, elem_id="collection-refresh")
-    grid = gr.Gallery(label="Collection", columns=6, height=260, allow_preview=False, object_fit="cover")
+    grid = gr.Gallery(
+        label="Collection", columns=6, height=260, allow_preview=False, object_fit="cover", elem_classes=["thumbs"]
+    )
     shown_ids = gr.State([])
     with gr.Row(equal_height=False):
         with gr.Column(scale=4):
@@ -145,7 +147,9 @@ def build(studio: Studio) -> CollectionTab:
                 confirm = gr.Checkbox(label="I understand freezing is permanent: the artwork never changes again")
                 freeze = gr.Button("Freeze token", variant="stop", elem_id="freeze")
         with gr.Column(scale=7):
-            versions = gr.Gallery(label="Versions", columns=5, height=200, allow_preview=True, object_fit="cover")
+            versions = gr.Gallery(
+                label="Versions", columns=5, height=200, allow_preview=True, object_fit="cover", elem_classes=["thumbs"]
+            )
             gr.Markdown("#### Timeline")
             timeline_view = gr.HTML(elem_id="token-timeline-box")
             with gr.Accordion("On-chain history", open=False):

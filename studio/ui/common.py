@@ -171,4 +171,10 @@ CSS = """
 .badge.good { background: #dcfce7; color: #166534; }
 .muted { color: var(--body-text-color-subdued); }
 footer { display: none !important; }
+/* Thumbnail grids keep thumbnail size whatever the number of images (Gradio stretches a lone one). */
+.thumbs .grid-container { grid-template-columns: repeat(auto-fill, minmax(140px, 170px)) !important; }
+/* Our tables draw their own row rules; Gradio's default cell borders would box every cell. */
+.kv th, .kv td, .timeline th, .timeline td { border-left: none !important; border-right: none !important;
+                                             border-top: none !important; }
+.kv, .timeline { border: none !important; }
 """

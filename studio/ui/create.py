@@ -119,7 +119,13 @@ def build(studio: Studio) -> CreateTab:
             download = gr.File(label="PNG with its parameters", interactive=False)
             params = gr.HTML(elem_id="draft-params")
     gallery = gr.Gallery(
-        label="Drafts", columns=8, height=220, allow_preview=False, object_fit="cover", elem_id="drafts-gallery"
+        label="Drafts",
+        columns=8,
+        height=220,
+        allow_preview=False,
+        object_fit="cover",
+        elem_id="drafts-gallery",
+        elem_classes=["thumbs"],
     )
     shown_ids = gr.State([])
 
