@@ -11,16 +11,14 @@ Crash safety comes from the journal (evolve/journal.py): each step is committed 
 it announces, and a token's version is recorded in the same database transaction that closes its
 journal row. Before anything is sent again, the chain is asked what it already has.
 
-`EVOLVE_CRASH_AT=<point>` makes the process SIGKILL itself at that point (the kill-and-restart
-test uses it; see CRASH_POINTS).
+`STUDIO_CRASH_AT=evolve:<point>` makes the process SIGKILL itself at that point (the kill-and-restart
+test uses it; see CRASH_POINTS and studio/crashpoints.py).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -38,6 +36,7 @@ from evolve.feeds.base import FeedValue, error_json, iso
 from evolve.journal import PINNED, PLANNED, RECORDED, SENDING, SUPERSEDED, Journal, OpenStep
 from evolve.rules import Rules, load_collection
 from metadata.errors import ContentError
+from studio.crashpoints import crash_point as studio_crash_point
 from studio.records import Token
 from studio.services.publishing import pin_content, publish_version
 from studio.services.studio import Studio
@@ -45,7 +44,6 @@ from studio.services.tokens import record_version
 
 log = logging.getLogger("evolve.cycle")
 
-CRASH_ENV = "EVOLVE_CRASH_AT"
 CRASH_POINTS = ("after_snapshot", "after_pin", "before_send", "after_send", "after_record")
 # The contract's per-transaction gas cap (Osaka); batches are also held under settings.chain.batch_gas_budget.
 TX_GAS_CAP = 16_777_216
@@ -53,10 +51,8 @@ HEARTBEAT_EVERY_S = 5.0
 
 
 def crash_point(name: str) -> None:
-    """Die here, as a power cut would, when the environment asks for it (tests only)."""
-    if os.environ.get(CRASH_ENV) == name:
-        log.warning("crash point reached: killing the process", extra={"event": "crash", "point": name})
-        os.kill(os.getpid(), signal.SIGKILL)
+    """The cycle's crash points are named `evolve:<point>`."""
+    studio_crash_point(f"evolve:{name}")
 
 
 @dataclass

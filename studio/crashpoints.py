@@ -14,7 +14,8 @@ log = logging.getLogger(__name__)
 
 
 def crash_point(name: str) -> None:
-    """Die here when the environment names this point."""
+    """Die here when the environment names this point (names are `<area>:<point>`, e.g.
+    `mint:after_confirmation`, `evolve:after_pin`)."""
     if os.environ.get(CRASH_ENV) == name:
-        log.warning("crash point %s reached: killing the process", name)
+        log.warning("crash point reached: killing the process", extra={"event": "crash", "point": name})
         os.kill(os.getpid(), signal.SIGKILL)

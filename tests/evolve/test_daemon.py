@@ -126,7 +126,7 @@ def test_sigkill_at_any_point_then_restart_rolls_forward(
     for index, (point, temperature) in enumerate(zip(points, temperatures, strict=True)):
         weather_api.value = temperature
         before = last_cycle_id(studio)
-        crash_env = process_env(evolve_settings, tmp_path, EVOLVE_CRASH_AT=point)
+        crash_env = process_env(evolve_settings, tmp_path, STUDIO_CRASH_AT=f"evolve:{point}")
         if index == 0:
             # The daemon itself: a new collection's first cycle runs at once.
             daemon = start_daemon(crash_env, log_path)
