@@ -236,6 +236,29 @@ class Cycle:
                 for t in rows
             ]
 
+    def as_recorded_on_chain(self, tokens: list[LiveToken]) -> list[LiveToken]:
+        """The tokens whose metadata on chain is the version the studio recorded.
+
+        One changed by someone else (another evolver, another tool) is left as it is and reported:
+        evolving it from the studio's older version would drop a link from its provenance chain and
+        misnumber its versions. (The roll-forward above has already recorded the studio's own sends.)
+        """
+        client = self.studio.chain.client
+        kept = []
+        for token in tokens:
+            on_chain = client.metadata_cid(token.token_id)
+            if on_chain == token.current_metadata_cid:
+                kept.append(token)
+                continue
+            self.report.waiting[str(token.token_id)] = (
+                f"changed on chain outside the studio (metadata {on_chain}, the studio recorded "
+                f"{token.current_metadata_cid}): left as it is so its history stays straight"
+            )
+            log.warning(
+                "token changed outside the studio", extra={"event": "foreign_change", "token_id": token.token_id}
+            )
+        return kept
+
     def decide(self, rules: Rules, snapshot: dict[str, Any], tokens: list[LiveToken]) -> list[Decision]:
         decisions = []
         for token in tokens:
@@ -485,6 +508,8 @@ class Cycle:
                 self.journal.set_snapshot(self.cycle_id, snapshot_cid, snapshot)
             crash_point("after_snapshot")
             tokens = self.living_tokens()
+            if not self.dry_run:
+                tokens = self.as_recorded_on_chain(tokens)
             self.report.tokens_considered = len(tokens)
             decisions = self.decide(rules, snapshot, tokens)
             to_send = self.prepare(rules, tokens, decisions, snapshot_cid)

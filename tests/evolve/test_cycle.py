@@ -283,6 +283,19 @@ def test_token_frozen_on_chain_is_left_alone(open_studio, weather_api) -> None:
     assert run_cycle(studio, "weather").tokens_considered == 1
 
 
+def test_token_changed_outside_the_studio_is_left_alone_and_reported(open_studio, weather_api, make_cid) -> None:
+    studio = open_studio()
+    tokens = setup_collection(studio, weather_api, 2)
+    foreign = make_cid("set by another tool")
+    studio.chain.client.evolve(tokens[0], foreign)  # an evolver outside the studio
+    weather_api.value = -5.0
+    report = run_cycle(studio, "weather")
+    assert report.evolved == [tokens[1]]
+    assert "changed on chain outside the studio" in report.waiting[str(tokens[0])]
+    assert studio.chain.client.metadata_cid(tokens[0]) == foreign  # not overwritten
+    assert [v.version for v in versions(studio, tokens[0])] == [0]
+
+
 def test_broken_feed_keeps_the_cycle_going(open_studio, weather_api) -> None:
     studio = open_studio()
     tokens = setup_collection(studio, weather_api, 2)
