@@ -26,8 +26,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
-
 from contracts.errors import ChainError, FeeCapExceededError, TokenFrozenError
 from evolve.errors import CycleAborted, FeedError
 from evolve.evaluation import Decision, TokenInput, evaluate
@@ -40,7 +38,7 @@ from studio.crashpoints import crash_point as studio_crash_point
 from studio.records import Token
 from studio.services.publishing import pin_content, publish_version
 from studio.services.studio import Studio
-from studio.services.tokens import record_version
+from studio.services.tokens import collection_query, record_version
 
 log = logging.getLogger("evolve.cycle")
 
@@ -207,17 +205,10 @@ class Cycle:
     # --- 2. decide ---------------------------------------------------------------------------------
 
     def living_tokens(self) -> list[LiveToken]:
-        chain = self.studio.chain
         with self.studio.db.session() as session:
             rows = session.scalars(
-                select(Token)
-                .where(
-                    Token.chain_id == chain.chain_id,
-                    Token.contract_address == chain.contract_address,
-                    Token.living.is_(True),
-                    Token.frozen.is_(False),
-                    Token.rules_name == self.collection,
-                )
+                collection_query(self.studio)
+                .where(Token.living.is_(True), Token.frozen.is_(False), Token.rules_name == self.collection)
                 .order_by(Token.token_id)
             ).all()
             return [

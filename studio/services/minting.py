@@ -21,6 +21,7 @@ from studio.services.drafts import get_draft
 from studio.services.errors import InvalidInputError, NotFoundError
 from studio.services.publishing import PublishedVersion, StepCallback, _notify, publish_version
 from studio.services.studio import Studio
+from studio.services.tokens import collection_query
 
 RULES_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
@@ -237,13 +238,7 @@ def reconcile_mints(studio: Studio) -> list[int]:
                 )
             )
         )
-        known = set(
-            session.scalars(
-                select(Token.token_id).where(
-                    Token.chain_id == chain.chain_id, Token.contract_address == chain.contract_address
-                )
-            )
-        )
+        known = set(session.scalars(collection_query(studio, Token.token_id)))
     if not intents:
         return []
     wanted = {intent.metadata_cid: intent for intent in intents}

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from PIL import Image
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from studio.records import Token, TokenVersion
@@ -35,20 +35,23 @@ class VersionView:
     created_at: str
 
 
-def _token_query(studio: Studio):
+def collection_query(studio: Studio, *columns: Any) -> Select:
+    """SELECT of this collection's tokens (the configured chain and contract), or of `columns` of them."""
     chain = studio.chain
-    return select(Token).where(Token.chain_id == chain.chain_id, Token.contract_address == chain.contract_address)
+    return select(*(columns or (Token,))).where(
+        Token.chain_id == chain.chain_id, Token.contract_address == chain.contract_address
+    )
 
 
 def list_tokens(studio: Studio) -> list[Token]:
     """The collection's tokens on the configured chain and contract, newest first."""
     with studio.db.session() as session:
-        return list(session.scalars(_token_query(studio).order_by(Token.token_id.desc())))
+        return list(session.scalars(collection_query(studio).order_by(Token.token_id.desc())))
 
 
 def get_token(studio: Studio, token_id: int, *, session: Session | None = None) -> Token:
     def _load(s: Session) -> Token:
-        token = s.scalar(_token_query(studio).where(Token.token_id == int(token_id)))
+        token = s.scalar(collection_query(studio).where(Token.token_id == int(token_id)))
         if token is None:
             raise NotFoundError(f"Token {token_id} is not in this collection: pick one from the Collection tab.")
         return token
