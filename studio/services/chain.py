@@ -14,16 +14,19 @@ import json
 import logging
 from dataclasses import dataclass, field
 
+import rlp
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_utils import keccak, to_checksum_address
 from sqlalchemy import select
 from web3 import Web3
 
 from contracts.client import LivingNFTClient
-from contracts.errors import ChainError, DevKeyRefusedError, SignerConfigError
+from contracts.errors import ChainError, DevKeyRefusedError, SignerConfigError, TransactionTimeoutError
 from contracts.localchain import DEV_PRIVATE_KEYS, LocalChain
 from contracts.signer import Signer, TxPolicy, make_web3, to_address, wait_for_rpc
 from studio.config import Settings
+from studio.crashpoints import crash_point
 from studio.db import Database
 from studio.records import Deployment
 
@@ -165,33 +168,71 @@ def _contract(settings: Settings, db: Database, signer: Signer) -> tuple[LivingN
         )
         if latest is not None:
             address, from_block = latest.address, latest.block_number or 0
+            # Recorded before its transaction and never completed: the studio stopped mid-deploy.
+            interrupted = latest.deployer is not None and latest.tx_hash is None and latest.block_number is None
     if latest is not None:
         try:
-            return LivingNFTClient.at(signer, address, from_block=from_block), False
+            client = LivingNFTClient.at(signer, address, from_block=from_block)
         except ChainError as exc:
+            if interrupted:  # the studio stopped before its deploy was mined: deploy again
+                _forget_deployment(db, chain.chain_id, address)
+                return _deploy(settings, db, signer)
             raise ChainError(
                 f"the studio's LivingNFT contract {address} (chain {chain.chain_id}, recorded in the database) "
                 f"has no code on the node: {exc}. If the local chain's state in {settings.chain_dir} was deleted, "
                 "restore it, or start from an empty data directory."
             ) from None
+        if interrupted:  # deployed, but the studio stopped before recording it: finish the record
+            with db.session() as session:
+                row = session.scalar(select(Deployment).where(Deployment.id == latest.id))
+                row.block_number = 0  # its block is unknown: history is read from the chain's start
+            log.warning("recorded LivingNFT %s, deployed before the studio last stopped", address)
+        return client, interrupted
 
-    client, result = LivingNFTClient.deploy(
-        signer,
-        name=chain.collection_name,
-        symbol=chain.collection_symbol,
-        royalty_receiver=signer.address,
-        royalty_bps=chain.royalty_bps,
-    )
+    return _deploy(settings, db, signer)
+
+
+def create_address(sender: str, nonce: int) -> str:
+    """Where a CREATE from `sender` at `nonce` puts the contract: keccak(rlp([sender, nonce]))[12:]."""
+    return to_checksum_address(keccak(rlp.encode([bytes.fromhex(sender[2:]), nonce]))[12:])
+
+
+def _forget_deployment(db: Database, chain_id: int, address: str) -> None:
     with db.session() as session:
-        session.add(
-            Deployment(
-                chain_id=chain.chain_id,
-                address=client.address,
-                tx_hash=result.tx_hash,
-                block_number=result.block_number,
-                deployer=signer.address,
-            )
+        row = session.scalar(select(Deployment).where(Deployment.chain_id == chain_id, Deployment.address == address))
+        if row is not None:
+            session.delete(row)
+
+
+def _deploy(settings: Settings, db: Database, signer: Signer) -> tuple[LivingNFTClient, bool]:
+    """Deploy LivingNFT. Its address is recorded before the transaction (it follows from the sender and
+    nonce), so a studio stopped between the deploy's confirmation and its record finds the contract
+    again on the next start instead of deploying a second one."""
+    chain = settings.chain
+    expected = create_address(signer.address, signer.w3.eth.get_transaction_count(signer.address, "pending"))
+    with db.session() as session:
+        session.add(Deployment(chain_id=chain.chain_id, address=expected, deployer=signer.address))
+    try:
+        client, result = LivingNFTClient.deploy(
+            signer,
+            name=chain.collection_name,
+            symbol=chain.collection_symbol,
+            royalty_receiver=signer.address,
+            royalty_bps=chain.royalty_bps,
         )
+    except TransactionTimeoutError:
+        raise  # it may still be mined: the next start looks for it at the recorded address
+    except BaseException:
+        _forget_deployment(db, chain.chain_id, expected)
+        raise
+    crash_point("chain:after_deploy")
+    with db.session() as session:
+        row = session.scalar(
+            select(Deployment).where(Deployment.chain_id == chain.chain_id, Deployment.address == expected)
+        )
+        row.address = client.address  # the same unless another sender's transaction took the nonce
+        row.tx_hash = result.tx_hash
+        row.block_number = result.block_number
     log.info("deployed LivingNFT at %s on chain %s (tx %s)", client.address, chain.chain_id, result.tx_hash)
     return client, True
 
