@@ -50,13 +50,11 @@ def build_full_size_model(folder: Path) -> Path:
     from diffusers import (
         AutoencoderKL,
         AutoencoderTiny,
-        EulerDiscreteScheduler,
-        StableDiffusionPipeline,
         UNet2DConditionModel,
     )
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextConfig, CLIPTextModel
 
-    from tests.fixtures.generation import _write_tokenizer_files
+    from tests.fixtures.generation import turbo_pipeline
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(  # stabilityai/sd-turbo unet/config.json (SD 2.1)
@@ -93,26 +91,7 @@ def build_full_size_model(folder: Path) -> Path:
         latent_channels=4,
         sample_size=768,
     )
-    _write_tokenizer_files(folder / "tokenizer-source")
-    tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer-source", model_max_length=77)
-    scheduler = EulerDiscreteScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        timestep_spacing="trailing",
-        steps_offset=1,
-        prediction_type="epsilon",
-    )
-    pipe = StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    pipe = turbo_pipeline(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer_dir=folder / "tokenizer-source")
     model_dir = folder / "sd-turbo-random"
     # As the hub ships sd-turbo: an fp16 variant beside the fp32 files. The fp32 save comes last so the
     # configs say float32 (transformers 5 loads a text encoder in the dtype its config names).
