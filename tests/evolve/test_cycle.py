@@ -175,14 +175,19 @@ def test_dry_run_reports_changes_and_gas_and_sends_nothing(open_studio, weather_
     assert sorted(real.evolved) == tokens
 
 
-def test_rpc_outage_after_the_transaction_left_is_reconciled_not_resent(
-    open_studio, evolve_settings, weather_api, flaky_proxy
-) -> None:
+def studio_behind_rpc_proxy(open_studio, evolve_settings, flaky_proxy):
+    """A studio whose RPC goes through a proxy the test can cut, before or after a transaction leaves."""
     proxy = flaky_proxy(evolve_settings.chain.rpc_url)
     settings = evolve_settings.model_copy(
         update={"chain": evolve_settings.chain.model_copy(update={"rpc_url": proxy.url, "rpc_timeout_s": 5})}
     )
-    studio = open_studio(settings)
+    return open_studio(settings), proxy
+
+
+def test_rpc_outage_after_the_transaction_left_is_reconciled_not_resent(
+    open_studio, evolve_settings, weather_api, flaky_proxy
+) -> None:
+    studio, proxy = studio_behind_rpc_proxy(open_studio, evolve_settings, flaky_proxy)
     tokens = setup_collection(studio, weather_api, 2)
     weather_api.value = -5.0
 
@@ -208,11 +213,7 @@ def test_rpc_outage_after_the_transaction_left_is_reconciled_not_resent(
 def test_rpc_outage_before_the_transaction_left_resends_it(
     open_studio, evolve_settings, weather_api, flaky_proxy
 ) -> None:
-    proxy = flaky_proxy(evolve_settings.chain.rpc_url)
-    settings = evolve_settings.model_copy(
-        update={"chain": evolve_settings.chain.model_copy(update={"rpc_url": proxy.url, "rpc_timeout_s": 5})}
-    )
-    studio = open_studio(settings)
+    studio, proxy = studio_behind_rpc_proxy(open_studio, evolve_settings, flaky_proxy)
     tokens = setup_collection(studio, weather_api, 2)
     weather_api.value = -5.0
     proxy.drop_on = ("eth_sendRawTransaction", "before")
