@@ -8,7 +8,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,28 @@ from web3 import Web3
 from contracts.artifacts import load_artifact
 from contracts.localchain import DEV_PRIVATE_KEYS, LOCAL_CHAIN_ID, LocalChain
 from contracts.signer import RevertDecoder, Signer, make_web3
+
+
+def start_http_server(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServer, str]:
+    """A real HTTP server on 127.0.0.1 (a free port) serving `handler` from a thread, and its base URL."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd, f"http://127.0.0.1:{httpd.server_address[1]}"
+
+
+def stop_http_server(httpd: ThreadingHTTPServer) -> None:
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def send_json(handler: BaseHTTPRequestHandler, status: int, body: bytes) -> None:
+    """Answer the request being handled with a JSON body."""
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +83,7 @@ class ValueServer:
 
     def __init__(self) -> None:
         import json
-        import threading
         from datetime import UTC, datetime
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         self.value: float = 10.0
         server = self
@@ -74,20 +96,13 @@ class ValueServer:
                 body = json.dumps(
                     {"current": {"temperature": server.value, "time": datetime.now(UTC).isoformat()}}
                 ).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                send_json(self, 200, body)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/weather"
+        self.httpd, base_url = start_http_server(Handler)
+        self.url = f"{base_url}/weather"
 
     def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        stop_http_server(self.httpd)
 
 
 @pytest.fixture
@@ -187,7 +202,7 @@ class FlakyProxy:
 
     def __init__(self, target: str) -> None:
         import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from http.server import BaseHTTPRequestHandler
 
         import httpx
 
@@ -207,12 +222,7 @@ class FlakyProxy:
                 pass
 
             def _refuse(self) -> None:
-                body = b'{"error": "service unavailable (test outage)"}'
-                self.send_response(503)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                send_json(self, 503, b'{"error": "service unavailable (test outage)"}')
 
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -249,19 +259,15 @@ class FlakyProxy:
 
             do_GET = do_POST = do_PUT = do_DELETE = _handle
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
         self._client = client
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.httpd, self.url = start_http_server(Handler)
 
     def up(self) -> None:
         with self._lock:
             self.down, self.fail_after, self.drop_on = False, None, None
 
     def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        stop_http_server(self.httpd)
         self._client.close()
 
 

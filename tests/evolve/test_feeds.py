@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
@@ -15,6 +14,7 @@ from evolve.errors import FeedConfigError, FeedMalformed, FeedStale, FeedUnreach
 from evolve.feeds.base import FeedValue
 from evolve.feeds.clock import ClockFeed
 from evolve.feeds.http_json import HeaderSpec, HttpJsonFeed
+from tests.evolve.conftest import send_json, start_http_server, stop_http_server
 
 
 class FeedServer:
@@ -61,21 +61,12 @@ class FeedServer:
                         body = b'{"current": {"temperature": 12}}'
                 else:
                     status, body = 404, b"{}"
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                send_json(self, status, body)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.httpd, self.url = start_http_server(Handler)
 
     def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        stop_http_server(self.httpd)
 
 
 @pytest.fixture
