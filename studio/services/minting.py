@@ -19,7 +19,7 @@ from studio.crashpoints import crash_point
 from studio.records import Draft, MintIntent, Token, TokenVersion
 from studio.services.drafts import get_draft
 from studio.services.errors import InvalidInputError, NotFoundError
-from studio.services.publishing import PublishedVersion, StepCallback, _notify, publish_version
+from studio.services.publishing import PublishedVersion, StepCallback, notify_step, publish_version
 from studio.services.studio import Studio
 from studio.services.tokens import collection_query
 
@@ -120,7 +120,7 @@ def mint_draft(
     with studio.db.session() as session:
         session.add(_intent(chain, draft.id, published, name.strip(), description, recipient, living, rules_name))
 
-    _notify(on_step, "transaction", to=recipient, metadata_cid=published.metadata_cid)
+    notify_step(on_step, "transaction", to=recipient, metadata_cid=published.metadata_cid)
     try:
         minted = chain.client.mint(recipient, published.metadata_cid)
     except TransactionTimeoutError:
@@ -129,7 +129,7 @@ def mint_draft(
         _drop_intent(studio, published.metadata_cid)
         raise
     crash_point("mint:after_confirmation")
-    _notify(
+    notify_step(
         on_step,
         "confirmation",
         token_id=minted.token_id,
@@ -147,7 +147,7 @@ def mint_draft(
     )
     if royalty_bps is not None and int(royalty_bps) != studio.settings.chain.royalty_bps:
         chain.client.set_token_royalty(minted.token_id, recipient, int(royalty_bps))
-        _notify(on_step, "royalty", token_id=minted.token_id, royalty_bps=int(royalty_bps))
+        notify_step(on_step, "royalty", token_id=minted.token_id, royalty_bps=int(royalty_bps))
     return MintOutcome(
         token_id=minted.token_id,
         tx_hash=minted.tx_hash,

@@ -33,7 +33,8 @@ class PublishedVersion:
     metadata_bytes: bytes
 
 
-def _notify(on_step: StepCallback | None, step: str, **details: Any) -> None:
+def notify_step(on_step: StepCallback | None, step: str, **details: Any) -> None:
+    """Tell the caller (the Mint tab) a step is starting; publishing and minting report the same way."""
     if on_step is not None:
         on_step(step, details)
 
@@ -89,7 +90,7 @@ def publish_version(
     """Pin a version's image and metadata; return their CIDs. Raises before pinning the metadata
     if it does not validate, so invalid metadata is never pinned."""
     image_cid = cid_for_bytes(image_png)
-    _notify(on_step, "pin image", cid=image_cid, size=len(image_png))
+    notify_step(on_step, "pin image", cid=image_cid, size=len(image_png))
     pinned_image_cid = pin_content(
         studio, image_png, name=f"{image_cid}.png", content_type="image/png", dry_run=dry_run
     )
@@ -111,11 +112,11 @@ def publish_version(
     )
     metadata_bytes = canonical_json(metadata)
     metadata_cid = cid_for_bytes(metadata_bytes)
-    _notify(on_step, "pin metadata", cid=metadata_cid, size=len(metadata_bytes))
+    notify_step(on_step, "pin metadata", cid=metadata_cid, size=len(metadata_bytes))
     pinned_metadata_cid = pin_content(
         studio, metadata_bytes, name=f"{metadata_cid}.json", content_type="application/json", dry_run=dry_run
     )
-    _notify(on_step, "CID check", image_cid=pinned_image_cid, metadata_cid=pinned_metadata_cid)
+    notify_step(on_step, "CID check", image_cid=pinned_image_cid, metadata_cid=pinned_metadata_cid)
     return PublishedVersion(
         image_cid=pinned_image_cid,
         metadata_cid=pinned_metadata_cid,
