@@ -104,6 +104,11 @@ class ModelSettings(BaseModel):
         description="AutoencoderTiny used as decoder by the 'fast' preset; empty to always use the full VAE.",
     )
     safety_checker: bool = Field(True, description="Use the model's own safety checker when it ships one.")
+    cpu_optimizations: bool = Field(
+        True,
+        description="On CPU: convolution and linear weights prepacked for oneDNN at load, and bf16 attention "
+        "computed in blocks of queries. false runs PyTorch's stock kernels (slower).",
+    )
     max_side: int = Field(1024, ge=64, description="Largest width or height accepted.")
     max_steps: int = Field(150, ge=1)
 

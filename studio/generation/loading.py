@@ -74,6 +74,7 @@ class LoadedModel:
     tiny_vae: Any | None = None
     tiny_vae_id: str | None = None
     warnings: list[str] = field(default_factory=list)
+    cpu_optimizations: list[str] = field(default_factory=list)  # applied at load: see Engine._load_locked
 
 
 def is_local_path(model_id: str) -> bool:

@@ -9,7 +9,7 @@ quality all run on one loaded copy of the model. A preset picks the decoder:
 
 Both run under torch.inference_mode, and on CPU the decoders use channels_last, which oneDNN's
 convolutions prefer (the UNet stays contiguous: channels_last there made a transient copy of its
-weights and was no faster).
+weights and was no faster). Both also get the engine's CPU optimizations (prepack.py, attention.py).
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
+import torch
 from PIL import Image, ImageChops
 
 from metadata.png import read_png_metadata
@@ -14,6 +15,7 @@ from studio.generation import (
     GenerationRequest,
     get_engine,
 )
+from studio.generation.prepack import prepack_supported
 
 
 def _txt2img(seed: int = 7, **fields) -> GenerationRequest:
@@ -92,6 +94,7 @@ def test_record_is_the_provenance_generation_block(engine, tiny_model_dir):
         "decoder": "vae",
         "device": "cpu",
         "dtype": "float32",
+        "cpu_optimizations": ["onednn_prepack"] if prepack_supported(torch.float32) else [],  # attention: bf16 only
         "libraries": record["libraries"],
     }
     assert len(record["weights_sha256"]) == 64

@@ -1,0 +1,182 @@
+"""The CPU speed-ups: prepacked oneDNN weights and attention in blocks of queries.
+
+Each must compute what the stock PyTorch / diffusers module computes (to the last bits of bf16), and
+the engine must record which were on, since they change those last bits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+from torch import nn
+
+from studio.generation import Engine, GenerationRequest
+from studio.generation import attention as blocked
+from studio.generation.attention import BlockedAttnProcessor, blocked_attention, blocked_attention_useful
+from studio.generation.prepack import PrepackedConv2d, PrepackedLinear, prepack, prepack_supported
+
+needs_onednn = pytest.mark.skipif(not prepack_supported(torch.float32), reason="this PyTorch build has no oneDNN")
+# bf16 keeps 8 bits of mantissa: two roundings apart is a few parts in a thousand of the magnitude.
+TOLERANCE = {torch.float32: {"rtol": 1e-5, "atol": 1e-5}, torch.bfloat16: {"rtol": 2e-2, "atol": 2e-2}}
+
+
+@needs_onednn
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(
+    "conv",
+    [
+        dict(in_channels=6, out_channels=10, kernel_size=3, padding=1),
+        dict(in_channels=6, out_channels=10, kernel_size=3, padding=1, stride=2, bias=False),  # downsampler
+        dict(in_channels=6, out_channels=10, kernel_size=(3, 5), padding=(0, 2)),
+    ],
+)
+def test_prepacked_conv_computes_what_the_plain_conv_computes(dtype, conv):
+    torch.manual_seed(0)
+    plain = nn.Conv2d(**conv).to(dtype).eval()
+    x = torch.randn(2, 6, 17, 19, dtype=dtype)
+    with torch.inference_mode():
+        expected = plain(x)
+        packed = PrepackedConv2d(plain)(x)
+        from_nhwc = PrepackedConv2d(plain)(x.to(memory_format=torch.channels_last))
+
+    torch.testing.assert_close(packed, expected, **TOLERANCE[dtype])
+    torch.testing.assert_close(from_nhwc, expected, **TOLERANCE[dtype])
+
+
+@needs_onednn
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("bias", [True, False])
+def test_prepacked_linear_computes_what_the_plain_linear_computes(dtype, bias):
+    torch.manual_seed(0)
+    plain = nn.Linear(24, 40, bias=bias).to(dtype).eval()
+    with torch.inference_mode():
+        for shape in [(3, 24), (2, 77, 24), (1, 1, 24)]:  # any leading dims and token counts
+            x = torch.randn(*shape, dtype=dtype)
+            torch.testing.assert_close(PrepackedLinear(plain)(x), plain(x), **TOLERANCE[dtype])
+
+
+@needs_onednn
+def test_prepack_swaps_plain_convs_and_linears_and_leaves_the_rest_alone():
+    class ScaledLinear(nn.Linear):  # a subclass may do more in forward() than oneDNN's call would
+        def forward(self, x):
+            return super().forward(x) * 2
+
+    model = nn.Sequential(
+        nn.Conv2d(4, 8, 3, padding=1),
+        nn.Conv2d(8, 8, 1),  # 1x1: oneDNN picks a slow layout for it without the input size
+        nn.Conv2d(8, 8, 3, padding=1, padding_mode="reflect"),  # not zero padding
+        nn.Sequential(nn.Flatten(), nn.Linear(8 * 4 * 4, 5)),
+        ScaledLinear(5, 5),
+    ).eval()
+    x = torch.randn(1, 4, 4, 4)
+    with torch.inference_mode():
+        expected = model(x)
+        swapped = prepack(model)
+        got = model(x)
+
+    assert swapped == 2
+    assert [type(m) for m in (model[0], model[1], model[2], model[3][1], model[4])] == [
+        PrepackedConv2d,
+        nn.Conv2d,
+        nn.Conv2d,
+        PrepackedLinear,
+        ScaledLinear,
+    ]
+    torch.testing.assert_close(got, expected, **TOLERANCE[torch.float32])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_blocked_attention_equals_sdpa_across_blocks_and_a_short_last_block(dtype, monkeypatch):
+    # Blocks of 48 queries over 400: eight full blocks and one of 16.
+    monkeypatch.setattr(blocked, "BLOCK_BYTES", 2 * 3 * 48 * 300 * torch.tensor([], dtype=dtype).element_size())
+    torch.manual_seed(0)
+    q = torch.randn(2, 3, 400, 16, dtype=dtype)
+    k = torch.randn(2, 3, 300, 16, dtype=dtype)
+    v = torch.randn(2, 3, 300, 16, dtype=dtype)
+
+    got = blocked_attention(q, k, v)
+
+    expected = torch.nn.functional.scaled_dot_product_attention(q.float(), k.float(), v.float()).to(dtype)
+    torch.testing.assert_close(got, expected, **TOLERANCE[dtype])
+
+
+def _with_processor(attn: Attention, processor, *args, **kwargs) -> torch.Tensor:
+    attn.set_processor(processor)
+    with torch.inference_mode():
+        return attn(*args, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["unet_self_attention", "unet_cross_attention", "vae_mid_block_attention", "masked_attention"],
+)
+def test_blocked_processor_gives_what_diffusers_sdpa_processor_gives(case):
+    torch.manual_seed(0)
+    tokens = blocked.MIN_KEYS + 100  # long enough for the blocked path
+    if case == "unet_self_attention":
+        attn = Attention(query_dim=32, heads=2, dim_head=16)
+        args, kwargs = (torch.randn(1, tokens, 32),), {}
+    elif case == "unet_cross_attention":  # 77 text tokens: SDPA
+        attn = Attention(query_dim=32, cross_attention_dim=24, heads=2, dim_head=16)
+        args, kwargs = (torch.randn(1, tokens, 32),), {"encoder_hidden_states": torch.randn(1, 77, 24)}
+    elif case == "vae_mid_block_attention":  # a feature map, group norm, residual: as AutoencoderKL builds it
+        attn = Attention(
+            query_dim=32,
+            heads=1,
+            dim_head=32,
+            norm_num_groups=4,
+            residual_connection=True,
+            bias=True,
+            upcast_softmax=True,
+            _from_deprecated_attn_block=True,
+        )
+        args, kwargs = (torch.randn(1, 32, 48, 48),), {}
+    else:  # a mask: SDPA
+        attn = Attention(query_dim=32, heads=2, dim_head=16)
+        mask = torch.zeros(1, tokens)
+        mask[:, : tokens // 2] = -10000.0
+        args, kwargs = (torch.randn(1, tokens, 32),), {"attention_mask": mask}
+    attn.eval()
+
+    expected = _with_processor(attn, AttnProcessor2_0(), *args, **kwargs)
+    got = _with_processor(attn, BlockedAttnProcessor(), *args, **kwargs)
+
+    assert got.shape == expected.shape
+    torch.testing.assert_close(got, expected, **TOLERANCE[torch.float32])
+
+
+def _bf16_engine(tiny_model_settings, optimizations: bool) -> Engine:
+    # max_side 768: a 768x768 image puts 48x48 = 2304 tokens through the tiny UNet's attention.
+    return Engine(
+        tiny_model_settings.model_copy(
+            update={"dtype": "bfloat16", "cpu_optimizations": optimizations, "max_side": 768}
+        )
+    )
+
+
+@pytest.mark.skipif(
+    not (prepack_supported(torch.bfloat16) and blocked_attention_useful(torch.bfloat16)),
+    reason="this CPU or PyTorch build runs bf16 with the stock kernels",
+)
+def test_bf16_engine_on_cpu_is_reproducible_with_optimizations_records_them_and_matches_stock_kernels(
+    tiny_model_settings,
+):
+    request = GenerationRequest(prompt="a red fox in the snow", seed=5, width=768, height=768, preset="quality")
+    optimized = _bf16_engine(tiny_model_settings, optimizations=True)
+    first = optimized.generate(request)
+    again = optimized.generate(request)
+    stock = _bf16_engine(tiny_model_settings, optimizations=False).generate(request)
+
+    assert first.png == again.png
+    assert first.record["cpu_optimizations"] == ["onednn_prepack", "blocked_attention"]
+    pipe = optimized._model.pipe
+    processors = [*pipe.unet.attn_processors.values(), *pipe.vae.attn_processors.values()]
+    assert processors
+    assert all(isinstance(p, BlockedAttnProcessor) for p in processors)
+    assert stock.record["cpu_optimizations"] == []
+    pixels = np.asarray(first.image, dtype=np.int16)
+    stock_pixels = np.asarray(stock.image, dtype=np.int16)
+    # The same picture: bf16 rounding moves a pixel by a level or two, never the composition.
+    assert np.abs(pixels - stock_pixels).mean() < 1.0
+    assert np.abs(pixels - stock_pixels).max() <= 16
