@@ -6,14 +6,17 @@ the hub ships sd-turbo (fp32 files plus an fp16 variant), then loaded through th
 weights have the same FLOPs and memory as the real ones. 512x512, 1 step, guidance 0 (sd-turbo's use).
 
 Prints ONE JSON line:
-  default_s, fast_s, quality_s        one image each: the median of 3 runs after one warm-up run, seconds of
-                                      the pipeline call (text encoder, UNet, decoder; not the PNG encoding)
+  default_s, fast_s, quality_s        one image each: the median of 5 runs after one warm-up run, seconds of
+                                      the pipeline call (text encoder, UNet, decoder; not the PNG encoding);
+                                      the engine's four requests (fast, quality, two img2img) take turns
   fast_ratio, quality_ratio           against default_s (targets: <= 0.15 and <= 0.5)
   img2img_s, txt2img_same_evals_s     fast preset, strength 0.5 x 2 steps vs text-to-image 1 step; the
                                       init image is a PNG the engine made (evolution's case), so img2img
                                       starts from the latents it carries
   img2img_ratio                       img2img_s / txt2img_same_evals_s (target: <= 1)
   img2img_from_pixels_s, _ratio       the same from an image made elsewhere: its pixels are encoded first
+  cpu_optimizations                   what the engine applied on this CPU (prepacked weights, blocked attention)
+  fast_stock_kernels_s                fast_s with those switched off (model.cpu_optimizations = false)
   fast_peak_rss_gib                   peak RSS of a fresh process that loads the model through the
                                       engine and makes one fast 512x512 image (target: <= 4)
   stages                              seconds per stage (text_encoder, unet, encoder, decoder) per run
@@ -34,12 +37,17 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from studio.config import ModelSettings
+    from studio.generation import GenerationRequest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-RUNS = 3  # timed runs per figure; the median is reported
+RUNS = 5  # timed runs per figure; the median is reported
 SIZE = 512
 PROMPT = "a lighthouse on a cliff at dawn, oil painting"
 
@@ -158,10 +166,23 @@ def measure_default(model_dir: Path) -> tuple[float, dict[str, float]]:
     return median_run(run)  # the fp32 pipeline is freed when this returns
 
 
+def measure_stock_kernels(settings: ModelSettings, request: GenerationRequest) -> float:
+    """The request's median seconds on an engine with cpu_optimizations off (freed on return)."""
+    from studio.generation import Engine
+
+    stock = Engine(settings.model_copy(update={"cpu_optimizations": False}))
+    stock.generate(request)  # warm-up
+    return median_run(lambda: (stock.generate(request).timings["pipeline"], {}))[0]
+
+
 def median_run(run: Callable[[], tuple[float, dict[str, float]]]) -> tuple[float, dict[str, float]]:
-    """The run of median time out of RUNS: one sample swings by a third on a shared 2-core machine."""
-    samples = sorted((run() for _ in range(RUNS)), key=lambda sample: sample[0])
-    return samples[len(samples) // 2]
+    """The median of RUNS runs: one sample swings by a third on a shared 2-core machine."""
+    return median_sample([run() for _ in range(RUNS)])
+
+
+def median_sample(samples: list[tuple[float, dict[str, float]]]) -> tuple[float, dict[str, float]]:
+    """The (seconds, stage timings) sample of median seconds."""
+    return sorted(samples, key=lambda sample: sample[0])[len(samples) // 2]
 
 
 def stage_split(timings: dict[str, float]) -> dict[str, float]:
@@ -202,25 +223,34 @@ def main() -> None:
         engine = Engine(engine_settings(model_dir, taesd_dir))
         engine.load()
 
-        def timed(request: GenerationRequest) -> tuple[float, dict[str, float]]:
-            engine.generate(request)  # warm-up
-
-            def run() -> tuple[float, dict[str, float]]:
-                result = engine.generate(request)
-                return result.timings["pipeline"], result.timings
-
-            return median_run(run)
-
         txt = dict(prompt=PROMPT, seed=1, width=SIZE, height=SIZE)
-        fast_s, fast_t = timed(GenerationRequest(**txt, steps=1, preset="fast"))
-        quality_s, quality_t = timed(GenerationRequest(**txt, steps=1, preset="quality"))
         # Evolution's case: img2img from the PNG of an image this engine made (it carries its latents).
         init_image, init_latents = init_image_from_png(engine.generate(GenerationRequest(**txt, steps=1)).png)
         img2img = dict(prompt=PROMPT, seed=1, init_image=init_image, strength=0.5, steps=2, preset="fast")
-        img2img_s, img2img_t = timed(GenerationRequest(**img2img, init_latents=init_latents))
-        # An image from elsewhere (no latents chunk): its pixels go through the VAE encoder first.
-        pixels_s, pixels_t = timed(GenerationRequest(**img2img))
+        requests = {
+            "fast": GenerationRequest(**txt, steps=1, preset="fast"),
+            "quality": GenerationRequest(**txt, steps=1, preset="quality"),
+            "img2img": GenerationRequest(**img2img, init_latents=init_latents),
+            # An image from elsewhere (no latents chunk): its pixels go through the VAE encoder first.
+            "img2img_from_pixels": GenerationRequest(**img2img),
+        }
+        for request in requests.values():
+            engine.generate(request)  # warm-up
+        # Round-robin, so that a slow spell of the shared machine falls on every figure alike.
+        samples: dict[str, list[tuple[float, dict[str, float]]]] = {name: [] for name in requests}
+        for _ in range(RUNS):
+            for name, request in requests.items():
+                timings = engine.generate(request).timings
+                samples[name].append((timings["pipeline"], timings))
+        (fast_s, fast_t), (quality_s, quality_t), (img2img_s, img2img_t), (pixels_s, pixels_t) = (
+            median_sample(samples[name]) for name in requests
+        )
         txt_same_s = fast_s  # one denoising evaluation each: text-to-image 1 step, img2img 2 steps x 0.5
+        described = engine.describe()
+        del engine
+        gc.collect()
+
+        stock_fast_s = measure_stock_kernels(engine_settings(model_dir, taesd_dir), requests["fast"])
 
         figures = {
             "bench": "generate",
@@ -230,7 +260,7 @@ def main() -> None:
             "device": "cpu",
             "cpu": platform.processor() or platform.machine(),
             "threads": torch.get_num_threads(),
-            "engine_dtype": engine.describe()["dtype"],
+            "engine_dtype": described["dtype"],
             "default_s": round(default_s, 3),
             "fast_s": round(fast_s, 3),
             "quality_s": round(quality_s, 3),
@@ -241,6 +271,8 @@ def main() -> None:
             "img2img_ratio": round(img2img_s / txt_same_s, 3),
             "img2img_from_pixels_s": round(pixels_s, 3),
             "img2img_from_pixels_ratio": round(pixels_s / txt_same_s, 3),
+            "cpu_optimizations": described["cpu_optimizations"],
+            "fast_stock_kernels_s": round(stock_fast_s, 3),
             "fast_peak_rss_gib": round(child_figures["peak_rss_gib"], 2),
             "fast_load_s": round(child_figures["load_s"], 1),
             "stages": {
