@@ -10,7 +10,7 @@ each reorder also faults in fresh pages, it took 100 ms.
 Prepacking reorders each weight once, at load, and calls the oneDNN kernels PyTorch's own inductor
 uses for frozen CPU graphs (`mkldnn._convolution_pointwise`, `mkldnn._linear_pointwise`). The
 arithmetic is oneDNN's in both cases; results may differ from the plain path in the last bit of a
-bf16 value, which is why provenance records whether weights were prepacked.
+bf16 value, which is why an image's provenance lists "onednn_prepack" in its cpu_optimizations.
 
 1x1 convolutions are left alone: packed without knowing the activation's size, oneDNN picks a layout
 for them that ran up to 80x slower, and their small weights cost little to reorder anyway.
@@ -25,13 +25,10 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
-import logging
 import sys
 
 import torch
 from torch import nn
-
-log = logging.getLogger(__name__)
 
 PACKABLE_DTYPES = (torch.float32, torch.bfloat16)
 
@@ -123,8 +120,8 @@ def _return_freed_memory() -> None:
     """Hand the replaced weights' memory back to the OS (glibc keeps freed heap memory otherwise).
 
     Each packed weight is allocated before the plain one it replaces is freed, so the plain one's
-    space is rarely reused: without this, the UNet's swap left about 0.4 GiB more resident and the
-    process's peak RSS rose from 3.5 to 3.8 GiB when the text encoder loaded next."""
+    space is rarely reused. Measured on sd-turbo in bf16, loading and making one 512x512 image peaked
+    at 3.9 GiB without this and 3.4 GiB with it (3.5 GiB with no prepacking at all)."""
     if not sys.platform.startswith("linux"):
         return
     with contextlib.suppress(OSError, AttributeError, TypeError):  # not glibc: musl has no malloc_trim
