@@ -215,6 +215,8 @@ class Engine:
         placement = resolve_placement(self.settings.device, self.settings.dtype)
         try:
             model = load_model(self.settings, placement)
+            if placement.device == "cpu":
+                self._prepare_for_cpu(model)
         except GenerationError:
             gc.collect()
             raise
@@ -227,14 +229,6 @@ class Engine:
                     "STUDIO_MODEL__DTYPE=float16/bfloat16."
                 ) from exc
             raise
-        if placement.device == "cpu":
-            # oneDNN's convolutions prefer NHWC: it speeds up both decoders on CPU.
-            # (torch.nn.Module.to: diffusers' own .to() warns about dtype casts that this is not.)
-            torch.nn.Module.to(model.pipe.vae, memory_format=torch.channels_last)
-            if model.tiny_vae is not None:
-                torch.nn.Module.to(model.tiny_vae, memory_format=torch.channels_last)
-            if self.settings.cpu_optimizations:
-                model.cpu_optimizations = _optimize_for_cpu(model)
         self._model = model
         self._pipes = {}
         self.load_seconds = time.perf_counter() - start
@@ -247,6 +241,15 @@ class Engine:
             self.load_seconds,
         )
         return model
+
+    def _prepare_for_cpu(self, model: LoadedModel) -> None:
+        # oneDNN's convolutions prefer NHWC: it speeds up both decoders on CPU.
+        # (torch.nn.Module.to: diffusers' own .to() warns about dtype casts that this is not.)
+        torch.nn.Module.to(model.pipe.vae, memory_format=torch.channels_last)
+        if model.tiny_vae is not None:
+            torch.nn.Module.to(model.tiny_vae, memory_format=torch.channels_last)
+        if self.settings.cpu_optimizations:
+            model.cpu_optimizations = _optimize_for_cpu(model)
 
     def unload(self) -> None:
         """Free the model's memory (waits for a running request); the next generate() loads it again."""
@@ -574,7 +577,7 @@ def _inference_modules(model: LoadedModel) -> list[torch.nn.Module]:
 def _optimize_for_cpu(model: LoadedModel) -> list[str]:
     """Speed-ups for a model just loaded on the CPU; returns the names provenance records.
 
-    Both change results only in the last bits of bf16 values, but they do change them, so an image's
+    Both change the last bits of some values (rounding happens in another order), so an image's
     provenance says which were on (STUDIO_MODEL__CPU_OPTIMIZATIONS=false reproduces one made without)."""
     applied = []
     dtype = model.placement.dtype
