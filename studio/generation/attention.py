@@ -44,7 +44,7 @@ def blocked_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tenso
     scores = torch.empty(batch * heads, min(rows, queries), keys, dtype=query.dtype, device=query.device)
     for start in range(0, queries, rows):
         stop = min(start + rows, queries)
-        block = torch.baddbmm(scores[:, : stop - start], q[:, start:stop], k_t, beta=0, alpha=head_dim**-0.5)
+        block = scores[:, : stop - start].baddbmm_(q[:, start:stop], k_t, beta=0, alpha=head_dim**-0.5)
         torch.bmm(block.softmax(dim=-1), v, out=out[:, start:stop])
     return out.view(batch, heads, queries, head_dim)
 
