@@ -8,7 +8,7 @@ embedded chain, persisted).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,8 +95,10 @@ class LivingNFTClient:
         royalty_bps: int,
         contract_uri: str = "",
         admin: str | None = None,
+        before_broadcast: Callable[[str], None] | None = None,
     ) -> tuple[LivingNFTClient, TxResult]:
-        """Deploy a new LivingNFT; `admin` (default: the signer) gets DEFAULT_ADMIN_ROLE."""
+        """Deploy a new LivingNFT; `admin` (default: the signer) gets DEFAULT_ADMIN_ROLE.
+        `before_broadcast(tx_hash)` runs before the signed deployment leaves (see Signer.send)."""
         if not 0 <= royalty_bps <= 10_000:
             raise ChainError(f"royalty_bps must be between 0 and 10000 (basis points), got {royalty_bps}")
         artifact = load_artifact("LivingNFT")
@@ -111,7 +113,7 @@ class LivingNFTClient:
         constructor = next(entry for entry in artifact.abi if entry["type"] == "constructor")
         types = [entry["type"] for entry in constructor["inputs"]]
         data = artifact.bytecode + abi_encode(types, args).hex()
-        result = signer.send({"data": data}, RevertDecoder(artifact.abi))
+        result = signer.send({"data": data}, RevertDecoder(artifact.abi), before_broadcast=before_broadcast)
         receipt = signer.receipt(result.tx_hash)
         address = receipt["contractAddress"]
         return cls(signer, address, from_block=result.block_number, artifact=artifact), result

@@ -232,9 +232,18 @@ class Signer:
 
     # ----------------------------------------------------------------- sending
 
-    def send(self, tx: dict[str, Any], decoder: RevertDecoder | None = None, *, gas: int | None = None) -> TxResult:
+    def send(
+        self,
+        tx: dict[str, Any],
+        decoder: RevertDecoder | None = None,
+        *,
+        gas: int | None = None,
+        before_broadcast: Callable[[str], None] | None = None,
+    ) -> TxResult:
         """Estimate, price, sign, send and await `tx` (`to`, `data`, optional `value`).
 
+        `before_broadcast(tx_hash)` runs once the transaction is signed and before it leaves, so a caller
+        can record the hash first (again with the new hash if a nonce clash makes it re-sign).
         Raises a ContractRevertError subclass when the call would revert (nothing is sent), the fee and
         funds errors before sending, TransactionTimeoutError when no receipt arrives in time.
         """
@@ -250,7 +259,7 @@ class Signer:
         needed = gas * max_fee + int(fields["value"])
         if balance < needed:
             raise InsufficientFundsError(self.address, needed, balance)
-        tx_hash = self._sign_and_send(fields)
+        tx_hash = self._sign_and_send(fields, before_broadcast)
         receipt = self._await_receipt(tx_hash)
         if receipt["status"] != 1:
             raise self._failure(fields, receipt, decoder)
@@ -276,7 +285,7 @@ class Signer:
     def receipt(self, tx_hash: str) -> TxReceipt:
         return rpc_call(self.w3, lambda: self.w3.eth.get_transaction_receipt(tx_hash))
 
-    def _sign_and_send(self, fields: dict[str, Any]) -> str:
+    def _sign_and_send(self, fields: dict[str, Any], before_broadcast: Callable[[str], None] | None = None) -> str:
         seq = self._nonces
         with seq.lock:
             for attempt in range(3):
@@ -284,6 +293,8 @@ class Signer:
                     seq.next = rpc_call(self.w3, lambda: self.w3.eth.get_transaction_count(self.address, "pending"))
                 fields["nonce"] = seq.next
                 signed = self.account.sign_transaction(fields)
+                if before_broadcast is not None:
+                    before_broadcast(HexBytes(signed.hash).to_0x_hex())
                 try:
                     tx_hash = rpc_call(self.w3, lambda s=signed: self.w3.eth.send_raw_transaction(s.raw_transaction))
                 except Web3RPCError as exc:

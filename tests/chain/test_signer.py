@@ -6,6 +6,7 @@ import socket
 
 import pytest
 from eth_account import Account
+from web3.exceptions import TransactionNotFound
 
 from contracts.client import LivingNFTClient
 from contracts.errors import (
@@ -102,3 +103,22 @@ def test_nonce_resyncs_after_another_tool_used_the_account(living_nft, funded_ac
     second = ours.mint(funded_account.address, make_cid("n2"))  # "nonce too low" -> resync -> nonce 3
     assert living_nft.w3.eth.get_transaction(second.tx_hash)["nonce"] == 3
     assert living_nft.metadata_cid(second.token_id) == make_cid("n2")
+
+
+def test_before_broadcast_gets_the_hash_before_the_node_has_the_transaction(living_nft, funded_account):
+    """What a crash-safe caller records first (the deploy does): the hash of the transaction that is then mined."""
+    signer = Signer(living_nft.w3, funded_account, chain_id=31337)
+    seen: list[tuple[str, bool]] = []
+
+    def record(tx_hash: str) -> None:
+        try:
+            living_nft.w3.eth.get_transaction(tx_hash)
+            known = True
+        except TransactionNotFound:
+            known = False
+        seen.append((tx_hash, known))
+
+    result = signer.send({"to": funded_account.address, "value": 1}, before_broadcast=record)
+
+    assert seen == [(result.tx_hash, False)]
+    assert living_nft.w3.eth.get_transaction_receipt(result.tx_hash)["status"] == 1
