@@ -20,6 +20,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_checksum_address
 from sqlalchemy import select
 from web3 import Web3
+from web3.exceptions import TransactionNotFound
 
 from contracts.client import LivingNFTClient
 from contracts.errors import ChainError, DevKeyRefusedError, SignerConfigError, TransactionTimeoutError
@@ -169,13 +170,16 @@ def _contract(settings: Settings, db: Database, signer: Signer) -> tuple[LivingN
         if latest is not None:
             address, from_block = latest.address, latest.block_number or 0
             # Recorded before its transaction and never completed: the studio stopped mid-deploy.
-            interrupted = latest.deployer is not None and latest.tx_hash is None and latest.block_number is None
+            interrupted = latest.deployer is not None and latest.block_number is None
+            deploy_tx = latest.tx_hash
     if latest is not None:
+        if interrupted:  # its signed transaction's receipt, if it was mined, says where and when
+            address, from_block = _mined_deployment(signer, deploy_tx) or (address, 0)
         try:
             client = LivingNFTClient.at(signer, address, from_block=from_block)
         except ChainError as exc:
             if interrupted:  # the studio stopped before its deploy was mined: deploy again
-                _forget_deployment(db, chain.chain_id, address)
+                _forget_deployment(db, chain.chain_id, latest.address)
                 return _deploy(settings, db, signer)
             raise ChainError(
                 f"the studio's LivingNFT contract {address} (chain {chain.chain_id}, recorded in the database) "
@@ -185,11 +189,26 @@ def _contract(settings: Settings, db: Database, signer: Signer) -> tuple[LivingN
         if interrupted:  # deployed, but the studio stopped before recording it: finish the record
             with db.session() as session:
                 row = session.scalar(select(Deployment).where(Deployment.id == latest.id))
-                row.block_number = 0  # its block is unknown: history is read from the chain's start
+                row.address = address
+                row.block_number = from_block  # 0 when unknown: history is then read from the chain's start
             log.warning("recorded LivingNFT %s, deployed before the studio last stopped", address)
         return client, interrupted
 
     return _deploy(settings, db, signer)
+
+
+def _mined_deployment(signer: Signer, tx_hash: str | None) -> tuple[str, int] | None:
+    """The contract address and block of the deployment signed as `tx_hash`, once mined; None otherwise
+    (not mined, dropped, or recorded by a studio version that did not keep the hash before sending)."""
+    if tx_hash is None:
+        return None
+    try:
+        receipt = signer.receipt(tx_hash)
+    except (ChainError, TransactionNotFound):
+        return None
+    if receipt.get("status") != 1 or not receipt.get("contractAddress"):
+        return None
+    return to_address(receipt["contractAddress"]), int(receipt["blockNumber"])
 
 
 def create_address(sender: str, nonce: int) -> str:
@@ -212,6 +231,14 @@ def _deploy(settings: Settings, db: Database, signer: Signer) -> tuple[LivingNFT
     expected = create_address(signer.address, signer.w3.eth.get_transaction_count(signer.address, "pending"))
     with db.session() as session:
         session.add(Deployment(chain_id=chain.chain_id, address=expected, deployer=signer.address))
+
+    def record_hash(tx_hash: str) -> None:  # before the transaction leaves: a restart finds its receipt by it
+        with db.session() as session:
+            row = session.scalar(
+                select(Deployment).where(Deployment.chain_id == chain.chain_id, Deployment.address == expected)
+            )
+            row.tx_hash = tx_hash
+
     try:
         client, result = LivingNFTClient.deploy(
             signer,
@@ -219,6 +246,7 @@ def _deploy(settings: Settings, db: Database, signer: Signer) -> tuple[LivingNFT
             symbol=chain.collection_symbol,
             royalty_receiver=signer.address,
             royalty_bps=chain.royalty_bps,
+            before_broadcast=record_hash,
         )
     except TransactionTimeoutError:
         raise  # it may still be mined: the next start looks for it at the recorded address

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from sqlalchemy import select
 
 from studio.records import Deployment
@@ -39,28 +40,42 @@ def test_deploy_killed_before_its_record_is_found_again(chain_settings, db, fund
     assert chain_w3.eth.get_code(deployed) != b""
     with db.session() as session:
         (row,) = session.scalars(select(Deployment)).all()
-        assert (row.address, row.tx_hash, row.block_number) == (deployed, None, None)  # written before sending
+        recorded_hash = row.tx_hash  # written before sending, with the signed transaction's hash
+        assert (row.address, row.block_number) == (deployed, None)
+    receipt = chain_w3.eth.get_transaction_receipt(recorded_hash)
+    assert receipt["contractAddress"] == deployed
 
     session = open_chain(chain_settings, db)
     assert session.contract_address == deployed  # found again, not deployed twice
     assert session.client.has_role("MINTER_ROLE", funded_account.address)  # the set-up it missed is done
     assert session.client.has_role("EVOLVER_ROLE", funded_account.address)
+    assert session.client.from_block == receipt["blockNumber"] > 0  # history is read from the deploy on
     with db.session() as session_db:
         (row,) = session_db.scalars(select(Deployment)).all()
-        assert (row.address, row.block_number) == (deployed, 0)
+        assert (row.address, row.tx_hash, row.block_number) == (deployed, recorded_hash, receipt["blockNumber"])
     assert open_chain(chain_settings, db).contract_address == deployed
 
 
-def test_a_deploy_that_never_happened_is_retried(chain_settings, db, funded_account, chain_w3) -> None:
+@pytest.mark.parametrize(
+    "signed_hash",
+    [None, "0x" + "ab" * 32],  # died before signing; signed and recorded, died before it left
+)
+def test_a_deploy_that_never_happened_is_retried(chain_settings, db, funded_account, chain_w3, signed_hash) -> None:
     """Recorded before sending, then the studio died before the transaction left: deploy on the next start."""
     expected = create_address(funded_account.address, 0)
     with db.session() as session:
         session.add(
-            Deployment(chain_id=chain_settings.chain.chain_id, address=expected, deployer=funded_account.address)
+            Deployment(
+                chain_id=chain_settings.chain.chain_id,
+                address=expected,
+                deployer=funded_account.address,
+                tx_hash=signed_hash,
+            )
         )
     session = open_chain(chain_settings, db)
     assert session.contract_address == create_address(funded_account.address, 0)
     assert chain_w3.eth.get_code(session.contract_address) != b""
     with db.session() as session_db:
         (row,) = session_db.scalars(select(Deployment)).all()
-        assert row.tx_hash is not None
+        assert row.tx_hash not in (None, signed_hash)
+        assert row.block_number == chain_w3.eth.get_transaction_receipt(row.tx_hash)["blockNumber"]
