@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from metadata.errors import ContentReadError, PinningAuthError, PinningError
+from metadata.errors import CIDMismatchError, ContentReadError, PinningAuthError, PinningError
 from metadata.pinning.base import BackendHealth, PinningBackend, PinResult
 from metadata.pinning.http import MultipartBody, Part, RetryPolicy, send
 
@@ -96,7 +96,9 @@ class PinataPinning(PinningBackend):
         data = payload.get("data")
         if not isinstance(data, dict) or not isinstance(data.get("cid"), str):
             raise PinningError(f"Pinata's upload answer has no data.cid: {json.dumps(payload)[:300]}")
-        self._check(data["cid"], expected_cid, name)
+        self._check_or_remove(
+            data["cid"], expected_cid, name, data.get("is_duplicate"), f"/v3/files/public/{data.get('id')}"
+        )
         return PinResult(data["cid"], self.name, int(data.get("size") or 0), str(data.get("name") or name))
 
     def pin_bytes(self, data: bytes, *, name: str, expected_cid: str | None = None) -> PinResult:
@@ -130,8 +132,32 @@ class PinataPinning(PinningBackend):
         cid = payload.get("IpfsHash")
         if not isinstance(cid, str):
             raise PinningError(f"Pinata's pinFileToIPFS answer has no IpfsHash: {json.dumps(payload)[:300]}")
-        self._check(cid, expected_cid, str(root))
+        self._check_or_remove(cid, expected_cid, str(root), payload.get("isDuplicate"), f"/pinning/unpin/{cid}")
         return PinResult(cid, self.name, int(payload.get("PinSize") or 0), root.name)
+
+    def _check_or_remove(
+        self, returned: str, expected: str | None, what: str, duplicate: object, delete_path: str
+    ) -> None:
+        """The CID check; a refused upload is deleted from Pinata again, unless Pinata says the same
+        content was already there (then the upload is the user's earlier file, not the studio's to delete)."""
+        try:
+            self._check(returned, expected, what)
+        except CIDMismatchError as exc:
+            if duplicate is True:
+                outcome = "Pinata already held that content before this upload, so it is left there."
+            else:
+                outcome = self._delete(delete_path)
+            raise CIDMismatchError(f"{exc} {outcome}") from None
+
+    def _delete(self, path: str) -> str:
+        """DELETE {api_url}{path}; returns a sentence saying how it went."""
+        url = f"{self.api_url}{path}"
+        try:
+            with httpx.Client(timeout=self.timeouts) as client:
+                send("Pinata", lambda: client.delete(url, headers=self._headers()), self.policy, fix_auth=FIX_AUTH)
+        except PinningError as exc:
+            return f"Removing the upload from Pinata failed ({exc}): delete it in the Pinata dashboard."
+        return "The upload was deleted from Pinata again."
 
     def health(self) -> BackendHealth:
         try:

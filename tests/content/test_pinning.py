@@ -82,10 +82,45 @@ def test_pinata_slow_service_times_out(pinata_standin):
         backend.pin_bytes(METADATA, name="7.json")
 
 
-def test_pinata_wrong_cid_is_refused(pinata_standin):
+def test_pinata_wrong_cid_is_refused_and_the_upload_deleted_again(pinata_standin):
     pinata_standin.cid_override = cid_for_bytes(b"something else")
-    with pytest.raises(CIDMismatchError, match="computed"):
+    with pytest.raises(CIDMismatchError, match=r"computed .* deleted from Pinata again"):
         pinata_standin.backend().pin_bytes(METADATA, name="7.json", expected_cid=cid_for_bytes(METADATA))
+
+    assert pinata_standin.files == {}  # nothing the studio refused stays in the user's account
+    _upload, delete = pinata_standin.requests
+    assert (delete["endpoint"], delete["network"]) == ("DELETE /v3/files", "public")
+
+
+def test_pinata_wrong_cid_for_content_the_account_already_held_deletes_nothing(pinata_standin):
+    pinata_standin.cid_override = cid_for_bytes(b"something else")
+    earlier = pinata_standin.backend().pin_bytes(METADATA, name="earlier.json")  # the user's own upload
+
+    with pytest.raises(CIDMismatchError, match="already held that content"):
+        pinata_standin.backend().pin_bytes(METADATA, name="7.json", expected_cid=cid_for_bytes(METADATA))
+
+    assert list(pinata_standin.files.values()) == [earlier.cid]
+    assert all(not r["endpoint"].startswith("DELETE") for r in pinata_standin.requests)
+
+
+def test_pinata_wrong_cid_whose_deletion_is_refused_says_what_to_do(pinata_standin):
+    pinata_standin.cid_override = cid_for_bytes(b"something else")
+    pinata_standin.refuse_deletes = True
+    with pytest.raises(CIDMismatchError, match=r"Removing the upload .* failed .* Pinata dashboard") as refused:
+        pinata_standin.backend().pin_bytes(METADATA, name="7.json", expected_cid=cid_for_bytes(METADATA))
+
+    assert len(pinata_standin.files) == 1
+    assert pinata_standin.jwt not in str(refused.value)
+
+
+def test_pinata_wrong_cid_for_a_folder_is_unpinned_again(pinata_standin, vector_data):
+    pinata_standin.cid_override = cid_for_bytes(b"something else")
+    folder = vector_data / "wrapped"
+    with pytest.raises(CIDMismatchError, match="deleted from Pinata again"):
+        pinata_standin.backend().pin_directory(folder, expected_cid=cid_for_directory(folder))
+
+    assert pinata_standin.pins == set()
+    assert pinata_standin.requests[-1] == {"endpoint": "DELETE /pinning/unpin", "cid": cid_for_bytes(b"something else")}
 
 
 def test_kubo_adds_with_v1_raw_leaves_then_pins(kubo_standin, vector_data, vectors):
