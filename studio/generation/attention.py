@@ -37,8 +37,9 @@ def blocked_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tenso
     batch, heads, queries, head_dim = query.shape
     keys = key.shape[-2]
     q = query.reshape(batch * heads, queries, head_dim)
-    k_t = key.reshape(batch * heads, keys, head_dim).transpose(1, 2)
-    v = value.reshape(batch * heads, keys, head_dim)
+    # Contiguous once here: given the strided views, the bf16 matrix products copied them in every block.
+    k_t = key.reshape(batch * heads, keys, head_dim).transpose(1, 2).contiguous()
+    v = value.reshape(batch * heads, keys, head_dim).contiguous()
     out = torch.empty_like(q)
     rows = max(1, BLOCK_BYTES // (batch * heads * keys * query.element_size()))
     scores = torch.empty(batch * heads, min(rows, queries), keys, dtype=query.dtype, device=query.device)
