@@ -96,9 +96,9 @@ class PinataPinning(PinningBackend):
         data = payload.get("data")
         if not isinstance(data, dict) or not isinstance(data.get("cid"), str):
             raise PinningError(f"Pinata's upload answer has no data.cid: {json.dumps(payload)[:300]}")
-        self._check_or_remove(
-            data["cid"], expected_cid, name, data.get("is_duplicate"), f"/v3/files/public/{data.get('id')}"
-        )
+        file_id = data.get("id")
+        delete_path = f"/v3/files/public/{file_id}" if isinstance(file_id, str) and file_id else None
+        self._check_or_remove(data["cid"], expected_cid, name, data.get("is_duplicate"), delete_path)
         return PinResult(data["cid"], self.name, int(data.get("size") or 0), str(data.get("name") or name))
 
     def pin_bytes(self, data: bytes, *, name: str, expected_cid: str | None = None) -> PinResult:
@@ -136,7 +136,7 @@ class PinataPinning(PinningBackend):
         return PinResult(cid, self.name, int(payload.get("PinSize") or 0), root.name)
 
     def _check_or_remove(
-        self, returned: str, expected: str | None, what: str, duplicate: object, delete_path: str
+        self, returned: str, expected: str | None, what: str, duplicate: object, delete_path: str | None
     ) -> None:
         """The CID check; a refused upload is deleted from Pinata again, unless Pinata says the same
         content was already there (then the upload is the user's earlier file, not the studio's to delete)."""
@@ -145,6 +145,8 @@ class PinataPinning(PinningBackend):
         except CIDMismatchError as exc:
             if duplicate is True:
                 outcome = "Pinata already held that content before this upload, so it is left there."
+            elif delete_path is None:
+                outcome = "Pinata's answer named no file id to delete it by: delete it in the Pinata dashboard."
             else:
                 outcome = self._delete(delete_path)
             raise CIDMismatchError(f"{exc} {outcome}") from None

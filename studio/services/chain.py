@@ -249,7 +249,7 @@ def _deploy(settings: Settings, db: Database, signer: Signer) -> tuple[LivingNFT
             before_broadcast=record_hash,
         )
     except TransactionTimeoutError:
-        raise  # it may still be mined: the next start looks for it at the recorded address
+        raise  # it may still be mined: the next start finds it by the hash recorded before sending
     except BaseException:
         _forget_deployment(db, chain.chain_id, expected)
         raise
