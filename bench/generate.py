@@ -6,10 +6,10 @@ the hub ships sd-turbo (fp32 files plus an fp16 variant), then loaded through th
 weights have the same FLOPs and memory as the real ones. 512x512, 1 step, guidance 0 (sd-turbo's use).
 
 Prints ONE JSON line:
-  default_s, fast_s, quality_s        one image each: the median of 5 runs (the engine's: 11) after one warm-up
-                                      run, seconds of the pipeline call (text encoder, UNet, decoder; not the
-                                      PNG encoding); the engine's four requests (fast, quality, two img2img)
-                                      take turns
+  default_s, fast_s, quality_s        one image each: the median of 9 rounds after one warm-up run, seconds
+                                      of the pipeline call (text encoder, UNet, decoder; not the PNG encoding);
+                                      in each round the default, fast, quality and both img2img requests take
+                                      turns, so all are measured side by side under the same machine load
   fast_ratio, quality_ratio           against default_s (targets: <= 0.15 and <= 0.5)
   img2img_s, txt2img_same_evals_s     fast preset, strength 0.5 x 2 steps vs text-to-image 1 step; the
                                       init image is a PNG the engine made (evolution's case), so img2img
@@ -21,7 +21,7 @@ Prints ONE JSON line:
   fast_peak_rss_gib                   peak RSS of a fresh process that loads the model through the
                                       engine and makes one fast 512x512 image (target: <= 4)
   stages                              seconds per stage (text_encoder, unet, encoder, decoder) per run
-Usage: .venv/bin/python bench/generate.py   (a few minutes; about 12 GiB of memory at its peak)
+Usage: .venv/bin/python bench/generate.py   (about 5 minutes; about 9 GiB of memory at its peak)
        BENCH_GENERATE_DIR=/tmp/x keeps the built model there and reuses it on the next run.
 """
 
@@ -42,16 +42,17 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from studio.config import ModelSettings
-    from studio.generation import GenerationRequest
+    from studio.generation import Engine, GenerationRequest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-RUNS = 5  # timed runs per figure; the median is reported
-# Rounds of the engine's four requests: more, because img2img_ratio compares two nearly equal times
-# (12 interleaved rounds measured medians 1.554 against 1.567 s, equal minima; 5 rounds gave 0.99-1.02).
-ENGINE_ROUNDS = 11
+# Rounds of the five measured requests (default, fast, quality, two img2img), taking turns; each figure is
+# the median of its rounds. Run one after the other, the fp32 default alone swung from 10.5 to 12.9 s
+# between bench runs, and 5 rounds left img2img_ratio, two nearly equal times, anywhere in 0.99-1.02.
+ROUNDS = 9
+RUNS = 5  # timed runs of the stock-kernel engine
 SIZE = 512
 PROMPT = "a lighthouse on a cliff at dawn, oil painting"
 
@@ -151,8 +152,9 @@ def peak_rss_kib() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux; elsewhere a fallback
 
 
-def measure_default(model_dir: Path) -> tuple[float, dict[str, float]]:
-    """diffusers' plain default: from_pretrained in fp32, full VAE, no tuning."""
+def default_pipeline(model_dir: Path) -> Callable[[], tuple[float, dict[str, float]]]:
+    """diffusers' plain default (from_pretrained in fp32, full VAE, no tuning), as a function that makes one
+    image and returns its seconds and stage timings."""
     import torch
     from diffusers import StableDiffusionPipeline
 
@@ -181,8 +183,17 @@ def measure_default(model_dir: Path) -> tuple[float, dict[str, float]]:
             )
         return time.perf_counter() - start, timer.seconds
 
-    run()  # warm-up: oneDNN builds its kernels on the first call
-    return median_run(run)  # the fp32 pipeline is freed when this returns
+    return run
+
+
+def engine_run(engine: Engine, request: GenerationRequest) -> Callable[[], tuple[float, dict[str, float]]]:
+    """A function that makes the request's image and returns its pipeline seconds and stage timings."""
+
+    def run() -> tuple[float, dict[str, float]]:
+        timings = engine.generate(request).timings
+        return timings["pipeline"], timings
+
+    return run
 
 
 def measure_stock_kernels(settings: ModelSettings, request: GenerationRequest) -> float:
@@ -236,9 +247,7 @@ def main() -> None:
             raise SystemExit(f"the peak-RSS child failed:\n{child.stderr[-4000:]}")
         child_figures = json.loads(child.stdout.strip().splitlines()[-1])
 
-        default_s, default_stages = measure_default(model_dir)
-        gc.collect()
-
+        run_default = default_pipeline(model_dir)
         engine = Engine(engine_settings(model_dir, taesd_dir))
         engine.load()
 
@@ -253,20 +262,23 @@ def main() -> None:
             # An image from elsewhere (no latents chunk): its pixels go through the VAE encoder first.
             "img2img_from_pixels": GenerationRequest(**img2img),
         }
-        for request in requests.values():
-            engine.generate(request)  # warm-up
+        runs = {"default": run_default, **{name: engine_run(engine, request) for name, request in requests.items()}}
+        for run in runs.values():
+            run()  # warm-up: oneDNN builds its kernels on the first call
         # Round-robin, so that a slow spell of the shared machine falls on every figure alike.
-        samples: dict[str, list[tuple[float, dict[str, float]]]] = {name: [] for name in requests}
-        for _ in range(ENGINE_ROUNDS):
-            for name, request in requests.items():
-                timings = engine.generate(request).timings
-                samples[name].append((timings["pipeline"], timings))
-        (fast_s, fast_t), (quality_s, quality_t), (img2img_s, img2img_t), (pixels_s, pixels_t) = (
-            median_sample(samples[name]) for name in requests
-        )
+        samples: dict[str, list[tuple[float, dict[str, float]]]] = {name: [] for name in runs}
+        for _ in range(ROUNDS):
+            for name, run in runs.items():
+                samples[name].append(run())
+        medians = {name: median_sample(found) for name, found in samples.items()}
+        default_s, default_stages = medians["default"]
+        fast_s, fast_t = medians["fast"]
+        quality_s, quality_t = medians["quality"]
+        img2img_s, img2img_t = medians["img2img"]
+        pixels_s, pixels_t = medians["img2img_from_pixels"]
         txt_same_s = fast_s  # one denoising evaluation each: text-to-image 1 step, img2img 2 steps x 0.5
         described = engine.describe()
-        del engine
+        del run_default, runs, engine
         gc.collect()
 
         stock_fast_s = measure_stock_kernels(engine_settings(model_dir, taesd_dir), requests["fast"])
