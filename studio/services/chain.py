@@ -19,6 +19,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak, to_checksum_address
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from web3 import Web3
 from web3.exceptions import TransactionNotFound
 
@@ -155,9 +156,7 @@ def _contract(settings: Settings, db: Database, signer: Signer) -> tuple[LivingN
     if chain.contract_address:
         address = to_address(chain.contract_address)
         with db.session() as session:
-            known = session.scalar(
-                select(Deployment).where(Deployment.chain_id == chain.chain_id, Deployment.address == address)
-            )
+            known = _deployment_row(session, chain.chain_id, address)
             from_block = (known.block_number or 0) if known else 0
             if known is None:
                 session.add(Deployment(chain_id=chain.chain_id, address=address))
@@ -216,9 +215,13 @@ def create_address(sender: str, nonce: int) -> str:
     return to_checksum_address(keccak(rlp.encode([bytes.fromhex(sender[2:]), nonce]))[12:])
 
 
+def _deployment_row(session: Session, chain_id: int, address: str) -> Deployment | None:
+    return session.scalar(select(Deployment).where(Deployment.chain_id == chain_id, Deployment.address == address))
+
+
 def _forget_deployment(db: Database, chain_id: int, address: str) -> None:
     with db.session() as session:
-        row = session.scalar(select(Deployment).where(Deployment.chain_id == chain_id, Deployment.address == address))
+        row = _deployment_row(session, chain_id, address)
         if row is not None:
             session.delete(row)
 
@@ -234,10 +237,7 @@ def _deploy(settings: Settings, db: Database, signer: Signer) -> tuple[LivingNFT
 
     def record_hash(tx_hash: str) -> None:  # before the transaction leaves: a restart finds its receipt by it
         with db.session() as session:
-            row = session.scalar(
-                select(Deployment).where(Deployment.chain_id == chain.chain_id, Deployment.address == expected)
-            )
-            row.tx_hash = tx_hash
+            _deployment_row(session, chain.chain_id, expected).tx_hash = tx_hash
 
     try:
         client, result = LivingNFTClient.deploy(
@@ -255,9 +255,7 @@ def _deploy(settings: Settings, db: Database, signer: Signer) -> tuple[LivingNFT
         raise
     crash_point("chain:after_deploy")
     with db.session() as session:
-        row = session.scalar(
-            select(Deployment).where(Deployment.chain_id == chain.chain_id, Deployment.address == expected)
-        )
+        row = _deployment_row(session, chain.chain_id, expected)
         row.address = client.address  # the same unless another sender's transaction took the nonce
         row.tx_hash = result.tx_hash
         row.block_number = result.block_number
