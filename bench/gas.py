@@ -45,16 +45,18 @@ def main() -> None:
         later_mint_gas = [m.gas_used for m in mints]
 
         # Single evolves: tokens never evolved before (version 0 -> 1) and again (1 -> 2).
-        first_evolve = [client.evolve(t, cid(f"e1-{t}")).gas_used for t in (2, 3, 4, 5, 6)]
-        second_evolve = [client.evolve(t, cid(f"e2-{t}")).gas_used for t in (2, 3, 4, 5, 6)]
+        first_evolve = [client.evolve(t, cid(f"e1-{t}"), 0).gas_used for t in (2, 3, 4, 5, 6)]
+        second_evolve = [client.evolve(t, cid(f"e2-{t}"), 1).gas_used for t in (2, 3, 4, 5, 6)]
 
         batch_ids = [m.token_id for m in mints]  # 100 consecutive tokens (2..101)
-        first_batch = client.evolve_batch([(t, cid(f"b1-{t}")) for t in batch_ids])
-        second_batch = client.evolve_batch([(t, cid(f"b2-{t}")) for t in batch_ids])
+        # Tokens 2..6 are at version 2 after the single evolves, the others at 0.
+        version = {t: 2 if t <= 6 else 0 for t in batch_ids}
+        first_batch = client.evolve_batch([(t, cid(f"b1-{t}"), version[t]) for t in batch_ids])
+        second_batch = client.evolve_batch([(t, cid(f"b2-{t}"), version[t] + 1) for t in batch_ids])
         assert len(first_batch) == 1, "a batch of 100 must fit one transaction"
         assert len(second_batch) == 1, "a batch of 100 must fit one transaction"
         scattered_ids = batch_ids[::4][:25]  # 25 tokens, each alone in its version word
-        scattered = client.evolve_batch([(t, cid(f"b3-{t}")) for t in scattered_ids])
+        scattered = client.evolve_batch([(t, cid(f"b3-{t}"), version[t] + 2) for t in scattered_ids])
 
         figures = {
             "deploy_gas": deployed.gas_used,

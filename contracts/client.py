@@ -21,7 +21,7 @@ from web3.logs import DISCARD
 
 from contracts.artifacts import ContractArtifact, load_artifact
 from contracts.cid import raw_cid_digest, raw_cid_from_digest
-from contracts.errors import ChainError, ContractRevertError
+from contracts.errors import ChainError, ContractRevertError, VersionMismatchError
 from contracts.signer import ROLE_NAMES, TX_GAS_CAP, RevertDecoder, Signer, TxResult, rpc_call, to_address
 
 
@@ -61,6 +61,9 @@ class TransferRecord:
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 
+# One token of a batch evolve: (token id, new metadata CID, the token's current version as the caller knows it).
+EvolveItem = tuple[int, str, int]
+
 
 class LivingNFTClient:
     """Talks to one deployed LivingNFT contract through one Signer."""
@@ -79,7 +82,7 @@ class LivingNFTClient:
         self.address = to_address(address)
         self.from_block = from_block
         self.contract: Contract = self.w3.eth.contract(address=self.address, abi=self.artifact.abi)
-        self.decoder = RevertDecoder(self.artifact.abi)
+        self.decoder = LivingNFTRevertDecoder(self.artifact.abi)
         self._timestamps: dict[int, int] = {}
 
     # ----------------------------------------------------------------- deployment
@@ -113,7 +116,7 @@ class LivingNFTClient:
         constructor = next(entry for entry in artifact.abi if entry["type"] == "constructor")
         types = [entry["type"] for entry in constructor["inputs"]]
         data = artifact.bytecode + abi_encode(types, args).hex()
-        result = signer.send({"data": data}, RevertDecoder(artifact.abi), before_broadcast=before_broadcast)
+        result = signer.send({"data": data}, LivingNFTRevertDecoder(artifact.abi), before_broadcast=before_broadcast)
         receipt = signer.receipt(result.tx_hash)
         address = receipt["contractAddress"]
         return cls(signer, address, from_block=result.block_number, artifact=artifact), result
@@ -143,19 +146,23 @@ class LivingNFTClient:
         token_id = int(events[0]["args"]["tokenId"])
         return MintResult(token_id, result.tx_hash, result.block_number, result.gas_used)
 
-    def evolve(self, token_id: int, metadata_cid: str) -> TxResult:
-        """Set a token's new metadata (its version goes up by one)."""
-        return self._send("evolve", int(token_id), raw_cid_digest(metadata_cid))
+    def evolve(self, token_id: int, metadata_cid: str, expected_version: int) -> TxResult:
+        """Set a token's new metadata if its on-chain version is still `expected_version` (it becomes
+        `expected_version + 1`); otherwise nothing changes and VersionMismatchError says what is there."""
+        return self._send("evolve", int(token_id), raw_cid_digest(metadata_cid), _version(expected_version))
 
-    def estimate_evolve_batch(self, items: Sequence[tuple[int, str]]) -> int:
+    def estimate_evolve_batch(self, items: Sequence[EvolveItem]) -> int:
         """The node's gas estimate (no buffer) for evolving `items` in one transaction."""
-        ids, digests = _batch_args(items)
-        data = self.contract.encode_abi("evolveBatch", args=[ids, digests])
+        data = self.contract.encode_abi("evolveBatch", args=list(_batch_args(items)))
         return self.signer.estimate_gas({"from": self.signer.address, "to": self.address, "data": data}, self.decoder)
 
-    def evolve_batch(self, items: Sequence[tuple[int, str]], *, gas_budget: int | None = None) -> list[TxResult]:
+    def evolve_batch(self, items: Sequence[EvolveItem], *, gas_budget: int | None = None) -> list[TxResult]:
         """Evolve many tokens, in as few transactions as fit under `gas_budget` (default: the per-transaction
         cap of 16,777,216) including the gas buffer. Returns one TxResult per transaction sent, in order.
+
+        Each item is (token id, new metadata CID, the token's current version as the caller knows it):
+        the contract compare-and-sets every token, and one stale version reverts its whole transaction
+        with VersionMismatchError (naming the token) and changes nothing in it.
 
         Each part is estimated right before it is sent (the chain's state changes between parts). If a
         part fails, the parts before it stay done: the error is then a BatchEvolveError holding them in
@@ -191,9 +198,9 @@ class LivingNFTClient:
                 # Scale down by the measured gas per token, keeping a margin for the fixed part.
                 size = max(1, min(size - 1, int(size * limit / gas * 0.95)))
                 continue
-            ids, digests = _batch_args(part)
+            ids, digests, expected = _batch_args(part)
             try:
-                results.append(self._send("evolveBatch", ids, digests, gas=gas))
+                results.append(self._send("evolveBatch", ids, digests, expected, gas=gas))
             except ChainError as exc:
                 raise _partial(results, exc) from None
             pending = pending[size:]
@@ -357,5 +364,37 @@ def role_id(role: str | bytes) -> bytes:
     raise ChainError(f"unknown role {role!r}: use MINTER_ROLE, EVOLVER_ROLE or DEFAULT_ADMIN_ROLE")
 
 
-def _batch_args(items: Sequence[tuple[int, str]]) -> tuple[list[int], list[bytes]]:
-    return [int(token_id) for token_id, _ in items], [raw_cid_digest(cid) for _, cid in items]
+class LivingNFTRevertDecoder(RevertDecoder):
+    """RevertDecoder that also knows LivingNFT's own errors worth a class of their own."""
+
+    def decode(self, data: bytes | str | None) -> ContractRevertError | None:
+        decoded = super().decode(data)
+        if (
+            decoded is not None
+            and decoded.error_name == "VersionMismatch"
+            and {"tokenId", "expected", "actual"} <= set(decoded.error_args)
+        ):
+            args = decoded.error_args
+            return VersionMismatchError(int(args["tokenId"]), int(args["expected"]), int(args["actual"]))
+        return decoded
+
+
+def _version(value: int) -> int:
+    version = int(value)
+    if version < 0:
+        raise ChainError(f"an expected version is 0 or more (0 = as minted), got {version}")
+    return version
+
+
+def _batch_args(items: Sequence[EvolveItem]) -> tuple[list[int], list[bytes], list[int]]:
+    for item in items:
+        if len(item) != 3:
+            raise ChainError(
+                f"a batch item is (token id, metadata CID, expected current version), got {item!r}: "
+                "pass the version the token has now, as the studio recorded it"
+            )
+    return (
+        [int(token_id) for token_id, _, _ in items],
+        [raw_cid_digest(cid) for _, cid, _ in items],
+        [_version(expected) for _, _, expected in items],
+    )

@@ -155,6 +155,22 @@ class TokenFrozenError(ContractRevertError):
         )
 
 
+class VersionMismatchError(ContractRevertError):
+    """Compare-and-set failed: the token's on-chain version is not the one the caller built on."""
+
+    def __init__(self, token_id: int, expected: int, actual: int) -> None:
+        self.token_id = token_id
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            "VersionMismatch",
+            {"tokenId": token_id, "expected": expected, "actual": actual},
+            f"token {token_id} is at version {actual} on chain, not {expected} as expected (VersionMismatch): "
+            "someone else evolved it in between, so nothing was changed. Read its current version and "
+            "history before evolving it again.",
+        )
+
+
 class MissingRoleError(ContractRevertError):
     """The sender lacks the AccessControl role the function needs."""
 

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from contracts.errors import ChainError, FeeCapExceededError, TokenFrozenError
+from contracts.errors import ChainError, FeeCapExceededError, TokenFrozenError, VersionMismatchError
 from evolve.errors import CycleAborted, FeedError
 from evolve.evaluation import Decision, TokenInput, evaluate
 from evolve.feeds import build_feeds
@@ -341,8 +341,12 @@ class Cycle:
                     self.report.pending[str(s.token_id)] = "stop requested: sent next cycle"
                 return
             batch, estimate = self._fit(client, queue, min(per_tx_estimate, self.gas_left))
-            queue = [s for s in queue if s.token_id not in self.report.frozen]
-            batch = [s for s in batch if s.token_id not in self.report.frozen]
+            queue = [
+                s for s in queue if s.token_id not in self.report.frozen and str(s.token_id) not in self.report.waiting
+            ]
+            batch = [
+                s for s in batch if s.token_id not in self.report.frozen and str(s.token_id) not in self.report.waiting
+            ]
             if not batch and queue and self.gas_left > 0 and estimate == -1:
                 continue  # a frozen token was dropped: fit again
             if not batch:
@@ -359,7 +363,14 @@ class Cycle:
             self.journal.advance_many([s.id for s in batch], SENDING)
             crash_point("before_send")
             try:
-                results = client.evolve_batch([(s.token_id, s.metadata_cid) for s in batch], gas_budget=per_tx)
+                results = client.evolve_batch(_items(batch), gas_budget=per_tx)
+            except VersionMismatchError as exc:
+                # Evolved by someone else between our estimate and the send: the transaction reverted as a
+                # whole, so none of the batch is on chain. That token waits; the others go again.
+                self.journal.advance_many([s.id for s in batch], PINNED)
+                self._changed_on_chain(next(s for s in batch if s.token_id == exc.token_id), exc)
+                queue = [s for s in queue if s.token_id != exc.token_id]
+                continue
             except FeeCapExceededError as exc:
                 # Refused before anything was sent: the rows go back to waiting.
                 self.journal.advance_many([s.id for s in batch], PINNED)
@@ -417,9 +428,12 @@ class Cycle:
         while size > 0:
             batch = queue[:size]
             try:
-                estimate = int(client.estimate_evolve_batch([(s.token_id, s.metadata_cid) for s in batch]))
+                estimate = int(client.estimate_evolve_batch(_items(batch)))
             except TokenFrozenError as exc:
                 self._frozen_on_chain(next(s for s in queue if s.token_id == exc.token_id))
+                return [], -1
+            except VersionMismatchError as exc:
+                self._changed_on_chain(next(s for s in queue if s.token_id == exc.token_id), exc)
                 return [], -1
             if estimate <= budget:
                 return batch, estimate
@@ -438,6 +452,19 @@ class Cycle:
             if token is not None:
                 token.frozen = True
             self.journal.advance(step.id, SUPERSEDED, session=session, error="the token is frozen on chain")
+
+    def _changed_on_chain(self, step: OpenStep, exc: VersionMismatchError) -> None:
+        """The contract's compare-and-set refused this token: another evolver (or another studio process)
+        moved it past the version this one was built on. Its pinned version is dropped (its provenance
+        names the wrong predecessor); the token waits, and the next cycle reports it as changed outside."""
+        reason = (
+            f"version conflict: on chain it is at version {exc.actual}, this cycle built version {step.version} "
+            f"on version {exc.expected}; someone else evolved it, so nothing was sent for it"
+        )
+        self.report.waiting[str(step.token_id)] = reason
+        log.warning(reason, extra={"event": "version_conflict", "token_id": step.token_id})
+        if not self.dry_run:
+            self.journal.advance(step.id, SUPERSEDED, error=reason)
 
     def _heartbeat(self) -> None:
         """Tell other processes this cycle's owner is alive (at most every few seconds: each beat is a commit)."""
@@ -611,6 +638,12 @@ class Cycle:
         if self.dry_run:
             return OpenStep(id=0, cycle_id=0, step=PLANNED, image_cid=None, metadata_cid=None, tx_hash=None, **fields)
         return self.journal.plan(self.cycle_id or 0, **fields)
+
+
+def _items(steps: list[OpenStep]) -> list[tuple[int, str, int]]:
+    """evolveBatch's items: a step builds `version` on the token's current version, `version - 1`,
+    which the contract compare-and-sets."""
+    return [(s.token_id, s.metadata_cid or "", s.version - 1) for s in steps]
 
 
 def _same_state(a: dict[str, Any], b: dict[str, Any]) -> bool:

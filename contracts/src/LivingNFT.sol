@@ -60,8 +60,8 @@ contract LivingNFT is PackedERC721, ERC2981, AccessControl, IERC4906 {
     error ZeroMetadataDigest();
     /// @notice The token is frozen: its metadata can no longer change.
     error TokenFrozen(uint256 tokenId);
-    /// @notice `tokenIds` and `digests` differ in length.
-    error BatchLengthMismatch(uint256 tokenIds, uint256 digests);
+    /// @notice `tokenIds`, `digests` and `expectedVersions` differ in length.
+    error BatchLengthMismatch(uint256 tokenIds, uint256 digests, uint256 expectedVersions);
     /// @notice A batch must hold at least one token.
     error EmptyBatch();
     /// @notice Only the token's owner or an admin may freeze it.
@@ -70,6 +70,9 @@ contract LivingNFT is PackedERC721, ERC2981, AccessControl, IERC4906 {
     error NotAdminOrEvolver(address caller);
     /// @notice The token reached MAX_VERSION.
     error VersionOverflow(uint256 tokenId);
+    /// @notice Compare-and-set failed: the token's version is `actual`, the caller expected `expected`
+    /// (someone else evolved it in between). Nothing changed.
+    error VersionMismatch(uint256 tokenId, uint256 expected, uint256 actual);
 
     /**
      * @param name_ collection name
@@ -117,13 +120,17 @@ contract LivingNFT is PackedERC721, ERC2981, AccessControl, IERC4906 {
     }
 
     /**
-     * @notice Sets a token's new metadata and bumps its version.
-     * @dev Reverts ERC721NonexistentToken for an unknown id, TokenFrozen after `freeze`.
+     * @notice Sets a token's new metadata and bumps its version, if its version is still `expectedVersion`.
+     * @dev Compare-and-set, so that two evolvers (or two processes of one studio) can never both build on
+     * the same version: the second one reverts VersionMismatch instead of silently stacking a version
+     * whose provenance names the wrong predecessor. Reverts ERC721NonexistentToken for an unknown id,
+     * TokenFrozen after `freeze`.
      * @param tokenId the token
      * @param digest sha2-256 digest of the new metadata JSON
+     * @param expectedVersion the token's current version as the caller knows it (the new one is this + 1)
      */
-    function evolve(uint256 tokenId, bytes32 digest) external onlyRole(EVOLVER_ROLE) {
-        uint256 version = _setMetadata(tokenId, digest);
+    function evolve(uint256 tokenId, bytes32 digest, uint256 expectedVersion) external onlyRole(EVOLVER_ROLE) {
+        uint256 version = _setMetadata(tokenId, digest, expectedVersion);
         emit MetadataSet(tokenId, version, digest);
         emit MetadataUpdate(tokenId);
     }
@@ -133,22 +140,29 @@ contract LivingNFT is PackedERC721, ERC2981, AccessControl, IERC4906 {
      * @dev One MetadataSet per token (the history) and one BatchMetadataUpdate over the lowest..highest id
      * (marketplaces refresh that range; refreshing an unchanged token in between is harmless). Consecutive
      * ids are cheapest: four tokens share one version word.
-     * @param tokenIds the tokens, each at most once per batch is expected (a repeat simply evolves twice)
+     * Each token is compare-and-set like `evolve`: one stale expected version reverts the whole batch
+     * with VersionMismatch, so the caller can drop that token and send the rest again.
+     * @param tokenIds the tokens, each at most once per batch is expected (a repeat evolves twice, and
+     * then needs its second expected version to be the first + 1)
      * @param digests the new digest of each token, in the same order
+     * @param expectedVersions each token's current version as the caller knows it, in the same order
      */
     function evolveBatch(
         uint256[] calldata tokenIds,
-        bytes32[] calldata digests
+        bytes32[] calldata digests,
+        uint256[] calldata expectedVersions
     ) external onlyRole(EVOLVER_ROLE) {
         uint256 count = tokenIds.length;
-        if (count != digests.length) revert BatchLengthMismatch(count, digests.length);
+        if (count != digests.length || count != expectedVersions.length) {
+            revert BatchLengthMismatch(count, digests.length, expectedVersions.length);
+        }
         if (count == 0) revert EmptyBatch();
         uint256 lowest = type(uint256).max;
         uint256 highest = 0;
         for (uint256 i = 0; i < count; ) {
             uint256 tokenId = tokenIds[i];
             bytes32 digest = digests[i];
-            uint256 version = _setMetadata(tokenId, digest);
+            uint256 version = _setMetadata(tokenId, digest, expectedVersions[i]);
             emit MetadataSet(tokenId, version, digest);
             if (tokenId < lowest) lowest = tokenId;
             if (tokenId > highest) highest = tokenId;
@@ -289,15 +303,17 @@ contract LivingNFT is PackedERC721, ERC2981, AccessControl, IERC4906 {
 
     // ------------------------------------------------------------------ internals
 
-    /// @dev Writes a new digest and bumps the version; returns the new version.
-    function _setMetadata(uint256 tokenId, bytes32 newDigest) private returns (uint256 version) {
+    /// @dev Writes a new digest and bumps the version if it is `expected`; returns the new version.
+    function _setMetadata(uint256 tokenId, bytes32 newDigest, uint256 expected) private returns (uint256 version) {
         if (newDigest == bytes32(0)) revert ZeroMetadataDigest();
         _existingDigest(tokenId);
         (uint256 anchor, uint256 shift) = _lane(tokenId);
         uint256 word = _aux(anchor);
         uint256 lane = (word >> shift) & _LANE_MASK;
         if (lane & _FROZEN_BIT != 0) revert TokenFrozen(tokenId);
-        version = lane + 1; // frozen bit is clear, so this is the version + 1
+        // The frozen bit is clear, so the lane is the version.
+        if (lane != expected) revert VersionMismatch(tokenId, expected, lane);
+        version = lane + 1;
         if (version > MAX_VERSION) revert VersionOverflow(tokenId);
         _setAux(anchor, uint96((word & ~(_LANE_MASK << shift)) | (version << shift)));
         _digests[tokenId] = newDigest;

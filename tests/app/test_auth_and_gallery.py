@@ -81,7 +81,7 @@ def test_gallery_reads_a_contract_on_another_network_through_a_gateway(
         metadata = {"name": name, "description": "far away", "image": f"ipfs://{image_cid}", "attributes": []}
         versions.append(local_store.add_bytes(canonical_json(metadata)))
     minted = living_nft.mint(funded_account.address, versions[0])
-    living_nft.evolve(minted.token_id, versions[1])
+    living_nft.evolve(minted.token_id, versions[1], 0)
 
     gateway_base = gateway_server.url.removesuffix("/ipfs")
     app = app_settings.app.model_copy(

@@ -13,12 +13,14 @@ from web3.logs import DISCARD
 from contracts.cid import raw_cid_digest, raw_cid_from_digest, raw_cid_of
 from contracts.client import LivingNFTClient
 from contracts.errors import (
+    ChainError,
     ContractRevertError,
     InvalidAddressError,
     InvalidCIDError,
     MissingRoleError,
     TokenFrozenError,
     UnknownTokenError,
+    VersionMismatchError,
 )
 from contracts.signer import Signer
 
@@ -66,10 +68,10 @@ def test_roles_are_enforced_both_ways(living_nft, stranger, make_cid):
 
     token = living_nft.mint(stranger.address, make_cid("x")).token_id
     with pytest.raises(MissingRoleError) as refused_evolve:
-        as_stranger.evolve(token, make_cid("y"))
+        as_stranger.evolve(token, make_cid("y"), 0)
     assert refused_evolve.value.role_name == "EVOLVER_ROLE"
     with pytest.raises(MissingRoleError):
-        as_stranger.evolve_batch([(token, make_cid("y"))])
+        as_stranger.evolve_batch([(token, make_cid("y"), 0)])
     with pytest.raises(MissingRoleError):
         as_stranger.grant_role("MINTER_ROLE", stranger.address)
     with pytest.raises(MissingRoleError):
@@ -79,7 +81,7 @@ def test_roles_are_enforced_both_ways(living_nft, stranger, make_cid):
     living_nft.grant_role("EVOLVER_ROLE", stranger.address)
     assert living_nft.has_role("MINTER_ROLE", stranger.address)
     minted = as_stranger.mint(stranger.address, make_cid("z"))
-    as_stranger.evolve(minted.token_id, make_cid("z2"))
+    as_stranger.evolve(minted.token_id, make_cid("z2"), 0)
     assert living_nft.metadata_cid(minted.token_id) == make_cid("z2")
 
     living_nft.revoke_role("MINTER_ROLE", stranger.address)
@@ -111,7 +113,7 @@ def test_mint_and_evolve_events_carry_their_arguments(living_nft, stranger, make
         ("0x" + "00" * 20, stranger.address, minted.token_id)
     ]
 
-    evolved = living_nft.evolve(minted.token_id, make_cid("v1"))
+    evolved = living_nft.evolve(minted.token_id, make_cid("v1"), 0)
     receipt = living_nft.signer.receipt(evolved.tx_hash)
     metadata_set = events.MetadataSet().process_receipt(receipt, errors=DISCARD)
     assert [(e.args.tokenId, e.args.version) for e in metadata_set] == [(minted.token_id, 1)]
@@ -133,7 +135,7 @@ def test_versions_are_independent_per_token_across_version_words(living_nft, str
     expected = {}
     for token in range(1, 10):
         for n in range(token % 4):
-            living_nft.evolve(token, make_cid(f"t{token}-{n}"))
+            living_nft.evolve(token, make_cid(f"t{token}-{n}"), n)
         expected[token] = token % 4
     assert {t: living_nft.metadata_version(t) for t in range(1, 10)} == expected
 
@@ -161,19 +163,55 @@ def test_freeze_is_permanent_and_emits_permanent_uri(living_nft, stranger, make_
     assert not living_nft.is_frozen(neighbour)
 
     with pytest.raises(TokenFrozenError) as refused:
-        living_nft.evolve(token, make_cid("changed"))
+        living_nft.evolve(token, make_cid("changed"), 0)
     assert refused.value.error_name == "TokenFrozen"
     assert refused.value.error_args == {"tokenId": token}
     with pytest.raises(TokenFrozenError):
-        living_nft.evolve_batch([(neighbour, make_cid("n1")), (token, make_cid("changed"))])
+        living_nft.evolve_batch([(neighbour, make_cid("n1"), 0), (token, make_cid("changed"), 0)])
     with pytest.raises(TokenFrozenError):
         living_nft.freeze(token)
     assert living_nft.metadata_cid(token) == make_cid("art")
     assert living_nft.metadata_version(neighbour) == 0  # the reverted batch changed nothing
 
-    living_nft.evolve(neighbour, make_cid("n1"))  # the admin may still evolve others
+    living_nft.evolve(neighbour, make_cid("n1"), 0)  # the admin may still evolve others
     living_nft.freeze(neighbour)  # and may freeze tokens it does not own
     assert living_nft.is_frozen(neighbour)
+
+
+def test_evolve_is_compare_and_set_on_the_expected_version(living_nft, stranger, make_cid):
+    token = living_nft.mint(stranger.address, make_cid("cas")).token_id
+    neighbour = living_nft.mint(stranger.address, make_cid("cas-n")).token_id
+    living_nft.evolve(token, make_cid("cas-1"), 0)
+
+    # A second evolver that still believes the token is at version 0 (it built on the mint) is refused.
+    with pytest.raises(VersionMismatchError) as stale:
+        living_nft.evolve(token, make_cid("stale"), 0)
+    assert (stale.value.token_id, stale.value.expected, stale.value.actual) == (token, 0, 1)
+    assert stale.value.error_name == "VersionMismatch"
+    assert f"token {token} is at version 1 on chain, not 0" in str(stale.value)
+    with pytest.raises(VersionMismatchError):  # ahead of the chain is refused too
+        living_nft.evolve(token, make_cid("ahead"), 2)
+
+    # In a batch, one stale token reverts the whole transaction: the fresh neighbour is untouched too.
+    items = [(neighbour, make_cid("n-1"), 0), (token, make_cid("stale-b"), 0)]
+    with pytest.raises(VersionMismatchError) as stale_batch:
+        living_nft.estimate_evolve_batch(items)
+    assert (stale_batch.value.token_id, stale_batch.value.actual) == (token, 1)
+    with pytest.raises(VersionMismatchError):
+        living_nft.evolve_batch(items)
+    assert [living_nft.metadata_version(t) for t in (token, neighbour)] == [1, 0]
+    assert living_nft.metadata_cid(token) == make_cid("cas-1")
+
+    # A repeated id in one batch builds on its own first change.
+    living_nft.evolve_batch([(token, make_cid("r-2"), 1), (token, make_cid("r-3"), 2), (neighbour, make_cid("n"), 0)])
+    assert [(h.version, h.metadata_cid) for h in living_nft.history(token)][-2:] == [
+        (2, make_cid("r-2")),
+        (3, make_cid("r-3")),
+    ]
+    with pytest.raises(ChainError, match="expected current version"):
+        living_nft.evolve_batch([(token, make_cid("no-version"))])  # type: ignore[list-item]
+    with pytest.raises(ChainError, match="0 or more"):
+        living_nft.evolve(token, make_cid("negative"), -1)
 
 
 def _fresh_funded(client: LivingNFTClient):
@@ -202,8 +240,8 @@ def test_royalty_default_and_per_token(living_nft, stranger, make_cid):
 
 def test_batch_evolve_and_history_from_events(living_nft, stranger, make_cid):
     tokens = [living_nft.mint(stranger.address, make_cid(f"h{i}")).token_id for i in range(6)]
-    living_nft.evolve(tokens[0], make_cid("h0-1"))
-    results = living_nft.evolve_batch([(t, make_cid(f"{t}-b")) for t in tokens])
+    living_nft.evolve(tokens[0], make_cid("h0-1"), 0)
+    results = living_nft.evolve_batch([(t, make_cid(f"{t}-b"), 1 if t == tokens[0] else 0) for t in tokens])
     assert len(results) == 1
 
     receipt = living_nft.signer.receipt(results[0].tx_hash)
@@ -228,7 +266,7 @@ def test_batch_evolve_and_history_from_events(living_nft, stranger, make_cid):
 
 def test_batch_is_split_under_a_small_gas_budget(living_nft, stranger, make_cid):
     tokens = [living_nft.mint(stranger.address, make_cid(f"s{i}")).token_id for i in range(30)]
-    items = [(t, make_cid(f"s{t}-1")) for t in tokens]
+    items = [(t, make_cid(f"s{t}-1"), 0) for t in tokens]
     whole = living_nft.estimate_evolve_batch(items)
     budget = 150_000
 
@@ -239,7 +277,7 @@ def test_batch_is_split_under_a_small_gas_budget(living_nft, stranger, make_cid)
     for result in results:
         tx = living_nft.w3.eth.get_transaction(result.tx_hash)
         assert tx["gas"] <= budget
-    assert [living_nft.metadata_cid(t) for t in tokens] == [cid for _, cid in items]
+    assert [living_nft.metadata_cid(t) for t in tokens] == [cid for _, cid, _ in items]
     assert {living_nft.metadata_version(t) for t in tokens} == {1}
 
 
@@ -255,7 +293,7 @@ def test_bad_input_is_refused_with_named_errors(living_nft, stranger, make_cid):
     with pytest.raises(InvalidCIDError):  # dag-pb CIDv1, not raw
         living_nft.mint(stranger.address, "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi")
     with pytest.raises(UnknownTokenError) as unknown:
-        living_nft.evolve(42, make_cid("a"))
+        living_nft.evolve(42, make_cid("a"), 0)
     assert "token 42 does not exist" in str(unknown.value)
     for read in (living_nft.token_uri, living_nft.owner_of, living_nft.metadata_version, living_nft.is_frozen):
         with pytest.raises(UnknownTokenError):

@@ -26,7 +26,7 @@ def test_restart_after_clean_stop_keeps_tokens_and_history(settings, db, make_ci
     session = open_chain(settings, db)
     artist = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
     minted = session.client.mint(artist, make_cid("kept"))
-    session.client.evolve(minted.token_id, make_cid("kept-1"))
+    session.client.evolve(minted.token_id, make_cid("kept-1"), 0)
     address = session.contract_address
     session.close()
 
@@ -53,7 +53,7 @@ CHILD = textwrap.dedent(
     settings = load_settings(data_dir=sys.argv[1], chain={"local_port": 0})
     session = open_chain(settings, open_database(settings))
     minted = [session.client.mint(session.address, raw_cid_of(f"crash-{i}".encode())).token_id for i in range(3)]
-    session.client.evolve(minted[0], raw_cid_of(b"crash-evolved"))
+    session.client.evolve(minted[0], raw_cid_of(b"crash-evolved"), 0)
     print(json.dumps({"tokens": minted, "contract": session.contract_address,
                       "anvil_pid": session.local_chain.pid}), flush=True)
     time.sleep(600)

@@ -197,6 +197,8 @@ class FlakyProxy:
     - `drop_on = ("eth_sendRawTransaction", "after")`: forward the first request whose body contains
       the text, lose its answer (503) and stay down: the transaction went out, the caller never knew;
       with "before" it is never forwarded;
+    - `before_forward = ("eth_sendRawTransaction", action)`: run `action()` once, right before the first
+      request whose body contains the text is forwarded (another actor moving in between two steps);
     - `up()`: service restored.
     """
 
@@ -210,6 +212,7 @@ class FlakyProxy:
         self.down = False
         self.fail_after: int | None = None
         self.drop_on: tuple[str, str] | None = None
+        self.before_forward: tuple[str, Callable[[], None]] | None = None
         self.forwarded = 0
         self._lock = threading.Lock()
         proxy = self
@@ -228,6 +231,12 @@ class FlakyProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 lose_answer = False
+                action = None
+                with proxy._lock:
+                    if proxy.before_forward and proxy.before_forward[0].encode() in body:
+                        action, proxy.before_forward = proxy.before_forward[1], None
+                if action is not None:
+                    action()
                 with proxy._lock:
                     if proxy.down:
                         return self._refuse()

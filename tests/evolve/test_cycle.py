@@ -99,7 +99,7 @@ def open_steps(studio) -> dict[int, str]:
 def test_gas_budget_sends_what_fits_and_the_rest_waits(open_studio, weather_api, make_cid) -> None:
     studio = open_studio()
     tokens = setup_collection(studio, weather_api)
-    one = studio.chain.client.estimate_evolve_batch([(tokens[0], make_cid("x"))])
+    one = studio.chain.client.estimate_evolve_batch([(tokens[0], make_cid("x"), 0)])
     studio.settings.evolve.cycle_gas_budget = int(one * 1.2)  # room for one token per cycle
     weather_api.value = -5.0
 
@@ -288,13 +288,70 @@ def test_token_changed_outside_the_studio_is_left_alone_and_reported(open_studio
     studio = open_studio()
     tokens = setup_collection(studio, weather_api, 2)
     foreign = make_cid("set by another tool")
-    studio.chain.client.evolve(tokens[0], foreign)  # an evolver outside the studio
+    studio.chain.client.evolve(tokens[0], foreign, 0)  # an evolver outside the studio
     weather_api.value = -5.0
     report = run_cycle(studio, "weather")
     assert report.evolved == [tokens[1]]
     assert "changed on chain outside the studio" in report.waiting[str(tokens[0])]
     assert studio.chain.client.metadata_cid(tokens[0]) == foreign  # not overwritten
     assert [v.version for v in versions(studio, tokens[0])] == [0]
+
+
+def test_version_moved_on_chain_under_the_same_cid_is_refused_and_reported(open_studio, weather_api) -> None:
+    # Another process re-sent the metadata the studio recorded: same CID, but the version ran ahead
+    # (the two-process race). Evolving it from the studio's version would misnumber the chain's.
+    studio = open_studio()
+    tokens = setup_collection(studio, weather_api, 2)
+    client = studio.chain.client
+    client.evolve(tokens[0], client.metadata_cid(tokens[0]), 0)
+    weather_api.value = -5.0
+
+    report = run_cycle(studio, "weather")
+
+    assert report.evolved == [tokens[1]]
+    reason = report.waiting[str(tokens[0])]
+    assert "version conflict" in reason
+    assert "at version 1" in reason
+    assert "on version 0" in reason
+    assert client.metadata_version(tokens[0]) == 1  # the compare-and-set sent nothing for it
+    assert [v.version for v in versions(studio, tokens[0])] == [0]
+    assert tokens[0] not in open_steps(studio)  # its version built on v0 is dropped, not left to resend
+    with studio.db.session() as session:
+        step = session.scalars(select(EvolveStep).where(EvolveStep.token_id == tokens[0])).one()
+        assert step.step == "superseded"
+        assert "version conflict" in (step.error or "")
+
+
+def test_token_evolved_between_estimate_and_send_is_reported_and_the_rest_sent(
+    open_studio, evolve_settings, weather_api, flaky_proxy, dev_signer, make_cid
+) -> None:
+    from contracts.client import LivingNFTClient
+
+    studio, proxy = studio_behind_rpc_proxy(open_studio, evolve_settings, flaky_proxy)
+    tokens = setup_collection(studio, weather_api, 3)
+    studio.chain.client.grant_role("EVOLVER_ROLE", dev_signer.address)
+    rival = LivingNFTClient(dev_signer, studio.chain.contract_address)  # straight to anvil, not via the proxy
+    foreign = make_cid("a rival evolver got there first")
+    # The rival's evolve is mined right before the cycle's batch transaction reaches the node.
+    proxy.before_forward = ("eth_sendRawTransaction", lambda: rival.evolve(tokens[1], foreign, 0))
+    weather_api.value = -5.0
+
+    report = run_cycle(studio, "weather")
+
+    assert proxy.before_forward is None  # the rival did move in between
+    assert sorted(report.evolved) == [tokens[0], tokens[2]]
+    assert report.status == "done", report.errors
+    assert "version conflict" in report.waiting[str(tokens[1])]
+    assert studio.chain.client.metadata_cid(tokens[1]) == foreign  # the rival's change stands
+    assert [h.version for h in studio.chain.client.history(tokens[1])] == [0, 1]
+    assert [v.version for v in versions(studio, tokens[1])] == [0]
+    for token_id in (tokens[0], tokens[2]):
+        assert [h.version for h in studio.chain.client.history(token_id)] == [0, 1]
+        assert [v.version for v in versions(studio, token_id)] == [0, 1]
+    assert open_steps(studio) == {}
+
+    again = run_cycle(studio, "weather")  # the next cycle sees the outside change and leaves it alone
+    assert "changed on chain outside the studio" in again.waiting[str(tokens[1])]
 
 
 def test_broken_feed_keeps_the_cycle_going(open_studio, weather_api) -> None:
@@ -367,7 +424,7 @@ def test_batches_split_under_the_per_transaction_budget(open_studio, weather_api
     studio = open_studio()
     tokens = setup_collection(studio, weather_api, 3)
     client = studio.chain.client
-    one = client.estimate_evolve_batch([(tokens[0], make_cid("x"))])
+    one = client.estimate_evolve_batch([(tokens[0], make_cid("x"), 0)])
     studio.settings.chain.batch_gas_budget = int(one * client.signer.policy.gas_buffer * 1.2)  # one token per tx
     weather_api.value = -5.0
     report = run_cycle(studio, "weather")

@@ -35,7 +35,7 @@ def mint_and_evolve(studio: Studio) -> tuple[int, str, str]:
         previous_metadata_cid=minted.published.metadata_cid,
         feed_snapshot_cid=snapshot_cid,
     )
-    sent = studio.chain.client.evolve(minted.token_id, published.metadata_cid)
+    sent = studio.chain.client.evolve(minted.token_id, published.metadata_cid, 0)
     tokens.record_version(
         studio,
         minted.token_id,
@@ -109,7 +109,7 @@ def test_freeze_is_permanent(studio: Studio) -> None:
     with pytest.raises(InvalidInputError, match="already frozen"):
         tokens.freeze_token(studio, token_id)
     with pytest.raises(ChainError, match="TokenFrozen"):
-        studio.chain.client.evolve(token_id, studio.chain.client.metadata_cid(token_id))
+        studio.chain.client.evolve(token_id, studio.chain.client.metadata_cid(token_id), 1)
 
 
 def test_unknown_token_says_where_to_look(studio: Studio) -> None:
