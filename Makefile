@@ -7,14 +7,19 @@ PY := $(VENV)/bin/python
 export HF_HUB_DISABLE_TELEMETRY := 1
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: run test setup lint format compile bench lock browser clean migration
+.PHONY: run test forge-test setup lint format compile bench lock browser clean migration
 
 run: setup
 	$(PY) app.py
 
+# pytest includes tests/chain/test_forge.py, which runs the contract's Foundry suite (contracts/test/).
 test: setup browser
 	$(PY) -m ruff check .
 	$(PY) -m pytest
+
+# Only the contract's Foundry suite: unit, fuzz (256 runs each), invariant and differential tests.
+forge-test: setup
+	$(PY) -m pytest -q tests/chain/test_forge.py
 
 setup: $(VENV)/.installed node_modules/.installed
 
