@@ -227,6 +227,28 @@ contract LivingNFTUnitTest is Fixture {
         assertEq(nft.metadataVersion(1), 0, "nothing of the batch stayed");
     }
 
+    function test_evolveBatch_revertsZeroDigestNonexistentAndFrozen() public {
+        mintMany(artist, 2);
+        vm.prank(artist);
+        nft.freeze(2);
+        uint256[] memory ids = new uint256[](2);
+        bytes32[] memory digests = new bytes32[](2);
+        uint256[] memory expected = new uint256[](2);
+        (ids[0], ids[1]) = (1, 2);
+        (digests[0], digests[1]) = (digestOf("a"), digestOf("b"));
+        vm.startPrank(evolver);
+        vm.expectRevert(abi.encodeWithSelector(LivingNFT.TokenFrozen.selector, 2));
+        nft.evolveBatch(ids, digests, expected);
+        ids[1] = 3;
+        vm.expectRevert(abi.encodeWithSelector(IERC721Errors.ERC721NonexistentToken.selector, 3));
+        nft.evolveBatch(ids, digests, expected);
+        digests[0] = bytes32(0);
+        vm.expectRevert(LivingNFT.ZeroMetadataDigest.selector);
+        nft.evolveBatch(ids, digests, expected);
+        vm.stopPrank();
+        assertEq(nft.metadataVersion(1), 0, "nothing changed");
+    }
+
     function test_evolveBatch_revertsWithoutEvolverRole() public {
         mintTo(artist);
         bytes32 role = nft.EVOLVER_ROLE();
