@@ -44,7 +44,9 @@ contract DifferentialTest is Fixture {
     }
 
     function testFuzz_sameAsOpenZeppelinERC721(uint256[40] calldata ops) public {
-        for (uint256 i = 0; i < ops.length; i++) _step(ops[i]);
+        for (uint256 i = 0; i < ops.length; i++) {
+            _step(ops[i]);
+        }
         _sameState();
     }
 
@@ -61,8 +63,10 @@ contract DifferentialTest is Fixture {
         if (kind == 0) {
             if (minted >= 24) return;
             bytes32 digest = keccak256(abi.encode(op));
-            (bool okA, bytes memory retA, Vm.Log[] memory logsA) = _run(address(nft), minter, abi.encodeCall(nft.mint, (to, digest)));
-            (bool okB, bytes memory retB, Vm.Log[] memory logsB) = _run(address(oz), minter, abi.encodeCall(oz.mint, (to, minted + 1)));
+            (bool okA, bytes memory retA, Vm.Log[] memory logsA) =
+                _run(address(nft), minter, abi.encodeCall(nft.mint, (to, digest)));
+            (bool okB, bytes memory retB, Vm.Log[] memory logsB) =
+                _run(address(oz), minter, abi.encodeCall(oz.mint, (to, minted + 1)));
             assertEq(okA, okB, "mint: same outcome");
             if (okA) {
                 assertEq(abi.decode(retA, (uint256)), minted + 1, "mint: sequential id");
@@ -74,12 +78,17 @@ contract DifferentialTest is Fixture {
             return;
         }
         bytes memory call;
-        if (kind == 1) call = abi.encodeWithSignature("transferFrom(address,address,uint256)", from, to, id);
-        else if (kind == 2) call = abi.encodeWithSignature("safeTransferFrom(address,address,uint256,bytes)", from, to, id, data);
-        else if (kind == 3) call = abi.encodeWithSignature("safeTransferFrom(address,address,uint256)", from, to, id);
-        else if (kind == 4) call = abi.encodeCall(IERC721.approve, (to, id));
-        else if (kind == 5) call = abi.encodeCall(IERC721.setApprovalForAll, (to, (op >> 48) & 1 == 1));
-        else {
+        if (kind == 1) {
+            call = abi.encodeWithSignature("transferFrom(address,address,uint256)", from, to, id);
+        } else if (kind == 2) {
+            call = abi.encodeWithSignature("safeTransferFrom(address,address,uint256,bytes)", from, to, id, data);
+        } else if (kind == 3) {
+            call = abi.encodeWithSignature("safeTransferFrom(address,address,uint256)", from, to, id);
+        } else if (kind == 4) {
+            call = abi.encodeCall(IERC721.approve, (to, id));
+        } else if (kind == 5) {
+            call = abi.encodeCall(IERC721.setApprovalForAll, (to, (op >> 48) & 1 == 1));
+        } else {
             uint256 which = (op >> 48) % 4;
             if (which == 0) call = abi.encodeCall(IERC721.ownerOf, (id));
             else if (which == 1) call = abi.encodeCall(IERC721.getApproved, (id));
@@ -110,10 +119,14 @@ contract DifferentialTest is Fixture {
     /// The token's ERC-721 events (LivingNFT also emits MetadataSet and ERC-4906 events, which OZ has not).
     function _erc721Logs(Vm.Log[] memory all, address emitter) internal pure returns (Vm.Log[] memory kept) {
         uint256 n;
-        for (uint256 i = 0; i < all.length; i++) if (_isErc721(all[i], emitter)) n++;
+        for (uint256 i = 0; i < all.length; i++) {
+            if (_isErc721(all[i], emitter)) n++;
+        }
         kept = new Vm.Log[](n);
         n = 0;
-        for (uint256 i = 0; i < all.length; i++) if (_isErc721(all[i], emitter)) kept[n++] = all[i];
+        for (uint256 i = 0; i < all.length; i++) {
+            if (_isErc721(all[i], emitter)) kept[n++] = all[i];
+        }
     }
 
     function _isErc721(Vm.Log memory log, address emitter) internal pure returns (bool) {

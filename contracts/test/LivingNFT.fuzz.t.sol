@@ -99,7 +99,9 @@ contract LivingNFTFuzzTest is Fixture {
     /// Over random transfers among four holders, each balance is the number of tokens it owns.
     function testFuzz_balancesMatchOwnership(uint8[24] calldata moves) public {
         uint256 count = 10;
-        for (uint256 i = 0; i < count; i++) mintTo(holders[i % 4]);
+        for (uint256 i = 0; i < count; i++) {
+            mintTo(holders[i % 4]);
+        }
         for (uint256 i = 0; i < moves.length; i++) {
             uint256 id = 1 + (moves[i] % count);
             address to = holders[(moves[i] >> 4) % 4];
@@ -110,7 +112,9 @@ contract LivingNFTFuzzTest is Fixture {
         uint256 total;
         for (uint256 h = 0; h < 4; h++) {
             uint256 owned;
-            for (uint256 id = 1; id <= count; id++) if (nft.ownerOf(id) == holders[h]) owned++;
+            for (uint256 id = 1; id <= count; id++) {
+                if (nft.ownerOf(id) == holders[h]) owned++;
+            }
             assertEq(nft.balanceOf(holders[h]), owned, "balance = tokens owned");
             total += owned;
         }
@@ -150,7 +154,9 @@ contract LivingNFTFuzzTest is Fixture {
             assertEq(nft.metadataVersion(5 + i), lanes[i] & max, "neighbour version");
             assertEq(nft.isFrozen(5 + i), lanes[i] & (1 << 23) != 0, "neighbour frozen flag");
         }
-        for (uint256 t = 1; t <= 8; t++) assertEq(nft.ownerOf(t), artist, "owners untouched");
+        for (uint256 t = 1; t <= 8; t++) {
+            assertEq(nft.ownerOf(t), artist, "owners untouched");
+        }
         assertEq(nft.metadataVersion(1), 0, "other word untouched");
     }
 
@@ -158,7 +164,9 @@ contract LivingNFTFuzzTest is Fixture {
     function testFuzz_versionMismatch(uint8 evolutions, uint256 expected) public {
         uint256 id = mintTo(artist);
         evolutions = uint8(bound(evolutions, 0, 6));
-        for (uint256 i = 0; i < evolutions; i++) evolveOnce(id);
+        for (uint256 i = 0; i < evolutions; i++) {
+            evolveOnce(id);
+        }
         vm.assume(expected != evolutions);
         bytes32 before = nft.metadataDigest(id);
         bytes32 digest = digestOf("stale");
@@ -180,8 +188,12 @@ contract LivingNFTFuzzTest is Fixture {
         uint256[] memory tokenIds = new uint256[](ids);
         bytes32[] memory newDigests = new bytes32[](digests);
         uint256[] memory versions = new uint256[](expected);
-        for (uint256 i = 0; i < ids; i++) tokenIds[i] = i + 1;
-        for (uint256 i = 0; i < digests; i++) newDigests[i] = digestOf(_str(i));
+        for (uint256 i = 0; i < ids; i++) {
+            tokenIds[i] = i + 1;
+        }
+        for (uint256 i = 0; i < digests; i++) {
+            newDigests[i] = digestOf(_str(i));
+        }
         vm.prank(evolver);
         if (ids != digests || ids != expected) {
             vm.expectRevert(abi.encodeWithSelector(LivingNFT.BatchLengthMismatch.selector, ids, digests, expected));
@@ -202,7 +214,9 @@ contract LivingNFTFuzzTest is Fixture {
         uint256 id = mintTo(artist);
         mintTo(artist);
         uint256 v0 = bound(start, 0, 4);
-        for (uint256 i = 0; i < v0; i++) evolveOnce(id);
+        for (uint256 i = 0; i < v0; i++) {
+            evolveOnce(id);
+        }
         uint256[] memory ids = new uint256[](k + 1);
         bytes32[] memory digests = new bytes32[](k + 1);
         uint256[] memory expected = new uint256[](k + 1);

@@ -69,11 +69,12 @@ contract LivingNFTHandler is Test {
         bool allowed = by == from || approved[id] == by || operator[from][by];
         bytes memory predicted = abi.encodeWithSelector(IERC721Errors.ERC721InsufficientApproval.selector, by, id);
         vm.prank(by);
-        (bool ok, bytes memory err) = address(nft).call(
-            safe
-                ? abi.encodeWithSignature("safeTransferFrom(address,address,uint256)", from, to, id)
-                : abi.encodeWithSignature("transferFrom(address,address,uint256)", from, to, id)
-        );
+        (bool ok, bytes memory err) = address(nft)
+            .call(
+                safe
+                    ? abi.encodeWithSignature("safeTransferFrom(address,address,uint256)", from, to, id)
+                    : abi.encodeWithSignature("transferFrom(address,address,uint256)", from, to, id)
+            );
         if (!allowed) return _expectFailure(ok, err, predicted);
         require(ok, "an allowed transfer reverted");
         balance[from]--;
@@ -124,7 +125,9 @@ contract LivingNFTHandler is Test {
         bytes32[] memory digests = new bytes32[](n);
         uint256[] memory expected = new uint256[](n);
         uint256[] memory after_ = new uint256[](count + 1); // the model's version as the batch goes on
-        for (uint256 t = 1; t <= count; t++) after_[t] = version[t];
+        for (uint256 t = 1; t <= count; t++) {
+            after_[t] = version[t];
+        }
         bytes memory predicted;
         for (uint256 i = 0; i < n; i++) {
             ids[i] = _token(seeds[i]);
@@ -236,9 +239,7 @@ contract LivingNFTInvariantTest is Fixture {
             assertEq(nft.balanceOf(actors[i]), handler.balance(actors[i]), "balance");
             total += nft.balanceOf(actors[i]);
             for (uint256 j = 0; j < actors.length; j++) {
-                assertEq(
-                    nft.isApprovedForAll(actors[i], actors[j]), handler.operator(actors[i], actors[j]), "operator"
-                );
+                assertEq(nft.isApprovedForAll(actors[i], actors[j]), handler.operator(actors[i], actors[j]), "operator");
             }
         }
         assertEq(total, handler.count(), "every token is held by one actor");

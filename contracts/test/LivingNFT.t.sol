@@ -56,7 +56,9 @@ contract LivingNFTUnitTest is Fixture {
             0x49064906, // ERC-4906
             0x7965db0b // AccessControl
         ];
-        for (uint256 i = 0; i < supported.length; i++) assertTrue(nft.supportsInterface(supported[i]), "supported");
+        for (uint256 i = 0; i < supported.length; i++) {
+            assertTrue(nft.supportsInterface(supported[i]), "supported");
+        }
         assertFalse(nft.supportsInterface(0xffffffff), "0xffffffff");
         assertFalse(nft.supportsInterface(0x780e9d63), "ERC721Enumerable is not implemented");
     }
@@ -186,7 +188,9 @@ contract LivingNFTUnitTest is Fixture {
         bytes32[] memory digests = new bytes32[](3);
         uint256[] memory expected = new uint256[](3);
         (ids[0], ids[1], ids[2]) = (5, 2, 6);
-        for (uint256 i = 0; i < 3; i++) digests[i] = digestOf(string.concat("b", _str(i)));
+        for (uint256 i = 0; i < 3; i++) {
+            digests[i] = digestOf(string.concat("b", _str(i)));
+        }
         for (uint256 i = 0; i < 3; i++) {
             vm.expectEmit(true, true, true, true);
             emit LivingNFT.MetadataSet(ids[i], 1, digests[i]);
@@ -195,7 +199,9 @@ contract LivingNFTUnitTest is Fixture {
         emit IERC4906.BatchMetadataUpdate(2, 6);
         vm.prank(evolver);
         nft.evolveBatch(ids, digests, expected);
-        for (uint256 i = 0; i < 3; i++) assertEq(nft.metadataVersion(ids[i]), 1, "evolved");
+        for (uint256 i = 0; i < 3; i++) {
+            assertEq(nft.metadataVersion(ids[i]), 1, "evolved");
+        }
         assertEq(nft.metadataVersion(1), 0, "untouched 1");
         assertEq(nft.metadataVersion(3), 0, "untouched 3");
         assertEq(nft.metadataVersion(4), 0, "untouched 4");
@@ -220,7 +226,9 @@ contract LivingNFTUnitTest is Fixture {
         bytes32[] memory digests = new bytes32[](3);
         uint256[] memory expected = new uint256[](3); // all 0, token 3 is at 1
         (ids[0], ids[1], ids[2]) = (1, 2, 3);
-        for (uint256 i = 0; i < 3; i++) digests[i] = digestOf(string.concat("s", _str(i)));
+        for (uint256 i = 0; i < 3; i++) {
+            digests[i] = digestOf(string.concat("s", _str(i)));
+        }
         vm.prank(evolver);
         vm.expectRevert(abi.encodeWithSelector(LivingNFT.VersionMismatch.selector, 3, 0, 1));
         nft.evolveBatch(ids, digests, expected);

@@ -46,7 +46,9 @@ abstract contract Fixture is Test {
     }
 
     function mintMany(address to, uint256 count) internal {
-        for (uint256 i = 0; i < count; i++) mintTo(to);
+        for (uint256 i = 0; i < count; i++) {
+            mintTo(to);
+        }
     }
 
     function evolveOnce(uint256 tokenId) internal {

@@ -17,8 +17,7 @@ interface Vm {
     function expectRevert(bytes4 revertData) external;
     function expectRevert() external;
     function expectEmit(bool checkTopic1, bool checkTopic2, bool checkTopic3, bool checkData) external;
-    function expectEmit(bool checkTopic1, bool checkTopic2, bool checkTopic3, bool checkData, address emitter)
-        external;
+    function expectEmit(bool checkTopic1, bool checkTopic2, bool checkTopic3, bool checkData, address emitter) external;
     function recordLogs() external;
     function getRecordedLogs() external returns (Log[] memory logs);
     function store(address target, bytes32 slot, bytes32 value) external;
@@ -88,7 +87,9 @@ abstract contract Test {
             value /= 10;
         }
         bytes memory trimmed = new bytes(out.length - i);
-        for (uint256 j = 0; j < trimmed.length; j++) trimmed[j] = out[i + j];
+        for (uint256 j = 0; j < trimmed.length; j++) {
+            trimmed[j] = out[i + j];
+        }
         return string(trimmed);
     }
 
