@@ -69,7 +69,7 @@ lock:
 	  /tmp/studio-lock-venv/bin/pip freeze | sed 's/+cpu$$//' ) > requirements.txt
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache test-output
+	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache test-output .forge
 
 # Write a new schema migration from the difference between studio/records.py and the database.
 migration: setup
