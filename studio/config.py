@@ -106,8 +106,8 @@ class ModelSettings(BaseModel):
     safety_checker: bool = Field(True, description="Use the model's own safety checker when it ships one.")
     cpu_optimizations: bool = Field(
         True,
-        description="On CPU: convolution and linear weights prepacked for oneDNN at load, and bf16 attention "
-        "computed in blocks of queries. false runs PyTorch's stock kernels (slower).",
+        description="On CPU: the kernels measured to pay on this CPU class (studio/generation/cpu.py): weights "
+        "prepacked for oneDNN at load, bf16 attention in blocks of queries. false runs PyTorch's stock kernels.",
     )
     max_side: int = Field(1024, ge=64, description="Largest width or height accepted.")
     max_steps: int = Field(150, ge=1)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from studio.generation.cpu import cpu_capabilities
 from studio.generation.errors import ModelNotAvailableError
 
 _DTYPES: dict[str, torch.dtype] = {
@@ -28,24 +29,10 @@ class Placement:
 
 
 def cpu_runs_bf16_well() -> bool:
-    """True when the CPU has native bf16 matrix instructions (AVX512-BF16 or AMX).
+    """True when the CPU has native bf16 matrix instructions (AVX512-BF16 or AMX) that oneDNN may use.
 
-    Without them oneDNN emulates bf16 and it is slower than fp32, so 'auto' stays on fp32 there.
-    """
-    try:
-        if not torch.backends.mkldnn.is_available():
-            return False
-        if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-            return False
-    except (AttributeError, RuntimeError):
-        return False
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            flags = handle.read()
-    except OSError:
-        # Not Linux (e.g. macOS on Apple silicon runs on mps anyway): trust oneDNN's answer.
-        return True
-    return any(flag in flags for flag in ("avx512_bf16", "amx_bf16"))
+    Without them PyTorch emulates bf16 and it is slower than fp32, so 'auto' stays on fp32 there."""
+    return cpu_capabilities().native_bf16
 
 
 def _mps_available() -> bool:

@@ -13,6 +13,7 @@ inputs give the same PNG bytes on the same machine and software (and the same co
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import io
 import logging
@@ -31,7 +32,8 @@ from PIL import Image
 
 from metadata.png import PngLatents, a1111_parameters, encode_png, read_png_latents
 from studio.config import ModelSettings
-from studio.generation.attention import BlockedAttnProcessor, blocked_attention_useful
+from studio.generation.attention import BlockedAttnProcessor
+from studio.generation.cpu import CpuPlan, plan_for
 from studio.generation.devices import Placement, resolve_placement
 from studio.generation.errors import (
     GenerationCancelled,
@@ -248,8 +250,9 @@ class Engine:
         torch.nn.Module.to(model.pipe.vae, memory_format=torch.channels_last)
         if model.tiny_vae is not None:
             torch.nn.Module.to(model.tiny_vae, memory_format=torch.channels_last)
-        if self.settings.cpu_optimizations:
-            model.cpu_optimizations = _optimize_for_cpu(model)
+        plan = plan_for(model.placement.dtype, optimize=self.settings.cpu_optimizations)
+        model.dtype_warnings = list(plan.warnings)
+        model.cpu_optimizations = _optimize_for_cpu(model, plan)
 
     def unload(self) -> None:
         """Free the model's memory (waits for a running request); the next generate() loads it again."""
@@ -276,7 +279,7 @@ class Engine:
                 "tiny_autoencoder": model.tiny_vae_id if model.tiny_vae is not None else None,
                 "cpu_optimizations": list(model.cpu_optimizations),
                 "loaded": True,
-                "warnings": list(model.warnings),
+                "warnings": [*model.dtype_warnings, *model.warnings],
             }
         try:
             placement: Placement | None = resolve_placement(self.settings.device, self.settings.dtype)
@@ -458,7 +461,7 @@ class Engine:
         preset: Preset = values["preset"]
         tiny = uses_tiny_decoder(preset, model.tiny_vae is not None)
         pipe = self._pipe(model, values["img2img"], tiny)
-        warnings: list[str] = []
+        warnings: list[str] = list(model.dtype_warnings)
         if preset == "fast" and not tiny:
             warnings.extend(model.warnings)
         warnings += self._prompt_warnings(pipe, request.prompt, "prompt")
@@ -574,22 +577,24 @@ def _inference_modules(model: LoadedModel) -> list[torch.nn.Module]:
     return [module for module in modules if module is not None]
 
 
-def _optimize_for_cpu(model: LoadedModel) -> list[str]:
-    """Speed-ups for a model just loaded on the CPU; returns the names provenance records.
+def _optimize_for_cpu(model: LoadedModel, plan: CpuPlan) -> list[str]:
+    """Apply the plan chosen for this CPU and dtype (studio/generation/cpu.py) to a model just loaded
+    on the CPU; returns the names provenance records.
 
-    Both change the last bits of some values (rounding happens in another order), so an image's
+    Each changes the last bits of some values (rounding happens in another order), so an image's
     provenance says which were on (STUDIO_MODEL__CPU_OPTIMIZATIONS=false reproduces one made without)."""
-    applied = []
-    dtype = model.placement.dtype
-    if prepack_supported(dtype):
-        swapped = sum(prepack(module) for module in _inference_modules(model))
-        log.info("prepacked %d convolution and linear weights for oneDNN", swapped)
-        applied.append("onednn_prepack")
-    if blocked_attention_useful(dtype):
+    if (plan.prepack_convs or plan.prepack_linears) and prepack_supported(model.placement.dtype):
+        swapped = sum(
+            prepack(module, convs=plan.prepack_convs, linears=plan.prepack_linears)
+            for module in _inference_modules(model)
+        )
+        log.info("prepacked %d weights for oneDNN (%s)", swapped, ", ".join(plan.names))
+    else:
+        plan = dataclasses.replace(plan, prepack_convs=False, prepack_linears=False)
+    if plan.blocked_attention:
         for module in (model.pipe.unet, model.pipe.vae):
             module.set_attn_processor(BlockedAttnProcessor())
-        applied.append("blocked_attention")
-    return applied
+    return plan.names
 
 
 def init_image_from_png(png: bytes) -> tuple[Image.Image, PngLatents | None]:

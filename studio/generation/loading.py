@@ -73,7 +73,8 @@ class LoadedModel:
     placement: Placement
     tiny_vae: Any | None = None
     tiny_vae_id: str | None = None
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # about the fast preset's tiny autoencoder
+    dtype_warnings: list[str] = field(default_factory=list)  # about the dtype on this device: every image
     cpu_optimizations: list[str] = field(default_factory=list)  # applied at load: see Engine._load_locked
 
 

@@ -30,12 +30,19 @@ import sys
 import torch
 from torch import nn
 
+from studio.generation.cpu import cpu_capabilities
+
 PACKABLE_DTYPES = (torch.float32, torch.bfloat16)
 
 
 def prepack_supported(dtype: torch.dtype) -> bool:
-    """Whether this PyTorch build can run prepacked oneDNN kernels in dtype on the CPU."""
+    """Whether this PyTorch build and this CPU can run prepacked oneDNN kernels in dtype.
+
+    The ops existing is not enough: oneDNN's bf16 weight reorder needs AVX512BW/VL/DQ or AVX-NE-CONVERT
+    and raises on an AVX2-only CPU."""
     if dtype not in PACKABLE_DTYPES or not torch.backends.mkldnn.is_available():
+        return False
+    if dtype == torch.bfloat16 and not cpu_capabilities().onednn_bf16:
         return False
     try:
         return bool(torch.ops.mkldnn._convolution_pointwise.default and torch.ops.mkldnn._linear_pointwise.default)
@@ -97,14 +104,18 @@ def _packable_conv(module: nn.Module) -> bool:
     )
 
 
-def prepack(model: nn.Module) -> int:
-    """Swap every packable Conv2d and Linear of a CPU model for its prepacked form; returns how many.
+def prepack(model: nn.Module, *, convs: bool = True, linears: bool = True) -> int:
+    """Swap every packable Conv2d and/or Linear of a CPU model for its prepacked form; returns how many.
 
     Only exact nn.Conv2d and nn.Linear are swapped: a subclass may do more in forward() than the
-    oneDNN call would. The model must be in eval mode on the CPU in float32 or bfloat16."""
+    oneDNN call would. The model must be in eval mode on the CPU in a dtype prepack_supported() allows."""
     # Names, not modules: a list of the old modules would keep every replaced weight alive until the
     # end, and the process would briefly hold the model twice.
-    names = [name for name, module in model.named_modules() if _packable_conv(module) or type(module) is nn.Linear]
+    names = [
+        name
+        for name, module in model.named_modules()
+        if (convs and _packable_conv(module)) or (linears and type(module) is nn.Linear)
+    ]
     for qualified_name in names:
         parent_name, _, child_name = qualified_name.rpartition(".")
         parent = model.get_submodule(parent_name)

@@ -5,6 +5,8 @@ the engine must record which were on, since they change those last bits."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -13,16 +15,27 @@ from torch import nn
 
 from studio.generation import Engine, GenerationRequest
 from studio.generation import attention as blocked
-from studio.generation.attention import BlockedAttnProcessor, blocked_attention, blocked_attention_useful
+from studio.generation.attention import BlockedAttnProcessor, blocked_attention
+from studio.generation.cpu import CpuCapabilities, cpu_capabilities, plan_for
 from studio.generation.prepack import PrepackedConv2d, PrepackedLinear, prepack, prepack_supported
 
 needs_onednn = pytest.mark.skipif(not prepack_supported(torch.float32), reason="this PyTorch build has no oneDNN")
+# oneDNN's bf16 kernels need AVX512BW/VL/DQ or AVX-NE-CONVERT; the float32 cases run everywhere.
+DTYPES = [
+    torch.float32,
+    pytest.param(
+        torch.bfloat16,
+        marks=pytest.mark.skipif(
+            not prepack_supported(torch.bfloat16), reason="this CPU cannot run oneDNN's bf16 kernels (AVX2 only)"
+        ),
+    ),
+]
 # bf16 keeps 8 bits of mantissa: two roundings apart is a few parts in a thousand of the magnitude.
 TOLERANCE = {torch.float32: {"rtol": 1e-5, "atol": 1e-5}, torch.bfloat16: {"rtol": 2e-2, "atol": 2e-2}}
 
 
 @needs_onednn
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
     "conv",
     [
@@ -45,7 +58,7 @@ def test_prepacked_conv_computes_what_the_plain_conv_computes(dtype, conv):
 
 
 @needs_onednn
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("bias", [True, False])
 def test_prepacked_linear_computes_what_the_plain_linear_computes(dtype, bias):
     torch.manual_seed(0)
@@ -146,37 +159,103 @@ def test_blocked_processor_gives_what_diffusers_sdpa_processor_gives(case):
     torch.testing.assert_close(got, expected, **TOLERANCE[torch.float32])
 
 
-def _bf16_engine(tiny_model_settings, optimizations: bool) -> Engine:
+def _engine(tiny_model_settings, dtype: str, optimizations: bool) -> Engine:
     # max_side 768: a 768x768 image puts 48x48 = 2304 tokens through the tiny UNet's attention.
     return Engine(
-        tiny_model_settings.model_copy(
-            update={"dtype": "bfloat16", "cpu_optimizations": optimizations, "max_side": 768}
-        )
+        tiny_model_settings.model_copy(update={"dtype": dtype, "cpu_optimizations": optimizations, "max_side": 768})
     )
 
 
-@pytest.mark.skipif(
-    not (prepack_supported(torch.bfloat16) and blocked_attention_useful(torch.bfloat16)),
-    reason="this CPU or PyTorch build runs bf16 with the stock kernels",
+@pytest.mark.parametrize(
+    ("dtype", "max_level_difference"),
+    [
+        ("float32", 1),
+        pytest.param(
+            "bfloat16",
+            16,  # bf16 rounding moves a pixel by a level or two, never the composition
+            marks=pytest.mark.skipif(
+                not cpu_capabilities().native_bf16,
+                reason="this CPU has no native bf16 (AVX512-BF16 or AMX): bf16 gets no optimizations there",
+            ),
+        ),
+    ],
 )
-def test_bf16_engine_on_cpu_is_reproducible_with_optimizations_records_them_and_matches_stock_kernels(
-    tiny_model_settings,
+def test_engine_on_cpu_is_reproducible_with_optimizations_records_them_and_matches_stock_kernels(
+    tiny_model_settings, dtype, max_level_difference
 ):
     request = GenerationRequest(prompt="a red fox in the snow", seed=5, width=768, height=768, preset="quality")
-    optimized = _bf16_engine(tiny_model_settings, optimizations=True)
+    optimized = _engine(tiny_model_settings, dtype, optimizations=True)
     first = optimized.generate(request)
     again = optimized.generate(request)
-    stock = _bf16_engine(tiny_model_settings, optimizations=False).generate(request)
+    stock = _engine(tiny_model_settings, dtype, optimizations=False).generate(request)
 
+    plan = plan_for(getattr(torch, dtype))
     assert first.png == again.png
-    assert first.record["cpu_optimizations"] == ["onednn_prepack", "blocked_attention"]
+    assert first.record["cpu_optimizations"] == plan.names
     pipe = optimized._model.pipe
     processors = [*pipe.unet.attn_processors.values(), *pipe.vae.attn_processors.values()]
     assert processors
-    assert all(isinstance(p, BlockedAttnProcessor) for p in processors)
+    assert all(isinstance(p, BlockedAttnProcessor) == plan.blocked_attention for p in processors)
+    packed = [m for m in pipe.unet.modules() if isinstance(m, PrepackedConv2d | PrepackedLinear)]
+    assert bool(packed) == (plan.prepack_convs or plan.prepack_linears)
     assert stock.record["cpu_optimizations"] == []
     pixels = np.asarray(first.image, dtype=np.int16)
     stock_pixels = np.asarray(stock.image, dtype=np.int16)
-    # The same picture: bf16 rounding moves a pixel by a level or two, never the composition.
     assert np.abs(pixels - stock_pixels).mean() < 1.0
-    assert np.abs(pixels - stock_pixels).max() <= 16
+    assert np.abs(pixels - stock_pixels).max() <= max_level_difference
+
+
+def _caps(aten: str, flags: tuple[str, ...], onednn_bf16: bool, amx: bool = False) -> CpuCapabilities:
+    return CpuCapabilities(
+        machine="x86_64",
+        model_name="test CPU",
+        flags=flags,
+        aten_capability=aten,
+        onednn=True,
+        onednn_bf16=onednn_bf16,
+        amx=amx,
+    )
+
+
+ZEN3 = _caps("AVX2", ("avx2", "fma"), onednn_bf16=False)
+ZEN4 = _caps("AVX512", ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16"), onednn_bf16=True)
+SKYLAKE_X = _caps("AVX512", ("avx2", "fma", "avx512f", "avx512bw"), onednn_bf16=True)  # bf16 emulated by oneDNN
+SAPPHIRE_RAPIDS = _caps(
+    "AVX512", ("avx2", "fma", "avx512f", "avx512bw", "avx512_bf16", "amx_bf16", "amx_tile"), onednn_bf16=True, amx=True
+)
+
+
+@pytest.mark.parametrize(
+    ("caps", "dtype", "names", "warned"),
+    [
+        (ZEN3, torch.float32, ["onednn_prepack_linear"], False),  # prepacked 3x3 convs were slower on AVX2
+        (ZEN3, torch.bfloat16, [], True),  # oneDNN's bf16 reorder would raise: stock kernels, and a warning
+        (ZEN4, torch.float32, ["onednn_prepack"], False),
+        (ZEN4, torch.bfloat16, ["onednn_prepack", "blocked_attention"], False),
+        (SKYLAKE_X, torch.bfloat16, [], True),  # no native bf16: slower than fp32, 'auto' never picks it
+        (SAPPHIRE_RAPIDS, torch.bfloat16, ["onednn_prepack"], False),  # SDPA uses the AMX tiles itself
+        (ZEN4, torch.float16, [], True),
+    ],
+)
+def test_each_cpu_class_gets_only_the_optimizations_it_can_run_and_that_pay(caps, dtype, names, warned):
+    plan = plan_for(dtype, caps)
+    assert plan.names == names
+    assert bool(plan.warnings) == warned
+    assert plan_for(dtype, caps, optimize=False).names == []
+    assert plan_for(dtype, caps, optimize=False).warnings == plan.warnings
+
+
+@pytest.mark.skipif(
+    os.environ.get("ONEDNN_MAX_CPU_ISA") != "AVX2",
+    reason="runs when make test holds oneDNN and ATen to the AVX2 class (ONEDNN_MAX_CPU_ISA=AVX2)",
+)
+def test_the_isa_limits_make_this_process_an_avx2_machine():
+    """make test reruns the generation tests with ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2: this
+    proves those variables took effect, so the AVX2 path really ran on a bigger CPU."""
+    caps = cpu_capabilities()
+    assert caps.aten_capability == "AVX2"
+    assert not caps.onednn_bf16
+    assert not torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert caps.cpu_class == "avx2"
+    assert not caps.native_bf16
+    assert plan_for(torch.bfloat16).names == []

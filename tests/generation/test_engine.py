@@ -15,7 +15,7 @@ from studio.generation import (
     GenerationRequest,
     get_engine,
 )
-from studio.generation.prepack import prepack_supported
+from studio.generation.cpu import cpu_capabilities, plan_for
 
 
 def _txt2img(seed: int = 7, **fields) -> GenerationRequest:
@@ -94,7 +94,7 @@ def test_record_is_the_provenance_generation_block(engine, tiny_model_dir):
         "decoder": "vae",
         "device": "cpu",
         "dtype": "float32",
-        "cpu_optimizations": ["onednn_prepack"] if prepack_supported(torch.float32) else [],  # attention: bf16 only
+        "cpu_optimizations": plan_for(torch.float32).names,  # what this CPU class runs in fp32
         "libraries": record["libraries"],
     }
     assert len(record["weights_sha256"]) == 64
@@ -241,9 +241,23 @@ def test_describe_reports_model_device_and_dtype_before_and_after_loading(tiny_m
     assert after["model_id"] == str(tiny_model_dir)
 
 
-def test_bfloat16_engine_keeps_its_weights_in_bfloat16_across_presets_and_img2img(tiny_model_settings):
-    """The pipelines for fast/img2img share the weights; making them must not re-cast those weights."""
-    engine = Engine(tiny_model_settings.model_copy(update={"dtype": "bfloat16"}))
+@pytest.mark.parametrize(
+    "dtype",
+    [
+        "float32",
+        pytest.param(
+            "bfloat16",
+            marks=pytest.mark.skipif(
+                not cpu_capabilities().native_bf16,
+                reason="this CPU has no native bf16 (AVX512-BF16 or AMX); the emulated path is tested below",
+            ),
+        ),
+    ],
+)
+def test_engine_keeps_its_weights_in_their_dtype_across_presets_and_img2img(tiny_model_settings, dtype):
+    """The pipelines for fast/img2img share the weights; making them must not re-cast those weights
+    (from_pipe casts to float32 unless told otherwise) nor undo the CPU optimizations."""
+    engine = Engine(tiny_model_settings.model_copy(update={"dtype": dtype}))
     quality = _txt2img(seed=11, preset="quality")
     before = engine.generate(quality)
     fast = engine.generate(_txt2img(seed=11, preset="fast"))
@@ -252,5 +266,25 @@ def test_bfloat16_engine_keeps_its_weights_in_bfloat16_across_presets_and_img2im
     )
     after = engine.generate(quality)
 
-    assert {before.record["dtype"], fast.record["dtype"], moved.record["dtype"]} == {"bfloat16"}
+    assert {before.record["dtype"], fast.record["dtype"], moved.record["dtype"]} == {dtype}
     assert after.png == before.png
+    expected_dtype = getattr(torch, dtype)
+    for module in (engine._model.pipe.unet, engine._model.pipe.text_encoder, engine._model.pipe.vae):
+        assert {p.dtype for p in module.parameters()} == {expected_dtype}
+    assert fast.record["cpu_optimizations"] == moved.record["cpu_optimizations"] == before.record["cpu_optimizations"]
+
+
+@pytest.mark.skipif(cpu_capabilities().native_bf16, reason="this CPU runs bf16 natively (tested above)")
+def test_bfloat16_on_a_cpu_without_native_bf16_runs_on_stock_kernels_and_says_so(tiny_model_settings):
+    """An AVX2-only CPU: oneDNN's bf16 kernels would crash, so none are used and every image says why
+    it is slow (make test runs this with the CPU held to AVX2 on bigger machines)."""
+    engine = Engine(tiny_model_settings.model_copy(update={"dtype": "bfloat16"}))
+    request = _txt2img(seed=3, preset="quality")
+    result = engine.generate(request)
+
+    assert result.record["dtype"] == "bfloat16"
+    assert result.record["cpu_optimizations"] == []
+    assert any(
+        "bfloat16 on this CPU" in warning and "STUDIO_MODEL__DTYPE=auto" in warning for warning in result.warnings
+    )
+    assert engine.generate(request).png == result.png

@@ -8,8 +8,8 @@ import torch
 from metadata.png import read_png_metadata
 from studio.config import ModelSettings
 from studio.generation import Engine, GenerationRequest, init_image_from_png
-from studio.generation.attention import blocked_attention_useful
-from studio.generation.prepack import prepack_supported
+from studio.generation.cpu import cpu_capabilities, plan_for
+from studio.generation.prepack import PrepackedLinear
 
 
 def _engine(model_dir, dtype: str) -> Engine:
@@ -40,16 +40,29 @@ def test_sdxl_text_to_image_and_img2img_are_reproducible_and_recorded(tiny_sdxl_
     assert "Denoising strength: 0.5" in parameters
 
 
-@pytest.mark.skipif(
-    not (prepack_supported(torch.bfloat16) and blocked_attention_useful(torch.bfloat16)),
-    reason="this CPU or PyTorch build runs bf16 with the stock kernels",
+@pytest.mark.parametrize(
+    "dtype",
+    [
+        "float32",
+        pytest.param(
+            "bfloat16",
+            marks=pytest.mark.skipif(
+                not cpu_capabilities().native_bf16,
+                reason="this CPU has no native bf16 (AVX512-BF16 or AMX): bf16 runs on the stock kernels there",
+            ),
+        ),
+    ],
 )
-def test_sdxl_in_bf16_runs_with_the_cpu_optimizations(tiny_sdxl_dir):
+def test_sdxl_runs_with_the_cpu_optimizations_this_cpu_class_gets(tiny_sdxl_dir, dtype):
     """Both text encoders (one with a projection) and the text-time embedding go through prepacked layers."""
-    engine = _engine(tiny_sdxl_dir, "bfloat16")
+    engine = _engine(tiny_sdxl_dir, dtype)
     request = GenerationRequest(prompt="a lighthouse at dawn", seed=3, width=64, height=64)
     result = engine.generate(request)
 
-    assert result.record["cpu_optimizations"] == ["onednn_prepack", "blocked_attention"]
-    assert result.record["dtype"] == "bfloat16"
+    plan = plan_for(getattr(torch, dtype))
+    assert result.record["cpu_optimizations"] == plan.names
+    pipe = engine._model.pipe
+    for module in (pipe.text_encoder, pipe.text_encoder_2, pipe.unet):
+        assert any(isinstance(m, PrepackedLinear) for m in module.modules()) == plan.prepack_linears
+    assert result.record["dtype"] == dtype
     assert engine.generate(request).png == result.png

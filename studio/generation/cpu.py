@@ -1,0 +1,176 @@
+"""What this CPU can run, and which of the engine's CPU optimizations pay on it.
+
+The optimizations were first tuned on an AVX512-BF16 CPU, where they are a clear win; on an AVX2-only
+CPU (most laptops and older cloud VMs) the same choices crashed in bf16 (oneDNN's bf16 weight reorder
+needs AVX512BW/VL/DQ or AVX-NE-CONVERT) and made fp32 slower (prepacked 3x3 convolutions: a UNet call
+6.3 s stock, 8.4 s prepacked). So each optimization is switched on per CPU class, only where the CPU
+can run it and where bench/generate.py measured it to help:
+
+| CPU class (what oneDNN and ATen may use)   | float32                             | bfloat16                          |
+|--------------------------------------------|-------------------------------------|-----------------------------------|
+| AVX512 (with or without BF16), no AMX      | prepacked convolutions and linears  | prepack + blocked attention       |
+| AMX                                        | prepacked convolutions and linears  | prepack (SDPA uses AMX itself)    |
+| AVX2 only                                  | prepacked linears only              | none: stock kernels, with warning |
+| any other (aarch64, older x86)             | none: stock kernels                 | none: stock kernels, with warning |
+
+bfloat16 only gets optimized kernels where the CPU has native bf16 instructions (AVX512-BF16 or AMX).
+Elsewhere PyTorch still runs bf16 correctly on its emulated kernels, slower than float32: 'auto'
+never picks it there, and an image made that way says so in its warnings.
+
+The answers come from what PyTorch itself reports (ATen's kernel class, oneDNN's bf16 support), not
+only from /proc/cpuinfo: `ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2` holds a bigger CPU to the
+AVX2 class, which is how the test suite checks the AVX2 path on any x86-64 machine.
+"""
+
+from __future__ import annotations
+
+import functools
+import platform
+from dataclasses import dataclass
+
+import torch
+
+# Flags from /proc/cpuinfo that decide what runs fast; recorded by bench/generate.py.
+INTERESTING_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
+@dataclass(frozen=True)
+class CpuCapabilities:
+    """What the CPU offers and what PyTorch will use of it in this process."""
+
+    machine: str  # x86_64, aarch64, arm64
+    model_name: str | None
+    flags: tuple[str, ...]  # the INTERESTING_FLAGS this CPU reports
+    aten_capability: str  # ATen's vectorized kernels: "AVX512", "AVX2", "DEFAULT", ... (ATEN_CPU_CAPABILITY caps it)
+    onednn: bool  # this torch build has oneDNN (mkldnn)
+    onednn_bf16: bool  # oneDNN may run bf16 kernels here (ONEDNN_MAX_CPU_ISA caps it)
+    amx: bool
+
+    @property
+    def native_bf16(self) -> bool:
+        """bf16 arithmetic in hardware (AVX512-BF16 or AMX), usable by oneDNN in this process.
+
+        Off Linux there are no cpuinfo flags; oneDNN's own answer decides (Apple silicon runs on mps)."""
+        if not self.onednn_bf16:
+            return False
+        if not self.flags and self.model_name is None:
+            return True
+        return "avx512_bf16" in self.flags or "amx_bf16" in self.flags
+
+    @property
+    def cpu_class(self) -> str:
+        """A short name of the class the optimizations are chosen by: avx512_amx, avx512_bf16, avx512, avx2, other."""
+        if self.amx and self.onednn_bf16:
+            return "avx512_amx"
+        if self.aten_capability.startswith("AVX512"):
+            return "avx512_bf16" if self.native_bf16 else "avx512"
+        if self.aten_capability == "AVX2":
+            return "avx2"
+        return "other"
+
+    def describe(self) -> dict[str, object]:
+        """For the bench's JSON line and the Settings tab."""
+        return {
+            "cpu_model": self.model_name or platform.processor() or self.machine,
+            "machine": self.machine,
+            "cpu_class": self.cpu_class,
+            "isa_flags": list(self.flags),
+            "aten_capability": self.aten_capability,
+            "onednn_bf16": self.onednn_bf16,
+        }
+
+
+def _cpuinfo() -> tuple[str | None, tuple[str, ...]]:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError:
+        return None, ()
+    model_name = None
+    flags: set[str] = set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and model_name is None:
+            model_name = value.strip()
+        elif key in ("flags", "Features") and not flags:  # x86 / aarch64
+            flags = set(value.split())
+    return model_name, tuple(flag for flag in INTERESTING_FLAGS if flag in flags)
+
+
+def _onednn_bf16() -> bool:
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+@functools.cache
+def cpu_capabilities() -> CpuCapabilities:
+    """This CPU as PyTorch sees it in this process (read once: the ISA caps are read at start-up)."""
+    model_name, flags = _cpuinfo()
+    get_capability = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "DEFAULT")
+    amx = bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+    return CpuCapabilities(
+        machine=platform.machine(),
+        model_name=model_name,
+        flags=flags,
+        aten_capability=str(get_capability()),
+        onednn=bool(torch.backends.mkldnn.is_available()),
+        onednn_bf16=_onednn_bf16(),
+        amx=amx,
+    )
+
+
+@dataclass(frozen=True)
+class CpuPlan:
+    """Which optimizations to apply to a model loaded on this CPU in one dtype."""
+
+    prepack_convs: bool = False
+    prepack_linears: bool = False
+    blocked_attention: bool = False
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def names(self) -> list[str]:
+        """What provenance records under cpu_optimizations (each changes the last bits of some values)."""
+        names = []
+        if self.prepack_convs and self.prepack_linears:
+            names.append("onednn_prepack")
+        elif self.prepack_linears:
+            names.append("onednn_prepack_linear")
+        elif self.prepack_convs:
+            names.append("onednn_prepack_conv")
+        if self.blocked_attention:
+            names.append("blocked_attention")
+        return names
+
+
+def plan_for(dtype: torch.dtype, caps: CpuCapabilities | None = None, *, optimize: bool = True) -> CpuPlan:
+    """The optimizations that pay for dtype on this CPU, and warnings about the dtype itself.
+
+    optimize=False (STUDIO_MODEL__CPU_OPTIMIZATIONS=false) keeps the stock kernels but still warns."""
+    caps = caps or cpu_capabilities()
+    warnings: tuple[str, ...] = ()
+    if dtype == torch.bfloat16 and not caps.native_bf16:
+        warnings = (
+            "bfloat16 on this CPU (no AVX512-BF16 or AMX instructions) runs on PyTorch's emulated kernels, "
+            "slower than float32: set STUDIO_MODEL__DTYPE=auto (float32 here) for speed.",
+        )
+    elif dtype == torch.float16:
+        warnings = (
+            "float16 on the CPU runs on PyTorch's emulated kernels, slower than float32: set "
+            "STUDIO_MODEL__DTYPE=auto for speed.",
+        )
+    if not optimize or not caps.onednn:
+        return CpuPlan(warnings=warnings)
+    if dtype == torch.float32 and caps.cpu_class != "other":
+        # Measured on x86-64 only; other CPUs (aarch64) keep the stock kernels until measured.
+        # On AVX2 the prepacked 3x3 convolutions ran slower than ATen's (oneDNN chooses their layout
+        # without the input size); prepacked linears were as fast or faster on every class.
+        avx512 = caps.aten_capability.startswith("AVX512")
+        return CpuPlan(prepack_convs=avx512, prepack_linears=True, warnings=warnings)
+    if dtype == torch.bfloat16 and caps.native_bf16:
+        # With AMX tiles PyTorch's own SDPA computes bf16 attention in bf16; without, in fp32.
+        return CpuPlan(prepack_convs=True, prepack_linears=True, blocked_attention=not caps.amx, warnings=warnings)
+    return CpuPlan(warnings=warnings)
