@@ -20,17 +20,33 @@ Prints ONE JSON line:
   fast_stock_kernels_s                fast_s with those switched off (model.cpu_optimizations = false)
   fast_peak_rss_gib                   peak RSS of a fresh process that loads the model through the
                                       engine and makes one fast 512x512 image (target: <= 4)
+  fast_without_s                      fast_s with each optimization of this CPU's plan left off, one at a time
+                                      (e.g. {"prepack_convs": 1.9}): an optimization that stops paying on a CPU
+                                      class shows here as a figure below fast_s
+  fast_load_s                         the peak-RSS child's load time (read, convert, prepack)
+  openvino_fast_s, fast_vs_openvino   the peer, FastSD CPU's way: the same model exported by optimum-intel
+                                      to OpenVINO with TAESD as decoder (bench/openvino_peer.py in its own
+                                      venv, .venv-openvino, made by `make bench`), taking turns in the same
+                                      rounds, in the engine's precision; fast_vs_openvino = fast_s / theirs
+                                      (target <= 1). null, with openvino_skipped saying why, without that venv
   stages                              seconds per stage (text_encoder, unet, encoder, decoder) per run
-Usage: .venv/bin/python bench/generate.py   (about 5 minutes; about 9 GiB of memory at its peak)
-       BENCH_GENERATE_DIR=/tmp/x keeps the built model there and reuses it on the next run.
+  cpu_model, cpu_class, isa_flags,    where it ran: the CPU, the class the engine chose its kernels by, the
+  aten_capability, onednn_bf16,       ISA flags that matter, what ATen and oneDNN use in this process (held
+  isa_limit, torch, onednn, threads   back by ONEDNN_MAX_CPU_ISA / ATEN_CPU_CAPABILITY: isa_limit), versions
+Usage: .venv/bin/python bench/generate.py   (about 10 minutes; about 9 GiB of memory at its peak, 15 with the peer)
+       BENCH_GENERATE_DIR=/tmp/x keeps the built model and the peer's OpenVINO export there for the next run
+       (the export takes about 13 minutes on 2 cores the first time).
+       ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 .venv/bin/python bench/generate.py measures a bigger
+       x86-64 CPU as an AVX2-only one (AVX2 kernels, no bf16 instructions), the peer included.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
-import platform
+import re
 import resource
 import subprocess
 import sys
@@ -219,10 +235,95 @@ def stage_split(timings: dict[str, float]) -> dict[str, float]:
     return {key: round(timings[key], 3) for key in ("text_encoder", "unet", "encoder", "decoder") if key in timings}
 
 
+def machine_figures() -> dict[str, object]:
+    """Where the bench ran: the CPU, its class and ISA flags, the ISA limits, torch and oneDNN versions."""
+    import torch
+
+    from studio.generation.cpu import cpu_capabilities
+
+    onednn = re.search(r"(?:MKL-DNN|oneDNN) v([0-9.]+)", torch.__config__.show())
+    limits = {name: os.environ[name] for name in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY") if name in os.environ}
+    return {
+        **cpu_capabilities().describe(),
+        "isa_limit": limits or None,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "onednn": onednn.group(1) if onednn else None,
+    }
+
+
+class OpenVinoPeer:
+    """bench/openvino_peer.py in its own venv, in --serve mode: one image per run(), so that its rounds
+    take turns with the engine's under the same machine load."""
+
+    def __init__(self, model_dir: Path, taesd_dir: Path, cache_dir: Path, precision: str, log_path: Path) -> None:
+        self._log = open(log_path, "w", encoding="utf-8")  # noqa: SIM115  # closed in close()
+        self._process = subprocess.Popen(
+            [
+                *(str(path) for path in (PEER_PYTHON, PEER_SCRIPT, model_dir, taesd_dir, cache_dir)),
+                *("--serve", "--precision", precision),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            text=True,
+        )
+        self.ready = self._answer()  # after the export (first time) and the warm-up
+        if not self.ready.get("ready"):
+            raise RuntimeError(f"the OpenVINO peer did not start: {self.ready}")
+
+    def _answer(self) -> dict:
+        assert self._process.stdout is not None
+        line = self._process.stdout.readline()
+        if not line:
+            self._log.flush()
+            raise RuntimeError(f"the OpenVINO peer exited; its log: {Path(self._log.name).read_text()[-3000:]}")
+        return json.loads(line)
+
+    def run(self) -> tuple[float, dict[str, float]]:
+        assert self._process.stdin is not None
+        self._process.stdin.write("run\n")
+        self._process.stdin.flush()
+        answer = self._answer()
+        return answer["openvino_fast_s"], answer.get("openvino_stages", {})
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            assert self._process.stdin is not None
+            self._process.stdin.write("quit\n")
+            self._process.stdin.close()
+        try:
+            self._process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+        self._log.close()
+
+
+PEER_PYTHON = Path(__file__).resolve().parent.parent / ".venv-openvino" / "bin" / "python"
+PEER_SCRIPT = Path(__file__).resolve().parent / "openvino_peer.py"
+
+
+def measure_without_each(settings: ModelSettings, request: GenerationRequest, plan_fields: list[str]) -> dict:
+    """fast seconds with each optimization of the plan left off in turn (one engine each, freed after)."""
+    from studio.generation import Engine
+
+    figures = {}
+    for name in plan_fields:
+        engine = Engine(settings, skip_cpu_optimizations=[name])
+        engine.generate(request)  # warm-up
+        figures[name] = round(
+            median_run(lambda engine=engine: (engine.generate(request).timings["pipeline"], {}))[0], 3
+        )
+        del engine
+        gc.collect()
+    return figures
+
+
 def main() -> None:
     import torch
 
     from studio.generation import Engine, GenerationRequest, init_image_from_png
+    from studio.generation.cpu import OPTIMIZATIONS, plan_for
 
     keep = os.environ.get("BENCH_GENERATE_DIR")  # reuse a built model between runs (development)
     with tempfile.TemporaryDirectory(prefix="bench-generate-") as tmp:
@@ -263,6 +364,13 @@ def main() -> None:
             "img2img_from_pixels": GenerationRequest(**img2img),
         }
         runs = {"default": run_default, **{name: engine_run(engine, request) for name, request in requests.items()}}
+        peer, peer_skipped = None, None
+        if PEER_PYTHON.exists():
+            precision = "f32" if engine.describe()["dtype"] == "float32" else "default"  # the engine's own
+            peer = OpenVinoPeer(model_dir, taesd_dir, root / "openvino-ir", precision, root / "openvino-peer.log")
+            runs["openvino"] = peer.run
+        else:
+            peer_skipped = "no .venv-openvino: `make bench` (or `make .venv-openvino/.installed`) makes it"
         for run in runs.values():
             run()  # warm-up: oneDNN builds its kernels on the first call
         # Round-robin, so that a slow spell of the shared machine falls on every figure alike.
@@ -270,7 +378,10 @@ def main() -> None:
         for _ in range(ROUNDS):
             for name, run in runs.items():
                 samples[name].append(run())
+        if peer is not None:
+            peer.close()
         medians = {name: median_sample(found) for name, found in samples.items()}
+        openvino_s = medians["openvino"][0] if peer is not None else None
         default_s, default_stages = medians["default"]
         fast_s, fast_t = medians["fast"]
         quality_s, quality_t = medians["quality"]
@@ -282,6 +393,9 @@ def main() -> None:
         gc.collect()
 
         stock_fast_s = measure_stock_kernels(engine_settings(model_dir, taesd_dir), requests["fast"])
+        plan = plan_for(getattr(torch, described["dtype"]))
+        applied = [name for name in sorted(OPTIMIZATIONS) if getattr(plan, name)]
+        without = measure_without_each(engine_settings(model_dir, taesd_dir), requests["fast"], applied)
 
         figures = {
             "bench": "generate",
@@ -289,8 +403,7 @@ def main() -> None:
             "size": SIZE,
             "steps": 1,
             "device": "cpu",
-            "cpu": platform.processor() or platform.machine(),
-            "threads": torch.get_num_threads(),
+            **machine_figures(),
             "engine_dtype": described["dtype"],
             "default_s": round(default_s, 3),
             "fast_s": round(fast_s, 3),
@@ -304,6 +417,10 @@ def main() -> None:
             "img2img_from_pixels_ratio": round(pixels_s / txt_same_s, 3),
             "cpu_optimizations": described["cpu_optimizations"],
             "fast_stock_kernels_s": round(stock_fast_s, 3),
+            "fast_without_s": without,
+            "openvino_fast_s": round(openvino_s, 3) if openvino_s is not None else None,
+            "fast_vs_openvino": round(fast_s / openvino_s, 3) if openvino_s else None,
+            "openvino_skipped": peer_skipped,
             "fast_peak_rss_gib": round(child_figures["peak_rss_gib"], 2),
             "fast_load_s": round(child_figures["load_s"], 1),
             "stages": {
@@ -312,7 +429,9 @@ def main() -> None:
                 "quality": stage_split(quality_t),
                 "img2img_fast": stage_split(img2img_t),
                 "img2img_fast_from_pixels": stage_split(pixels_t),
+                **({"openvino": medians["openvino"][1]} if peer is not None else {}),
             },
+            **({"openvino_version": peer.ready.get("openvino_version")} if peer is not None else {}),
             "build_s": round(build_s, 1),
         }
         print(json.dumps(figures))

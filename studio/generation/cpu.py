@@ -24,8 +24,10 @@ AVX2 class, which is how the test suite checks the AVX2 path on any x86-64 machi
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import platform
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -146,11 +148,25 @@ class CpuPlan:
         return names
 
 
-def plan_for(dtype: torch.dtype, caps: CpuCapabilities | None = None, *, optimize: bool = True) -> CpuPlan:
+OPTIMIZATIONS = frozenset({"prepack_convs", "prepack_linears", "blocked_attention"})
+
+
+def plan_for(
+    dtype: torch.dtype, caps: CpuCapabilities | None = None, *, optimize: bool = True, without: Iterable[str] = ()
+) -> CpuPlan:
     """The optimizations that pay for dtype on this CPU, and warnings about the dtype itself.
 
-    optimize=False (STUDIO_MODEL__CPU_OPTIMIZATIONS=false) keeps the stock kernels but still warns."""
-    caps = caps or cpu_capabilities()
+    optimize=False (STUDIO_MODEL__CPU_OPTIMIZATIONS=false) keeps the stock kernels but still warns;
+    `without` leaves out single optimizations by their CpuPlan field name (bench/generate.py measures
+    each one's share that way)."""
+    plan = _plan(dtype, caps or cpu_capabilities(), optimize)
+    unknown = set(without) - OPTIMIZATIONS
+    if unknown:
+        raise ValueError(f"unknown CPU optimizations {sorted(unknown)}: choose from {sorted(OPTIMIZATIONS)}")
+    return dataclasses.replace(plan, **dict.fromkeys(without, False))
+
+
+def _plan(dtype: torch.dtype, caps: CpuCapabilities, optimize: bool) -> CpuPlan:
     warnings: tuple[str, ...] = ()
     if dtype == torch.bfloat16 and not caps.native_bf16:
         warnings = (

@@ -20,7 +20,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -190,8 +190,10 @@ class _StageTimer:
 class Engine:
     """One Stable Diffusion model, loaded once, serving requests one at a time."""
 
-    def __init__(self, model_settings: ModelSettings) -> None:
+    def __init__(self, model_settings: ModelSettings, *, skip_cpu_optimizations: Collection[str] = ()) -> None:
+        """skip_cpu_optimizations: CpuPlan fields to leave off (for benchmarks measuring each one's share)."""
         self.settings = model_settings
+        self._skip_cpu_optimizations = tuple(skip_cpu_optimizations)
         self._lock = threading.Lock()
         self._model: LoadedModel | None = None
         self._pipes: dict[tuple[bool, bool], Any] = {}
@@ -250,7 +252,9 @@ class Engine:
         torch.nn.Module.to(model.pipe.vae, memory_format=torch.channels_last)
         if model.tiny_vae is not None:
             torch.nn.Module.to(model.tiny_vae, memory_format=torch.channels_last)
-        plan = plan_for(model.placement.dtype, optimize=self.settings.cpu_optimizations)
+        plan = plan_for(
+            model.placement.dtype, optimize=self.settings.cpu_optimizations, without=self._skip_cpu_optimizations
+        )
         model.dtype_warnings = list(plan.warnings)
         model.cpu_optimizations = _optimize_for_cpu(model, plan)
 
