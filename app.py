@@ -22,7 +22,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import uvicorn
 
 from contracts.errors import ChainError
-from studio.config import load_settings
+from studio.config import check_content_reachable, load_settings
 from studio.services.errors import StudioError
 from studio.services.studio import Studio
 from studio.ui.server import check_binding, create_app
@@ -39,11 +39,15 @@ def _start_scheduler(studio: Studio, stop: threading.Event) -> threading.Thread:
 
 
 def main() -> None:
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except ValueError as exc:  # pydantic's ValidationError: each message names the setting and the fix
+        raise SystemExit(f"error: settings refused: {exc}") from None
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         check_binding(settings)  # before anything starts
-    except StudioError as exc:
+        check_content_reachable(settings)
+    except (StudioError, ValueError) as exc:
         raise SystemExit(f"error: {exc}") from None
     studio = Studio.open(settings)
     try:

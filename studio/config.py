@@ -209,6 +209,26 @@ class Settings(BaseSettings):
             path.mkdir(parents=True, exist_ok=True)
 
 
+class UnreachableContentError(ValueError):
+    """A real network whose tokens would point at content that only this machine holds."""
+
+
+def check_content_reachable(settings: Settings) -> None:
+    """Refuse to start on a real network (`network = 'rpc'`, any chain id but the dev chains' 31337, which
+    the node must confirm before anything is sent) when content is pinned only in the local store: tokens
+    minted there would point at metadata and images no marketplace or collector can ever fetch."""
+    if settings.chain.network != "rpc" or settings.chain.chain_id == LOCAL_CHAIN_ID:
+        return
+    if set(settings.ipfs.backends) - {"local"}:
+        return
+    raise UnreachableContentError(
+        f"chain.network is 'rpc' (chain id {settings.chain.chain_id}) but content is pinned only on this disk "
+        '(ipfs.backends = ["local"]): tokens would point at metadata nobody else can fetch. Add a public '
+        'pinning service: Pinata (STUDIO_IPFS__BACKENDS=\'["local", "pinata"]\' and STUDIO_IPFS__PINATA_JWT) '
+        'or your own Kubo node (STUDIO_IPFS__BACKENDS=\'["local", "kubo"]\' and STUDIO_IPFS__KUBO_API_URL).'
+    )
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read settings from all sources; `overrides` win over everything (used by tests and CLIs)."""
     return Settings(**overrides)
