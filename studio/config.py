@@ -128,6 +128,11 @@ class AppSettings(BaseModel):
 
     host: str = "127.0.0.1"
     port: int = 7860
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Names the app answers to besides 127.0.0.1, localhost, ::1 and `host` (a JSON list, "
+        "e.g. the public name behind a reverse proxy); any other Host header gets 400 (DNS rebinding).",
+    )
     auth_username: str | None = None
     auth_password: SecretStr | None = None
     gallery_rpc_url: str | None = Field(

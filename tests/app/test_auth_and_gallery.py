@@ -111,3 +111,28 @@ def test_gallery_reads_a_contract_on_another_network_through_a_gateway(
         server.should_exit = True
         thread.join(timeout=30)
         studio.close()
+
+
+def test_a_dns_rebinding_host_is_refused(app_settings, tmp_path) -> None:
+    """A page on evil.example whose name was re-pointed at 127.0.0.1 must not reach the studio's API."""
+    from studio.services.studio import Studio
+    from studio.ui.server import create_app
+
+    app = app_settings.app.model_copy(update={"allowed_hosts": ["studio.example"]})
+    studio = Studio.open(app_settings.model_copy(update={"app": app}))
+    server, thread, port = serve(create_app(studio))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        cid = studio.store.add_bytes(b"public content")
+        for path in ("/", "/config", "/gradio_api/info", "/gallery", f"/ipfs/{cid}"):
+            refused = httpx.get(url + path, headers={"Host": f"evil.example:{port}"}, timeout=30)
+            assert refused.status_code == 400, (path, refused.status_code)
+            assert "STUDIO_APP__ALLOWED_HOSTS" in refused.text
+            assert "evil.example" in refused.text
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", "LOCALHOST", f"[::1]:{port}", "studio.example"):
+            assert httpx.get(url + "/gallery", headers={"Host": host}, timeout=30).status_code == 200, host
+        assert httpx.get(url + "/config", headers={"Host": f"localhost:{port}"}, timeout=30).status_code == 200
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        studio.close()
