@@ -22,6 +22,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import uvicorn
 
 from contracts.errors import ChainError
+from contracts.redact import redact_url
 from studio.config import check_content_reachable, load_settings
 from studio.services.errors import StudioError
 from studio.services.studio import Studio
@@ -65,7 +66,7 @@ def main() -> None:
     server_thread: threading.Thread | None = None
     try:
         where = "embedded anvil" if chain.local_chain is not None else "RPC network"
-        print(f"Chain ({where}): {chain.rpc_url}  chain id {chain.chain_id}", flush=True)
+        print(f"Chain ({where}): {redact_url(chain.rpc_url)}  chain id {chain.chain_id}", flush=True)
         print(f"LivingNFT contract: {chain.contract_address}", flush=True)
         print(f"Signer: {chain.address}", flush=True)
         print(f"Data directory: {settings.data_dir.resolve()}", flush=True)

@@ -23,6 +23,7 @@ from web3.exceptions import ContractLogicError
 
 from contracts.artifacts import load_artifact
 from contracts.errors import ChainError
+from contracts.redact import redact_url
 from contracts.signer import make_web3, rpc_call, to_address
 from metadata.cid import cid_for_bytes, parse_cid, raw_cid_from_digest
 from metadata.errors import ContentError
@@ -235,7 +236,7 @@ class GalleryReader:
             raise GalleryError(f"Cannot read the chain at {self._endpoint()}: {exc}") from None
 
     def _endpoint(self) -> str:
-        return httpx.URL(self.rpc_url).host or "the RPC endpoint"
+        return redact_url(self.rpc_url)  # never the API key in the URL's path or query: this page is public
 
     def collection_name(self) -> str:
         return str(self._call("name"))

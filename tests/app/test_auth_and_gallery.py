@@ -16,6 +16,7 @@ from pydantic import SecretStr
 from tests.app.conftest import serve
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+RPC_KEY = "SECRET-API-KEY-0123456789"
 
 
 def test_app_refuses_to_listen_beyond_localhost_without_login(tmp_path) -> None:
@@ -132,6 +133,30 @@ def test_a_dns_rebinding_host_is_refused(app_settings, tmp_path) -> None:
         for host in (f"127.0.0.1:{port}", f"localhost:{port}", "LOCALHOST", f"[::1]:{port}", "studio.example"):
             assert httpx.get(url + "/gallery", headers={"Host": host}, timeout=30).status_code == 200, host
         assert httpx.get(url + "/config", headers={"Host": f"localhost:{port}"}, timeout=30).status_code == 200
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        studio.close()
+
+
+def test_the_public_gallery_never_shows_the_rpc_key(app_settings) -> None:
+    from studio.services.studio import Studio
+    from studio.ui.server import create_app
+
+    app = app_settings.app.model_copy(
+        update={
+            "gallery_rpc_url": f"http://127.0.0.1:9/v2/{RPC_KEY}",
+            "gallery_contract_address": "0x000000000000000000000000000000000000dEaD",
+        }
+    )
+    studio = Studio.open(app_settings.model_copy(update={"app": app}))
+    server, thread, port = serve(create_app(studio))
+    try:
+        for path in ("/gallery", "/gallery/1"):
+            page = httpx.get(f"http://127.0.0.1:{port}{path}", timeout=60)
+            assert page.status_code in (502, 503)
+            assert "127.0.0.1" in page.text  # which node failed is still said
+            assert RPC_KEY not in page.text
     finally:
         server.should_exit = True
         thread.join(timeout=30)
