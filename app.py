@@ -22,7 +22,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import uvicorn
 
 from contracts.errors import ChainError
-from contracts.redact import redact_url
+from contracts.urls import redact_url
 from studio.config import check_content_reachable, load_settings
 from studio.services.errors import StudioError
 from studio.services.studio import Studio

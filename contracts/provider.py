@@ -20,15 +20,15 @@ from web3 import HTTPProvider
 from web3.types import RPCResponse
 
 from contracts.errors import ChainError
-from contracts.redact import redact_url
-from metadata.jsonsafe import JSONLimitError, loads_bounded
+from contracts.urls import redact_url, redact_urls
+from metadata.errors import BoundedJSONError
+from metadata.jsonsafe import load_json_bounded
 
 MAX_RPC_ANSWER_BYTES = 64 * 1024 * 1024
 # JSON-RPC answers nest a handful of levels (a block with transactions and access lists stays below 10).
 MAX_RPC_ANSWER_DEPTH = 32
 
 
-_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^\s'\"<>]+")
 _REQUEST_LINE = re.compile(r'"([A-Z]+) (\S+) (HTTP/[0-9.]+)"')
 # Loggers that write request URLs or paths (web3's provider and session manager, urllib3 under requests).
 URL_LOGGERS = (
@@ -46,7 +46,7 @@ class RedactURLsFilter(logging.Filter):
             message = record.getMessage()
         except Exception:  # a malformed record: leave it to the handler to report
             return True
-        message = _URL.sub(lambda m: redact_url(m.group(0)), message)
+        message = redact_urls(message)
         record.msg = _REQUEST_LINE.sub(r'"\1 /(redacted) \3"', message)
         record.args = None
         return True
@@ -68,19 +68,19 @@ class RPCAnswerRefusedError(ChainError):
 
 
 class BoundedHTTPProvider(HTTPProvider):
-    """HTTPProvider whose answers are checked by `loads_bounded` before they are parsed."""
+    """HTTPProvider whose answers are checked by `load_json_bounded` before they are parsed."""
 
     def decode_rpc_response(self, raw_response: bytes) -> RPCResponse:  # type: ignore[override]
         endpoint = redact_url(str(self.endpoint_uri))
         try:
-            value: Any = loads_bounded(
+            value: Any = load_json_bounded(
                 raw_response,
                 max_bytes=MAX_RPC_ANSWER_BYTES,
                 max_depth=MAX_RPC_ANSWER_DEPTH,
                 what=f"the answer of the JSON-RPC endpoint {endpoint}",
             )
-        except JSONLimitError as exc:
+        except BoundedJSONError as exc:
             raise RPCAnswerRefusedError(
-                f"{exc} Check that STUDIO_CHAIN__RPC_URL (or STUDIO_APP__GALLERY_RPC_URL) names a real node."
+                f"{exc}. Check that STUDIO_CHAIN__RPC_URL (or STUDIO_APP__GALLERY_RPC_URL) names a real node."
             ) from None
         return cast(RPCResponse, value)

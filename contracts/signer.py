@@ -39,7 +39,7 @@ from contracts.errors import (
     WrongChainIdError,
 )
 from contracts.provider import BoundedHTTPProvider
-from contracts.redact import redact_text, redact_url
+from contracts.urls import redact_url, redact_urls
 
 # EIP-7825 (Osaka) caps one transaction at 2**24 gas; staying under it everywhere keeps batches portable.
 TX_GAS_CAP = 16_777_216
@@ -106,7 +106,7 @@ def rpc_call(w3: Web3, what: Callable[[], Any]) -> Any:
     try:
         return what()
     except requests.exceptions.RequestException as exc:
-        reason = redact_text(type(exc).__name__ + ": " + _short(exc), _endpoint_uri(w3))
+        reason = redact_urls(type(exc).__name__ + ": " + _short(exc))
         raise RPCUnavailableError(_endpoint(w3), reason) from None
 
 
@@ -323,7 +323,7 @@ class Signer:
             self._nonces.next = None  # the node may have dropped it: take the next nonce from the node again
             raise TransactionTimeoutError(tx_hash, timeout) from None
         except requests.exceptions.RequestException as exc:
-            reason = redact_text(f"lost while awaiting {tx_hash}: {_short(exc)}", _endpoint_uri(self.w3))
+            reason = redact_urls(f"lost while awaiting {tx_hash}: {_short(exc)}")
             raise RPCUnavailableError(_endpoint(self.w3), reason) from None
 
     def _failure(self, fields: dict[str, Any], receipt: TxReceipt, decoder: RevertDecoder | None) -> ChainError:

@@ -1,68 +1,56 @@
-"""JSON from outside the studio, parsed only once its size and nesting depth are known to be safe.
+"""The one way to parse JSON that came from outside (a feed, a gateway, a token's metadata read from
+the chain): size and nesting depth are checked before `json.loads` ever sees the document.
 
-Why: importing web3 brings py_ecc, which raises the process's recursion limit to 100000. CPython's JSON
-parser recurses once per nested array or object and trusts that limit, so a document nested a few
-hundred thousand levels deep (256 KiB of `[`) overflows the C stack and kills the whole process with a
-segfault instead of raising. `loads_bounded` measures the depth with a flat scan first and refuses
-the document with `JSONLimitError` (a ValueError) before `json.loads` ever sees it.
+Why: `json.loads` recurses once per nesting level, in C. Deep enough nesting (a 400 KB feed body, a
+256 KiB metadata document) overflows the C stack and kills the process with SIGSEGV, the web app and
+the scheduler with it. A linear scan that counts brackets outside strings costs little and makes one
+hostile document one refused document.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from itertools import accumulate
 from typing import Any
 
+from metadata.errors import BoundedJSONError
+
 DEFAULT_MAX_DEPTH = 64
-
-# The only bytes that matter for depth: brackets, and the quotes and backslashes that say whether a
-# bracket is inside a string. A linear scan over them (no backtracking, no recursion).
-_SIGNIFICANT = re.compile(rb'[\[\]{}"\\]')
-
-
-class JSONLimitError(ValueError):
-    """A JSON document over the size or nesting-depth limit; it was not parsed."""
+# A JSON string with its escapes, written unrolled. The closing quote is optional so that a match
+# never fails once started: an unterminated string ends the scan instead of being retried from each
+# quote inside it (quadratic). json.loads reads string boundaries the same way.
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
+_NOT_BRACKET = re.compile(rb"[^\[\]{}]+")
+_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
 
 
 def json_depth(data: bytes) -> int:
-    """The deepest nesting of arrays and objects in `data` (0 for a scalar), without recursion."""
-    depth = deepest = 0
-    in_string = False
-    escaped_until = -1  # a backslash in a string makes the next byte literal
-    for match in _SIGNIFICANT.finditer(data):
-        position = match.start()
-        if position < escaped_until:
-            continue
-        byte = data[position]
-        if in_string:
-            if byte == 0x5C:  # backslash
-                escaped_until = position + 2
-            elif byte == 0x22:  # closing quote
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in b"[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif byte in b"]}":
-            depth -= 1
-    return deepest
+    """How deeply `data`'s arrays and objects nest (0 for a scalar), counted without parsing.
+    Brackets inside strings do not count, nor do those after an unterminated string: json.loads reads
+    them as part of that string and refuses the document without going deeper."""
+    brackets = _NOT_BRACKET.sub(b"", _JSON_STRING.sub(b'""', data))
+    return max(accumulate(_STEP[byte] for byte in brackets), default=0)
 
 
-def loads_bounded(data: bytes | str, *, max_bytes: int, max_depth: int = DEFAULT_MAX_DEPTH, what: str = "") -> Any:
-    """`json.loads(data)` once `data` is at most `max_bytes` long and nested at most `max_depth` deep.
-
-    Raises JSONLimitError (naming `what`, the document, and the limit) before parsing an oversized or too
-    deeply nested document, and json.JSONDecodeError (also a ValueError) for one that is not JSON.
-    """
+def load_json_bounded(
+    data: bytes | str, *, max_bytes: int, max_depth: int = DEFAULT_MAX_DEPTH, what: str = "the document"
+) -> Any:
+    """Parse JSON from outside. Raises BoundedJSONError (a ValueError) naming `what` when it is larger
+    than `max_bytes`, nests deeper than `max_depth`, is not UTF-8 or is not JSON."""
     raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
-    label = what or "the JSON document"
     if len(raw) > max_bytes:
-        raise JSONLimitError(f"{label} is {len(raw):,} bytes, over the limit of {max_bytes:,} bytes: not parsed.")
+        raise BoundedJSONError(f"{what} is {len(raw):,} bytes, over the limit of {max_bytes:,}: it is refused unread")
     depth = json_depth(raw)
     if depth > max_depth:
-        raise JSONLimitError(
-            f"{label} is nested {depth:,} levels deep, over the limit of {max_depth}: not parsed (a hostile or "
-            "broken document)."
+        raise BoundedJSONError(
+            f"{what} nests {depth:,} levels deep, deeper than the {max_depth} allowed: it is refused unparsed"
         )
-    return json.loads(raw)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BoundedJSONError(f"{what} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    try:
+        return json.loads(text)
+    except ValueError as exc:  # JSONDecodeError, and int() of a number over 4,300 digits
+        raise BoundedJSONError(f"{what} is not JSON ({exc})") from None

@@ -22,7 +22,7 @@ from typing import Any
 
 from PIL import Image, PngImagePlugin
 
-from metadata.jsonsafe import loads_bounded
+from metadata.jsonsafe import load_json_bounded
 
 PARAMETERS_KEY = "parameters"
 PROVENANCE_KEY = "provenance"
@@ -76,7 +76,7 @@ class PngLatents:
     @classmethod
     def from_json(cls, text: str) -> PngLatents:
         try:
-            document = loads_bounded(text, max_bytes=MAX_CHUNK_JSON_BYTES, max_depth=8, what="the latents chunk")
+            document = load_json_bounded(text, max_bytes=MAX_CHUNK_JSON_BYTES, max_depth=8, what="the latents chunk")
             if not isinstance(document, dict):
                 raise PngMetadataError("the PNG's latents chunk is not a JSON object")
             if document.get("format") != LATENTS_FORMAT:
@@ -179,8 +179,8 @@ def read_png_metadata(png: bytes) -> tuple[str | None, dict[str, Any] | None]:
         return parameters, None
     try:
         # A PNG may come from anywhere: its JSON is measured before it is parsed (metadata.jsonsafe).
-        provenance = loads_bounded(raw, max_bytes=MAX_CHUNK_JSON_BYTES, max_depth=64, what="the provenance chunk")
-    except ValueError as exc:  # JSONLimitError and json.JSONDecodeError
+        provenance = load_json_bounded(raw, max_bytes=MAX_CHUNK_JSON_BYTES, max_depth=64, what="the provenance chunk")
+    except ValueError as exc:  # BoundedJSONError: too large, too deep or not JSON
         raise PngMetadataError(f"the PNG's provenance chunk is refused: {exc}") from exc
     if not isinstance(provenance, dict):
         raise PngMetadataError("the PNG's provenance chunk is not a JSON object")

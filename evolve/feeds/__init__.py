@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from web3 import Web3
 
-from contracts.signer import make_web3
 from evolve.feeds.activity import ActivityFeed
 from evolve.feeds.base import Feed, FeedResult, FeedValue
 from evolve.feeds.chainlink import ChainlinkFeed
@@ -60,7 +59,7 @@ def build_feeds(
         elif spec.type == "chainlink":
             w3 = web3
             if spec.rpc_url:
-                w3 = make_web3(spec.rpc_url, RPC_TIMEOUT_S)  # answers size- and depth-checked
+                w3 = Web3(Web3.HTTPProvider(spec.rpc_url, request_kwargs={"timeout": RPC_TIMEOUT_S}))
             feeds[name] = ChainlinkFeed(
                 name=name, address=spec.address, web3=w3, max_age_s=spec.max_age_s, minimum=spec.min, maximum=spec.max
             )

@@ -31,11 +31,11 @@ from web3.exceptions import ContractLogicError
 
 from contracts.artifacts import load_artifact
 from contracts.errors import ChainError
-from contracts.redact import redact_url
 from contracts.signer import make_web3, rpc_call, to_address
+from contracts.urls import redact_url
 from metadata.cid import cid_for_bytes, parse_cid, raw_cid_from_digest
-from metadata.errors import ContentError
-from metadata.jsonsafe import JSONLimitError, loads_bounded
+from metadata.errors import BoundedJSONError, ContentError
+from metadata.jsonsafe import load_json_bounded
 from metadata.store import LocalStore
 from studio.services.errors import NotFoundError, StudioError
 from studio.services.studio import Studio
@@ -276,11 +276,9 @@ class IpfsReader:
         cid, path = split_ipfs_uri(uri)
         data = self.cat(cid, path, max_bytes=MAX_METADATA_BYTES)
         try:
-            value = loads_bounded(data, max_bytes=MAX_METADATA_BYTES, max_depth=MAX_METADATA_DEPTH, what=uri)
-        except JSONLimitError as exc:
-            raise GalleryError(f"The metadata is refused: {exc}") from None
-        except ValueError as exc:
-            raise GalleryError(f"The metadata {uri} is not valid JSON ({exc}).") from None
+            value = load_json_bounded(data, max_bytes=MAX_METADATA_BYTES, max_depth=MAX_METADATA_DEPTH, what=uri)
+        except BoundedJSONError as exc:  # too large, nested too deep, or not JSON: this token only
+            raise GalleryError(f"The metadata is refused: {exc}.") from None
         if not isinstance(value, dict):
             raise GalleryError(f"The metadata {uri} is not a JSON object.")
         return value

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from metadata.jsonsafe import JSONLimitError, json_depth, loads_bounded
+from metadata.errors import BoundedJSONError
+from metadata.jsonsafe import json_depth, load_json_bounded
 
 
 @pytest.mark.parametrize(
@@ -28,17 +29,17 @@ def test_depth_ignores_brackets_inside_strings(text, depth) -> None:
 def test_documents_within_the_limits_parse_as_json_loads_would() -> None:
     document = {"name": "Living #1", "attributes": [{"trait_type": "mood", "value": "calm [ { \\"}]}
     text = json.dumps(document)
-    assert loads_bounded(text, max_bytes=1024) == document
-    assert loads_bounded(text.encode(), max_bytes=1024, max_depth=3) == document
+    assert load_json_bounded(text, max_bytes=1024) == document
+    assert load_json_bounded(text.encode(), max_bytes=1024, max_depth=3) == document
 
 
 def test_too_deep_or_too_large_is_refused_before_parsing() -> None:
     deep = b"[" * 300_000 + b"]" * 300_000  # json.loads would overflow the C stack under web3's limit
-    with pytest.raises(JSONLimitError, match=r"token 7's metadata is nested 300,000 levels deep.*limit of 64"):
-        loads_bounded(deep, max_bytes=10**7, what="token 7's metadata")
-    with pytest.raises(JSONLimitError, match="over the limit of 100 bytes"):
-        loads_bounded(b'"' + b"a" * 200 + b'"', max_bytes=100)
-    with pytest.raises(JSONLimitError, match="limit of 2"):
-        loads_bounded('{"a": {"b": {}}}', max_bytes=100, max_depth=2)
-    with pytest.raises(ValueError, match="Expecting"):
-        loads_bounded(b"[1,", max_bytes=100)  # plain invalid JSON is json's own ValueError
+    with pytest.raises(BoundedJSONError, match=r"token 7's metadata nests 300,000 levels deep.*64 allowed"):
+        load_json_bounded(deep, max_bytes=10**7, what="token 7's metadata")
+    with pytest.raises(BoundedJSONError, match="over the limit of 100"):
+        load_json_bounded(b'"' + b"a" * 200 + b'"', max_bytes=100)
+    with pytest.raises(BoundedJSONError, match="2 allowed"):
+        load_json_bounded('{"a": {"b": {}}}', max_bytes=100, max_depth=2)
+    with pytest.raises(BoundedJSONError, match="not JSON"):
+        load_json_bounded(b"[1,", max_bytes=100)
