@@ -8,10 +8,6 @@ chain client calls it after every confirmed transaction *before* reporting it co
 means "persisted"; `stop()` saves once more. anvil is started with PR_SET_PDEATHSIG, so it dies with the
 studio even on SIGKILL, and a stale anvil of ours still holding the port (left by a crash on a system
 without that signal) is recognised by its pid file and stopped before a new one starts.
-
-anvil unlocks its dev accounts and answers `anvil_*` admin calls, so it listens on loopback only and
-with `--no-cors`: otherwise any web page the operator visits could send transactions or `anvil_reset`
-to 127.0.0.1:8545 from the browser.
 """
 
 from __future__ import annotations
@@ -84,6 +80,9 @@ def _die_with_parent() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+# anvil unlocks its dev accounts and answers `anvil_*` admin calls, so it listens on loopback only and
+# with `--no-cors`: otherwise any web page the operator visits could send transactions or `anvil_reset`
+# to 127.0.0.1:8545 from the browser.
 def is_loopback_host(host: str) -> bool:
     """Whether `host` (a name or an address, IPv6 with or without brackets) can only be reached from this machine."""
     name = host.strip().strip("[]").lower()
