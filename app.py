@@ -22,7 +22,8 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import uvicorn
 
 from contracts.errors import ChainError
-from studio.config import load_settings
+from contracts.urls import redact_url
+from studio.config import check_content_reachable, load_settings
 from studio.services.errors import StudioError
 from studio.services.studio import Studio
 from studio.ui.server import check_binding, create_app
@@ -39,11 +40,15 @@ def _start_scheduler(studio: Studio, stop: threading.Event) -> threading.Thread:
 
 
 def main() -> None:
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except ValueError as exc:  # pydantic's ValidationError: each message names the setting and the fix
+        raise SystemExit(f"error: settings refused: {exc}") from None
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         check_binding(settings)  # before anything starts
-    except StudioError as exc:
+        check_content_reachable(settings)
+    except (StudioError, ValueError) as exc:
         raise SystemExit(f"error: {exc}") from None
     studio = Studio.open(settings)
     try:
@@ -61,7 +66,7 @@ def main() -> None:
     server_thread: threading.Thread | None = None
     try:
         where = "embedded anvil" if chain.local_chain is not None else "RPC network"
-        print(f"Chain ({where}): {chain.rpc_url}  chain id {chain.chain_id}", flush=True)
+        print(f"Chain ({where}): {redact_url(chain.rpc_url)}  chain id {chain.chain_id}", flush=True)
         print(f"LivingNFT contract: {chain.contract_address}", flush=True)
         print(f"Signer: {chain.address}", flush=True)
         print(f"Data directory: {settings.data_dir.resolve()}", flush=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gzip
+import ipaddress
 import json
 import os
 import platform
@@ -79,6 +80,20 @@ def _die_with_parent() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+# anvil unlocks its dev accounts and answers `anvil_*` admin calls, so it listens on loopback only and
+# with `--no-cors`: otherwise any web page the operator visits could send transactions or `anvil_reset`
+# to 127.0.0.1:8545 from the browser.
+def is_loopback_host(host: str) -> bool:
+    """Whether `host` (a name or an address, IPv6 with or without brackets) can only be reached from this machine."""
+    name = host.strip().strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False  # any other name may resolve to a public address
+
+
 def _fsync_dir(path: Path) -> None:
     if sys.platform.startswith("win"):
         return
@@ -105,6 +120,12 @@ class LocalChain:
         start_timeout_s: float = 30.0,
         rpc_timeout_s: float = 30.0,
     ) -> None:
+        if not is_loopback_host(host):
+            raise LocalChainError(
+                f"refusing to start the embedded chain on {host!r}: it unlocks public dev accounts, so it listens "
+                "on loopback only. Set STUDIO_CHAIN__LOCAL_HOST to 127.0.0.1 (the default), or use a real node "
+                "with STUDIO_CHAIN__NETWORK=rpc and STUDIO_CHAIN__RPC_URL."
+            )
         self.state_dir = Path(state_dir)
         self.host = host
         self.port = port
@@ -153,6 +174,7 @@ class LocalChain:
             str(LOCAL_CHAIN_ID),
             "--hardfork",
             "cancun",
+            "--no-cors",  # no Access-Control-Allow-Origin: web pages cannot drive the unlocked accounts
         ]
         if self.state_path.exists():
             args += ["--load-state", str(self.state_path)]

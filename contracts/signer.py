@@ -38,6 +38,8 @@ from contracts.errors import (
     UnknownTokenError,
     WrongChainIdError,
 )
+from contracts.provider import BoundedHTTPProvider
+from contracts.urls import redact_url, redact_urls
 
 # EIP-7825 (Osaka) caps one transaction at 2**24 gas; staying under it everywhere keeps batches portable.
 TX_GAS_CAP = 16_777_216
@@ -95,7 +97,8 @@ def to_address(value: object) -> str:
 
 def make_web3(rpc_url: str, timeout_s: float = 15.0) -> Web3:
     """A Web3 on an HTTP JSON-RPC endpoint with a request timeout (never an unbounded wait)."""
-    return Web3(Web3.HTTPProvider(rpc_url, request_kwargs={"timeout": timeout_s}))
+    # Answers are size- and depth-checked before parsing (contracts.provider).
+    return Web3(BoundedHTTPProvider(rpc_url, request_kwargs={"timeout": timeout_s}))
 
 
 def rpc_call(w3: Web3, what: Callable[[], Any]) -> Any:
@@ -103,7 +106,8 @@ def rpc_call(w3: Web3, what: Callable[[], Any]) -> Any:
     try:
         return what()
     except requests.exceptions.RequestException as exc:
-        raise RPCUnavailableError(_endpoint(w3), type(exc).__name__ + ": " + _short(exc)) from None
+        reason = redact_urls(type(exc).__name__ + ": " + _short(exc))
+        raise RPCUnavailableError(_endpoint(w3), reason) from None
 
 
 class RevertDecoder:
@@ -319,7 +323,8 @@ class Signer:
             self._nonces.next = None  # the node may have dropped it: take the next nonce from the node again
             raise TransactionTimeoutError(tx_hash, timeout) from None
         except requests.exceptions.RequestException as exc:
-            raise RPCUnavailableError(_endpoint(self.w3), f"lost while awaiting {tx_hash}: {_short(exc)}") from None
+            reason = redact_urls(f"lost while awaiting {tx_hash}: {_short(exc)}")
+            raise RPCUnavailableError(_endpoint(self.w3), reason) from None
 
     def _failure(self, fields: dict[str, Any], receipt: TxReceipt, decoder: RevertDecoder | None) -> ChainError:
         tx_hash = HexBytes(receipt["transactionHash"]).to_0x_hex()
@@ -384,8 +389,14 @@ def _rpc_message(exc: Web3RPCError) -> str:
     return str(exc)
 
 
+def _endpoint_uri(w3: Web3) -> str:
+    return str(getattr(w3.provider, "endpoint_uri", ""))
+
+
 def _endpoint(w3: Web3) -> str:
-    return str(getattr(w3.provider, "endpoint_uri", "the configured RPC endpoint"))
+    """The node as it may be shown: scheme and host, never the API key in its path or query."""
+    uri = _endpoint_uri(w3)
+    return redact_url(uri) if uri else "the configured RPC endpoint"
 
 
 def _short(exc: BaseException) -> str:

@@ -127,10 +127,12 @@ def _status_text(entry: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from studio.config import load_settings
+    from studio.config import check_content_reachable, load_settings
 
     try:
         settings = load_settings()
+        if args.command != "status":  # status only reads the database: it must work to diagnose this
+            check_content_reachable(settings)
     except ValueError as exc:
         print(f"settings refused: {exc}", file=sys.stderr)
         return 2

@@ -6,8 +6,12 @@
 
 - content is immutable: `ETag: "<cid>"` (`"<cid>/<path>"` for a path inside a directory),
   `Cache-Control: public, max-age=29030400, immutable`, `If-None-Match` answers 304;
-- `Content-Type` from the file name, else sniffed from the first bytes; `nosniff` always, and HTML or
-  SVG run in a sandbox (no access to the studio's origin);
+- `Content-Type` from the file name, else sniffed from the first bytes; `nosniff` always. Only the
+  media types in `SAFE_INLINE` (images, JSON, plain text, audio, video, glTF) are served as they are.
+  Anything else could run as a document with the studio's origin (HTML, SVG, XHTML, XML with an XSL
+  stylesheet, PDF, unknown types), so it gets `Content-Security-Policy: sandbox` (an opaque origin: no
+  access to the studio's cookies or API), and all of it but HTML and SVG, which a token's animation may
+  need to render, is sent as a download (`Content-Disposition: attachment`);
 - a directory answers its `index.html`, else an HTML listing; a directory URL without a trailing
   slash is redirected so relative links work;
 - single byte ranges (206, 416 when unsatisfiable), HEAD;
@@ -50,7 +54,32 @@ _EXTRA_TYPES = {
     ".avif": "image/avif",
     ".md": "text/markdown",
 }
-_SANDBOXED = {"text/html", "image/svg+xml"}
+# Media types a browser shows without running anything (with nosniff, the declared type is final).
+SAFE_INLINE = frozenset(
+    {
+        "image/png",
+        "image/jpeg",
+        "image/gif",
+        "image/webp",
+        "image/avif",
+        "application/json",
+        "text/plain",
+        "text/markdown",
+        "video/mp4",
+        "video/webm",
+        "audio/mpeg",
+        "audio/mp4",
+        "audio/ogg",
+        "audio/wav",
+        "audio/webm",
+        "audio/flac",
+        "model/gltf-binary",
+        "model/gltf+json",
+    }
+)
+# Active documents a token's animation_url may need rendered inline: they run only inside the sandbox.
+SANDBOXED_INLINE = frozenset({"text/html", "image/svg+xml"})
+SANDBOX_POLICY = "sandbox allow-scripts allow-popups"
 # Raw-path fragments that mean someone is trying to climb out of the CID or smuggle a separator.
 _FORBIDDEN_RAW = ("%2e", "%2f", "%5c", "%25", "%00", "\\")
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -96,6 +125,8 @@ def sniff_content_type(head: bytes) -> str:
         return "image/svg+xml"
     if stripped.startswith(("<!doctype html", "<html")):
         return "text/html"
+    if stripped.startswith("<?xml"):
+        return "application/xml"  # may name an XSL stylesheet that renders it as a scripted document
     if "\x00" in text:
         return "application/octet-stream"
     return "text/plain"
@@ -105,6 +136,16 @@ def _with_charset(kind: str) -> str:
     if kind.startswith("text/") or kind in ("application/json", "image/svg+xml"):
         return f"{kind}; charset=utf-8"
     return kind
+
+
+def _containment_headers(kind: str, name: str) -> dict[str, str]:
+    """Sandbox (and download) headers for a type outside SAFE_INLINE; none for a safe type."""
+    if kind in SAFE_INLINE:
+        return {}
+    headers = {"Content-Security-Policy": SANDBOX_POLICY}
+    if kind not in SANDBOXED_INLINE:
+        headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(name)}" if name else "attachment"
+    return headers
 
 
 def _bad_path(raw_path: str, path: str) -> str | None:
@@ -221,11 +262,12 @@ def create_gateway(store: LocalStore) -> FastAPI:
     def _serve_file(request: Request, reader: ContentReader, base: dict[str, str], name: str) -> Response:
         size = reader.size
         kind = _type_from_name(name) if name else None
-        if kind is None:
+        if kind is None and "." in name.lstrip("."):
+            kind = "application/octet-stream"  # an extension nobody knows: never guess it into something active
+        if kind is None:  # no name, or one without an extension (a collection's `1`, `2`, ...): sniffed
             kind = sniff_content_type(reader.read(0, 512))
         headers = {**base, "Content-Type": _with_charset(kind), "Accept-Ranges": "bytes"}
-        if kind in _SANDBOXED:
-            headers["Content-Security-Policy"] = "sandbox allow-scripts allow-popups"
+        headers.update(_containment_headers(kind, name))
         wanted = _parse_range(request.headers.get("range"), size)
         if wanted == "unsatisfiable":
             return Response(

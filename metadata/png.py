@@ -22,9 +22,12 @@ from typing import Any
 
 from PIL import Image, PngImagePlugin
 
+from metadata.jsonsafe import load_json_bounded
+
 PARAMETERS_KEY = "parameters"
 PROVENANCE_KEY = "provenance"
 LATENTS_KEY = "latents"
+MAX_CHUNK_JSON_BYTES = 64 * 1024 * 1024
 LATENTS_FORMAT = "float16-le"
 
 # AUTOMATIC1111's names for diffusers' schedulers (its "Sampler" field).
@@ -73,7 +76,9 @@ class PngLatents:
     @classmethod
     def from_json(cls, text: str) -> PngLatents:
         try:
-            document = json.loads(text)
+            document = load_json_bounded(text, max_bytes=MAX_CHUNK_JSON_BYTES, max_depth=8, what="the latents chunk")
+            if not isinstance(document, dict):
+                raise PngMetadataError("the PNG's latents chunk is not a JSON object")
             if document.get("format") != LATENTS_FORMAT:
                 raise PngMetadataError(f"unknown latents format {document.get('format')!r}")
             return cls(
@@ -173,9 +178,10 @@ def read_png_metadata(png: bytes) -> tuple[str | None, dict[str, Any] | None]:
     if raw is None:
         return parameters, None
     try:
-        provenance = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise PngMetadataError(f"the PNG's provenance chunk is not valid JSON: {exc}") from exc
+        # A PNG may come from anywhere: its JSON is measured before it is parsed (metadata.jsonsafe).
+        provenance = load_json_bounded(raw, max_bytes=MAX_CHUNK_JSON_BYTES, max_depth=64, what="the provenance chunk")
+    except ValueError as exc:  # BoundedJSONError: too large, too deep or not JSON
+        raise PngMetadataError(f"the PNG's provenance chunk is refused: {exc}") from exc
     if not isinstance(provenance, dict):
         raise PngMetadataError("the PNG's provenance chunk is not a JSON object")
     return str(parameters) if parameters is not None else None, provenance

@@ -6,6 +6,11 @@ digest it was asked for: a block damaged on disk raises CorruptBlockError and it
 returned. Blocks are written to a temporary file and renamed into place, so a crash leaves either
 the whole block or none; adding the same content again is a no-op that also repairs damaged blocks.
 
+Durable before reported: each block file is fsynced before its rename, and every folder that gained an
+entry (the block's shard folder, and `blocks/` for a new shard) is fsynced once the whole DAG is in
+place and before `add_*` returns its CID. So a CID the studio has recorded (or written on chain) never
+points at blocks a power cut could take back, as the database and the chain checkpoint already promise.
+
 The DAG is built by `metadata.unixfs`, the same code that computes CIDs, so `add_file(p)` always
 returns `metadata.cid.cid_for_file(p)`.
 """
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -78,6 +84,17 @@ class ContentReader:
         return b"".join(self.iter_bytes(start, end))
 
 
+def _fsync_path(path: Path) -> None:
+    """fsync a file or a folder by path (a folder's fsync makes the names in it durable)."""
+    if sys.platform.startswith("win"):
+        return  # no folder fsync there; NTFS journals its metadata
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class LocalStore:
     """Content-addressed block store under `root`; see the module docstring for its guarantees."""
 
@@ -101,23 +118,47 @@ class LocalStore:
         hexdigest = digest.hex()
         return self._blocks / hexdigest[:2] / hexdigest
 
-    def _put_block(self, cid: bytes, digest: bytes, block: bytes | memoryview) -> None:
+    def _put_block(self, digest: bytes, block: bytes | memoryview, dirty: set[Path]) -> None:
+        """Write one block durably; the folders whose entries changed are added to `dirty` for _sync."""
         path = self._block_path(digest)
         if path.exists():
             try:
                 if path.read_bytes() == block:
+                    # Possibly renamed into place by a process that stopped before its fsyncs: sync it now.
+                    _fsync_path(path)
+                    dirty.add(path.parent)
                     return
             except OSError:
                 pass  # unreadable: rewrite it below
-        path.parent.mkdir(exist_ok=True)
+        if not path.parent.is_dir():
+            path.parent.mkdir(exist_ok=True)
+            dirty.add(self._blocks)  # the new shard folder's own entry
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(block)
+                handle.flush()
+                os.fsync(handle.fileno())  # the bytes first, or the rename could survive a power cut without them
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        dirty.add(path.parent)
+
+    def _adding(self) -> tuple[unixfs.BlockSink, set[Path]]:
+        """A block sink for one add and the set of folders it dirtied (to `_sync` before returning)."""
+        dirty: set[Path] = set()
+
+        def sink(_cid: bytes, digest: bytes, block: bytes | memoryview) -> None:
+            self._put_block(digest, block, dirty)
+
+        return sink, dirty
+
+    @staticmethod
+    def _sync(dirty: set[Path]) -> None:
+        """fsync each folder that gained an entry: only then does a rename survive a power cut."""
+        for folder in sorted(dirty, key=lambda p: len(p.parts), reverse=True):  # shard folders, then blocks/
+            _fsync_path(folder)
 
     def get_block(self, cid: bytes | str) -> bytes:
         """A block's bytes, verified against its digest. Raises BlockNotFoundError or CorruptBlockError."""
@@ -158,7 +199,10 @@ class LocalStore:
     def add_bytes(self, data: bytes, *, name: str | None = None) -> str:
         """Store `data` as a file and return its CIDv1 (`name` only labels errors)."""
         self._check_size(len(data), name or "the content")
-        return cid_from_bytes(unixfs.bytes_dag(data, version=1, sink=self._put_block).cid)
+        sink, dirty = self._adding()
+        cid = cid_from_bytes(unixfs.bytes_dag(data, version=1, sink=sink).cid)
+        self._sync(dirty)
+        return cid
 
     def add_file(self, path: str | os.PathLike[str]) -> str:
         """Store a file (streamed, constant memory) and return its CIDv1, as `ipfs add --cid-version=1`."""
@@ -167,7 +211,10 @@ class LocalStore:
             raise ContentReadError(f"{target} does not exist or is not a regular file: check the path")
         try:
             self._check_size(target.stat().st_size, str(target))
-            return cid_from_bytes(unixfs.file_dag(target, version=1, sink=self._put_block).cid)
+            sink, dirty = self._adding()
+            cid = cid_from_bytes(unixfs.file_dag(target, version=1, sink=sink).cid)
+            self._sync(dirty)
+            return cid
         except OSError as exc:
             raise ContentReadError(f"cannot read {target}: {exc.strerror or exc}") from exc
 
@@ -181,7 +228,10 @@ class LocalStore:
             self._check_size(file.stat().st_size, str(file))
 
         try:
-            return cid_from_bytes(unixfs.tree_dag(target, version=1, sink=self._put_block, check_file=check).cid)
+            sink, dirty = self._adding()
+            cid = cid_from_bytes(unixfs.tree_dag(target, version=1, sink=sink, check_file=check).cid)
+            self._sync(dirty)
+            return cid
         except OSError as exc:
             raise ContentReadError(f"cannot add {target}: {exc.strerror or exc}") from exc
 

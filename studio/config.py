@@ -128,6 +128,11 @@ class AppSettings(BaseModel):
 
     host: str = "127.0.0.1"
     port: int = 7860
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Names the app answers to besides 127.0.0.1, localhost, ::1 and `host` (a JSON list, "
+        "e.g. the public name behind a reverse proxy); any other Host header gets 400 (DNS rebinding).",
+    )
     auth_username: str | None = None
     auth_password: SecretStr | None = None
     gallery_rpc_url: str | None = Field(
@@ -207,6 +212,26 @@ class Settings(BaseSettings):
         """Create the data directory and its parts; safe to call repeatedly."""
         for path in (self.data_dir, self.chain_dir, self.ipfs_dir, self.rules_dir):
             path.mkdir(parents=True, exist_ok=True)
+
+
+class UnreachableContentError(ValueError):
+    """A real network whose tokens would point at content that only this machine holds."""
+
+
+def check_content_reachable(settings: Settings) -> None:
+    """Refuse to start on a real network (`network = 'rpc'`, any chain id but the dev chains' 31337, which
+    the node must confirm before anything is sent) when content is pinned only in the local store: tokens
+    minted there would point at metadata and images no marketplace or collector can ever fetch."""
+    if settings.chain.network != "rpc" or settings.chain.chain_id == LOCAL_CHAIN_ID:
+        return
+    if set(settings.ipfs.backends) - {"local"}:
+        return
+    raise UnreachableContentError(
+        f"chain.network is 'rpc' (chain id {settings.chain.chain_id}) but content is pinned only on this disk "
+        '(ipfs.backends = ["local"]): tokens would point at metadata nobody else can fetch. Add a public '
+        'pinning service: Pinata (STUDIO_IPFS__BACKENDS=\'["local", "pinata"]\' and STUDIO_IPFS__PINATA_JWT) '
+        'or your own Kubo node (STUDIO_IPFS__BACKENDS=\'["local", "kubo"]\' and STUDIO_IPFS__KUBO_API_URL).'
+    )
 
 
 def load_settings(**overrides: object) -> Settings:

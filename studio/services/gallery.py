@@ -7,12 +7,20 @@ IPFS. Content comes from the studio's local store when it holds the CID, else ov
 public gateway (`settings.ipfs.public_gateway`) with timeouts and a size cap, and is checked against
 its CID before it is used. A token's history is its list of `MetadataSet` events, each version's
 metadata fetched the same way.
+
+The gallery is public, so one request must not cost the studio (or the gateway and RPC node it uses)
+an unbounded amount of work: content from the gateway is verified and then kept in a `ContentCache` by
+CID (content addressed, so it never goes stale; bounded by bytes, least recently used first out);
+at most `GalleryShared.max_concurrent_fetches` gateway fetches run at once across all requests; a
+token's history is read one page at a time; and every reader has a budget of RPC calls per request.
+Metadata from outside is size- and depth-checked before it is parsed (metadata.jsonsafe).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,14 +32,23 @@ from web3.exceptions import ContractLogicError
 from contracts.artifacts import load_artifact
 from contracts.errors import ChainError
 from contracts.signer import make_web3, rpc_call, to_address
+from contracts.urls import redact_url
 from metadata.cid import cid_for_bytes, parse_cid, raw_cid_from_digest
-from metadata.errors import ContentError
+from metadata.errors import BoundedJSONError, ContentError
+from metadata.jsonsafe import load_json_bounded
 from metadata.store import LocalStore
 from studio.services.errors import NotFoundError, StudioError
 from studio.services.studio import Studio
 
 MAX_METADATA_BYTES = 262_144
+# Token metadata (provenance with feed values included) nests well under this.
+MAX_METADATA_DEPTH = 32
 CODEC_RAW = 0x55
+CACHE_BYTES = 64 * 1024 * 1024
+MAX_CONCURRENT_FETCHES = 4
+# Reads of the chain one gallery request may make: a page of 24 cards takes 2 + 24 x 4.
+MAX_RPC_CALLS_PER_REQUEST = 120
+HISTORY_PAGE_SIZE = 10
 
 
 class GalleryError(StudioError):
@@ -93,6 +110,54 @@ class GalleryCard:
     error: str | None = None
 
 
+class ContentCache:
+    """Verified IPFS content by CID, bounded by total bytes, least recently used evicted first. Safe across
+    threads. An entry larger than an eighth of the budget is not kept (one file must not flush the rest)."""
+
+    def __init__(self, max_bytes: int = CACHE_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[str, bytes] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, cid: str) -> bytes | None:
+        with self._lock:
+            data = self._entries.get(cid)
+            if data is not None:
+                self._entries.move_to_end(cid)
+            return data
+
+    def put(self, cid: str, data: bytes) -> None:
+        if len(data) > self.max_bytes // 8:
+            return
+        with self._lock:
+            if cid in self._entries:
+                self._entries.move_to_end(cid)
+                return
+            self._entries[cid] = data
+            self._size += len(data)
+            while self._size > self.max_bytes:
+                _old, evicted = self._entries.popitem(last=False)
+                self._size -= len(evicted)
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+
+@dataclass
+class GalleryShared:
+    """What all gallery requests of one process share: the content cache and the bound on concurrent
+    gateway fetches (a semaphore; a request that cannot get a turn in time fails that one token)."""
+
+    cache: ContentCache = field(default_factory=ContentCache)
+    max_concurrent_fetches: int = MAX_CONCURRENT_FETCHES
+    fetch_slots: threading.BoundedSemaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.fetch_slots = threading.BoundedSemaphore(self.max_concurrent_fetches)
+
+
 def split_ipfs_uri(uri: str) -> tuple[str, str]:
     """`ipfs://CID/path` (or `/ipfs/CID/path`) -> (CID, path). Other schemes are refused with a reason."""
     text = (uri or "").strip()
@@ -116,11 +181,14 @@ class IpfsReader:
         connect_timeout_s: float = 10.0,
         read_timeout_s: float = 30.0,
         max_bytes: int = 50 * 1024 * 1024,
+        shared: GalleryShared | None = None,
     ) -> None:
         self.store = store
         self.public_gateway = public_gateway.rstrip("/")
         self.max_bytes = max_bytes
         self.timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
+        self.read_timeout_s = read_timeout_s
+        self.shared = shared or GalleryShared()
 
     def is_local(self, cid: str) -> bool:
         return self.store is not None and self.store.has(cid)
@@ -141,9 +209,24 @@ class IpfsReader:
                 return self.store.cat(cid, path)
             except ContentError as exc:
                 raise ContentUnavailableError(f"The local IPFS store cannot give {cid}/{path}: {exc}") from None
-        data = self._fetch(cid, path, limit)
+        if not path:
+            cached = self.shared.cache.get(cid)
+            if cached is not None:
+                if len(cached) > limit:
+                    raise ContentUnavailableError(f"{cid} is larger than {limit} bytes: refused.")
+                return cached
+        # One turn among all gallery requests: a public page must not open unbounded outside connections.
+        if not self.shared.fetch_slots.acquire(timeout=self.read_timeout_s):
+            raise ContentUnavailableError(
+                f"The IPFS gateway {self.public_gateway} is busy with other gallery requests: try again shortly."
+            )
+        try:
+            data = self._fetch(cid, path, limit)
+        finally:
+            self.shared.fetch_slots.release()
         if not path:
             self._verify(cid, data)
+            self.shared.cache.put(cid, data)  # verified against its CID: it can never change
         return data
 
     def _fetch(self, cid: str, path: str, limit: int) -> bytes:
@@ -193,9 +276,9 @@ class IpfsReader:
         cid, path = split_ipfs_uri(uri)
         data = self.cat(cid, path, max_bytes=MAX_METADATA_BYTES)
         try:
-            value = json.loads(data)
-        except ValueError as exc:
-            raise GalleryError(f"The metadata {uri} is not valid JSON ({exc}).") from None
+            value = load_json_bounded(data, max_bytes=MAX_METADATA_BYTES, max_depth=MAX_METADATA_DEPTH, what=uri)
+        except BoundedJSONError as exc:  # too large, nested too deep, or not JSON: this token only
+            raise GalleryError(f"The metadata is refused: {exc}.") from None
         if not isinstance(value, dict):
             raise GalleryError(f"The metadata {uri} is not a JSON object.")
         return value
@@ -212,8 +295,11 @@ class GalleryReader:
         *,
         rpc_timeout_s: float = 15.0,
         from_block: int = 0,
+        max_rpc_calls: int = MAX_RPC_CALLS_PER_REQUEST,
     ) -> None:
         self.rpc_url = rpc_url
+        self.rpc_calls = 0
+        self.max_rpc_calls = max_rpc_calls
         self.w3: Web3 = make_web3(rpc_url, rpc_timeout_s)
         self.address = to_address(contract_address)
         self.ipfs = ipfs
@@ -221,8 +307,18 @@ class GalleryReader:
         self.contract = self.w3.eth.contract(address=self.address, abi=load_artifact("LivingNFT").abi)
         self._timestamps: dict[int, int] = {}
 
+    def _spend_rpc_call(self) -> None:
+        """One read of the chain from this reader's budget: one public request reads a bounded amount."""
+        if self.rpc_calls >= self.max_rpc_calls:
+            raise GalleryError(
+                f"This page needs more than {self.max_rpc_calls} reads of the chain: refused, so one request "
+                "cannot load the RPC endpoint without bound."
+            )
+        self.rpc_calls += 1
+
     def _call(self, function: str, *args: Any) -> Any:
         fn = getattr(self.contract.functions, function)(*args)
+        self._spend_rpc_call()
         try:
             return rpc_call(self.w3, lambda: fn.call())
         except ContractLogicError:
@@ -235,7 +331,7 @@ class GalleryReader:
             raise GalleryError(f"Cannot read the chain at {self._endpoint()}: {exc}") from None
 
     def _endpoint(self) -> str:
-        return httpx.URL(self.rpc_url).host or "the RPC endpoint"
+        return redact_url(self.rpc_url)  # never the API key in the URL's path or query: this page is public
 
     def collection_name(self) -> str:
         return str(self._call("name"))
@@ -287,11 +383,15 @@ class GalleryReader:
                 cards.append(GalleryCard(token_id, None, str(exc)))
         return total, cards
 
-    def history(self, token_id: int) -> list[GalleryVersion]:
-        """Every version of the token, oldest first, from its MetadataSet events and IPFS."""
+    def history(
+        self, token_id: int, *, limit: int = HISTORY_PAGE_SIZE, offset: int = 0
+    ) -> tuple[int, list[GalleryVersion]]:
+        """(number of versions, one page of them, newest first) from the token's MetadataSet events; only
+        the page's versions have their metadata and block time read."""
         event = self.contract.events.MetadataSet()
         topic0 = HexBytes(Web3.keccak(text=event.abi_element_identifier)).to_0x_hex()
         token_topic = "0x" + int(token_id).to_bytes(32, "big").hex()
+        self._spend_rpc_call()
         try:
             raw = rpc_call(
                 self.w3,
@@ -306,9 +406,9 @@ class GalleryReader:
             )
         except ChainError as exc:
             raise GalleryError(f"Cannot read the token's history at {self._endpoint()}: {exc}") from None
-        logs = sorted((event.process_log(entry) for entry in raw), key=lambda e: (e["blockNumber"], e["logIndex"]))
+        newest_first = sorted(raw, key=lambda e: (int(e["blockNumber"]), int(e["logIndex"])), reverse=True)
         versions = []
-        for log in logs:
+        for log in (event.process_log(entry) for entry in newest_first[offset : offset + max(limit, 0)]):
             cid = raw_cid_from_digest(bytes(log["args"]["metadataDigest"]))
             metadata: dict[str, Any] | None = None
             error = None
@@ -328,16 +428,17 @@ class GalleryReader:
                     error=error,
                 )
             )
-        return versions
+        return len(newest_first), versions
 
     def _timestamp(self, block_number: int) -> int:
         if block_number not in self._timestamps:
+            self._spend_rpc_call()
             block = rpc_call(self.w3, lambda: self.w3.eth.get_block(block_number))
             self._timestamps[block_number] = int(block["timestamp"])
         return self._timestamps[block_number]
 
 
-def ipfs_reader(studio: Studio) -> IpfsReader:
+def ipfs_reader(studio: Studio, shared: GalleryShared | None = None) -> IpfsReader:
     ipfs = studio.settings.ipfs
     return IpfsReader(
         studio.store,
@@ -345,18 +446,20 @@ def ipfs_reader(studio: Studio) -> IpfsReader:
         connect_timeout_s=ipfs.connect_timeout_s,
         read_timeout_s=min(ipfs.read_timeout_s, 30.0),
         max_bytes=int(ipfs.max_file_mb * 1024 * 1024),
+        shared=shared,
     )
 
 
-def gallery_reader(studio: Studio) -> GalleryReader:
+def gallery_reader(studio: Studio, shared: GalleryShared | None = None) -> GalleryReader:
     """The gallery's reader: the contract in settings.app.gallery_rpc_url/gallery_contract_address when
-    set (a collection on another network), else the studio's own chain and contract."""
+    set (a collection on another network), else the studio's own chain and contract. Make one reader per
+    request (its RPC budget is per request) over one `shared` per process (cache and fetch bound)."""
     app = studio.settings.app
     if app.gallery_rpc_url and app.gallery_contract_address:
         return GalleryReader(
             app.gallery_rpc_url,
             app.gallery_contract_address,
-            ipfs_reader(studio),
+            ipfs_reader(studio, shared),
             rpc_timeout_s=studio.settings.chain.rpc_timeout_s,
             from_block=app.gallery_from_block,
         )
@@ -364,7 +467,7 @@ def gallery_reader(studio: Studio) -> GalleryReader:
     return GalleryReader(
         chain.rpc_url,
         chain.contract_address,
-        ipfs_reader(studio),
+        ipfs_reader(studio, shared),
         rpc_timeout_s=studio.settings.chain.rpc_timeout_s,
         from_block=chain.client.from_block,
     )

@@ -35,17 +35,39 @@ class MintOutcome:
     published: PublishedVersion
 
 
-def check_recipient(recipient: str) -> str:
-    """The checksummed address, or an error saying what a valid one looks like."""
+def check_recipient(recipient: str, *, field: str = "Recipient") -> str:
+    """The checksummed address, or an error saying what a valid one looks like (`field` names the input)."""
     text = (recipient or "").strip()
     if not Web3.is_address(text):
         raise InvalidInputError(
-            f"Recipient {text!r} is not an Ethereum address: paste a 0x-prefixed address of 40 hex digits."
+            f"{field} {text!r} is not an Ethereum address: paste a 0x-prefixed address of 40 hex digits."
         )
     address = Web3.to_checksum_address(text)
     if int(address, 16) == 0:
-        raise InvalidInputError("Recipient is the zero address, where a token is lost for good: use a wallet address.")
+        raise InvalidInputError(f"{field} is the zero address, where funds are lost for good: use a wallet address.")
     return address
+
+
+def check_royalty(studio: Studio, royalty_bps: int | None, royalty_receiver: str | None) -> tuple[int, str] | None:
+    """(basis points, receiver) of a token's own royalty, or None for the collection's default.
+
+    A custom royalty always names who is paid: the token's recipient is a buyer as often as the artist,
+    so paying them by default would silently send the artist's royalties to whoever received the token.
+    """
+    default_bps = studio.settings.chain.royalty_bps
+    if royalty_bps is not None and not 0 <= int(royalty_bps) <= 10_000:
+        raise InvalidInputError(f"Royalty {royalty_bps} basis points is out of range: use 0 to 10000 (100%).")
+    receiver_text = (royalty_receiver or "").strip()
+    custom_bps = royalty_bps is not None and int(royalty_bps) != default_bps
+    if not receiver_text:
+        if custom_bps:
+            raise InvalidInputError(
+                f"A custom royalty ({int(royalty_bps) / 100:g} %) needs a royalty receiver: paste the address that "
+                f"is paid royalties, or set the royalty back to the collection's {default_bps / 100:g} %."
+            )
+        return None
+    receiver = check_recipient(receiver_text, field="Royalty receiver")
+    return (int(royalty_bps) if royalty_bps is not None else default_bps), receiver
 
 
 def check_attributes(attributes: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -85,17 +107,20 @@ def mint_draft(
     attributes: Sequence[dict[str, Any]] = (),
     recipient: str,
     royalty_bps: int | None = None,
+    royalty_receiver: str | None = None,
     living: bool = False,
     rules_name: str | None = None,
     on_step: StepCallback | None = None,
 ) -> MintOutcome:
-    """Mint draft `draft_id` to `recipient` and record it. Nothing is recorded unless the chain confirmed."""
+    """Mint draft `draft_id` to `recipient` and record it. Nothing is recorded unless the chain confirmed.
+
+    A token's own royalty (`royalty_bps` other than the collection's default, or any `royalty_receiver`)
+    needs `royalty_receiver`: it is never assumed to be the recipient."""
     recipient = check_recipient(recipient)
     attributes = check_attributes(attributes)
     if not (name or "").strip():
         raise InvalidInputError("The token needs a name: type one in the Name field.")
-    if royalty_bps is not None and not 0 <= int(royalty_bps) <= 10_000:
-        raise InvalidInputError(f"Royalty {royalty_bps} basis points is out of range: use 0 to 10000 (100%).")
+    token_royalty = check_royalty(studio, royalty_bps, royalty_receiver)
     if living:
         if not rules_name:
             raise InvalidInputError("A living token needs a rules file: choose one, or untick 'Living'.")
@@ -145,9 +170,10 @@ def mint_draft(
         block_number=minted.block_number,
         gas_used=minted.gas_used,
     )
-    if royalty_bps is not None and int(royalty_bps) != studio.settings.chain.royalty_bps:
-        chain.client.set_token_royalty(minted.token_id, recipient, int(royalty_bps))
-        notify_step(on_step, "royalty", token_id=minted.token_id, royalty_bps=int(royalty_bps))
+    if token_royalty is not None:
+        bps, receiver = token_royalty
+        chain.client.set_token_royalty(minted.token_id, receiver, bps)
+        notify_step(on_step, "royalty", token_id=minted.token_id, royalty_bps=bps, receiver=receiver)
     return MintOutcome(
         token_id=minted.token_id,
         tx_hash=minted.tx_hash,

@@ -16,7 +16,14 @@ from fastapi.responses import HTMLResponse
 from contracts.errors import ChainError
 from metadata.errors import ContentError
 from studio.services.errors import NotFoundError, StudioError
-from studio.services.gallery import GalleryReader, GalleryToken, GalleryVersion, gallery_reader
+from studio.services.gallery import (
+    HISTORY_PAGE_SIZE,
+    GalleryReader,
+    GalleryShared,
+    GalleryToken,
+    GalleryVersion,
+    gallery_reader,
+)
 from studio.services.studio import Studio
 
 PAGE_SIZE = 24
@@ -115,10 +122,11 @@ def _version_html(reader: GalleryReader, version: GalleryVersion) -> str:
 def create_gallery_router(studio: Studio) -> APIRouter:
     """The /gallery routes over the studio's (or the configured gallery network's) contract."""
     router = APIRouter()
+    shared = GalleryShared()  # one content cache and one bound on gateway fetches for all requests
 
     def reader_or_error() -> tuple[GalleryReader | None, HTMLResponse | None]:
         try:
-            return gallery_reader(studio), None
+            return gallery_reader(studio, shared), None
         except (StudioError, ChainError, ContentError, ValueError) as exc:
             body = f'<div class="err">The gallery cannot reach its chain: {esc(exc)}</div>'
             return None, _page("Gallery", body, None, status=503)
@@ -161,13 +169,13 @@ def create_gallery_router(studio: Studio) -> APIRouter:
         return _page(title, body, reader)
 
     @router.get("/gallery/{token_id}", response_class=HTMLResponse)
-    def gallery_token(token_id: int) -> HTMLResponse:
+    def gallery_token(token_id: int, page: int = Query(1, ge=1, le=100_000)) -> HTMLResponse:
         reader, failure = reader_or_error()
         if failure is not None or reader is None:
             return failure  # type: ignore[return-value]
         try:
             token = reader.token(token_id)
-            history = reader.history(token_id)
+            count, history = reader.history(token_id, limit=HISTORY_PAGE_SIZE, offset=(page - 1) * HISTORY_PAGE_SIZE)
         except NotFoundError as exc:
             return _page("Gallery", f'<div class="err">{esc(exc)}</div>', reader, status=404)
         except (StudioError, ChainError, ContentError) as exc:
@@ -181,13 +189,18 @@ def create_gallery_router(studio: Studio) -> APIRouter:
             ("Contract", esc(reader.address)),
         ]
         table = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
-        versions = "".join(_version_html(reader, v) for v in reversed(history))
+        versions = "".join(_version_html(reader, v) for v in history)  # newest first
+        pages = []
+        if page > 1:
+            pages.append(f'<a href="/gallery/{token.token_id}?page={page - 1}#history">← newer</a>')
+        if page * HISTORY_PAGE_SIZE < count:
+            pages.append(f'<a href="/gallery/{token.token_id}?page={page + 1}#history">older →</a>')
         body = (
             f'<div class="hero"><div>{_image(token.image_url, token.name)}</div><div>'
             f"<h2 id='token-name'>{esc(token.name)} <span class='muted'>#{token.token_id}</span></h2>{state}"
             f"<p>{esc(token.description)}</p>{_attributes(token)}<table>{table}</table></div></div>"
-            f"<h3>History · {len(history)} version{'s' if len(history) != 1 else ''}</h3>"
-            f"<div class='versions' id='history'>{versions}</div>"
+            f"<h3>History · {count} version{'s' if count != 1 else ''}</h3>"
+            f"<div class='versions' id='history'>{versions}</div><nav class='pages'>{''.join(pages)}</nav>"
         )
         return _page(f"{token.name} · #{token.token_id}", body, reader)
 

@@ -81,7 +81,7 @@ def _detail(studio: Studio, step: str, details: dict[str, Any]) -> str:
             f"block {esc(details.get('block_number'))} · gas used {details.get('gas_used', 0):,}"
         )
     if step == "royalty":
-        return f"{int(details.get('royalty_bps', 0)) / 100:g} %"
+        return f"{int(details.get('royalty_bps', 0)) / 100:g} % to {code(details.get('receiver'))}"
     return esc(details)
 
 
@@ -142,6 +142,12 @@ def build(studio: Studio) -> MintTab:
             with gr.Row():
                 royalty = gr.Number(label="Royalty (%)", value=default_royalty, minimum=0, maximum=100, step=0.5)
                 recipient = gr.Textbox(label="Recipient address", placeholder="0x…", elem_id="mint-recipient")
+            royalty_receiver = gr.Textbox(
+                label="Royalty receiver",
+                placeholder="0x…",
+                info=f"Who is paid this token's royalty; required when the royalty is not {default_royalty:g} %",
+                elem_id="mint-royalty-receiver",
+            )
             with gr.Row():
                 living = gr.Checkbox(label="Living token (evolves with data)", value=False, elem_id="mint-living")
                 rules = gr.Dropdown(
@@ -166,7 +172,15 @@ def build(studio: Studio) -> MintTab:
 
     @readable_errors
     def on_mint(
-        draft_id, name_text, description_text, attributes_text, royalty_pct, recipient_text, is_living, rules_name
+        draft_id,
+        name_text,
+        description_text,
+        attributes_text,
+        royalty_pct,
+        recipient_text,
+        is_living,
+        rules_name,
+        royalty_receiver_text=None,
     ):
         if draft_id is None:
             raise InvalidInputError("Choose a draft to mint: generate one in the Create tab, then pick it here.")
@@ -184,6 +198,7 @@ def build(studio: Studio) -> MintTab:
                 attributes=checked_attributes,
                 recipient=recipient_value,
                 royalty_bps=royalty_bps,
+                royalty_receiver=royalty_receiver_text,
                 living=bool(is_living),
                 rules_name=rules_name if is_living else None,
                 on_step=report,
@@ -210,7 +225,7 @@ def build(studio: Studio) -> MintTab:
     draft.change(on_draft, [draft], [preview], api_visibility="private")
     mint.click(
         on_mint,
-        [draft, name, description, attributes, royalty, recipient, living, rules],
+        [draft, name, description, attributes, royalty, recipient, living, rules, royalty_receiver],
         [steps, result, token_id],
         api_name="mint",
         concurrency_limit=2,

@@ -48,8 +48,20 @@ def test_mint_reports_each_step_and_a_bad_recipient_keeps_the_draft(client, app_
         client.predict(draft_id, "Field", "", "", 5, "0xnope", False, None, api_name="/mint")
     assert list_tokens(app_server.studio) == []
 
+    with pytest.raises(Exception, match="needs a royalty receiver"):
+        client.predict(draft_id, "Field", "", "", 7.5, "", False, None, "", api_name="/mint")
+    artist = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"
     steps, result, token_id = client.predict(
-        draft_id, "Field", "A field & a sky", "Palette: green\nEdition: 1", 7.5, "", False, None, api_name="/mint"
+        draft_id,
+        "Field",
+        "A field & a sky",
+        "Palette: green\nEdition: 1",
+        7.5,
+        "",
+        False,
+        None,
+        artist,
+        api_name="/mint",
     )
     for step in ("pin image", "pin metadata", "CID check", "transaction", "confirmation", "royalty"):
         assert f'data-step="{step}"' in steps
@@ -59,7 +71,7 @@ def test_mint_reports_each_step_and_a_bad_recipient_keeps_the_draft(client, app_
     assert [t.token_id for t in tokens] == [int(token_id)]
     chain = app_server.studio.chain.client
     assert chain.owner_of(int(token_id)) == app_server.studio.chain.address
-    assert chain.royalty_info(int(token_id), 10_000)[1] == 750
+    assert chain.royalty_info(int(token_id), 10_000) == (artist, 750)
     metadata = json.loads(app_server.studio.store.cat(chain.metadata_cid(int(token_id))))
     assert metadata["name"] == "Field"
     assert {"trait_type": "Edition", "value": 1} in metadata["attributes"]

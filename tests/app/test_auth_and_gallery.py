@@ -16,6 +16,7 @@ from pydantic import SecretStr
 from tests.app.conftest import serve
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+RPC_KEY = "SECRET-API-KEY-0123456789"
 
 
 def test_app_refuses_to_listen_beyond_localhost_without_login(tmp_path) -> None:
@@ -107,6 +108,55 @@ def test_gallery_reads_a_contract_on_another_network_through_a_gateway(
         missing = httpx.get(f"http://127.0.0.1:{port}/gallery/999", timeout=60)
         assert missing.status_code == 404
         assert "does not exist" in missing.text
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        studio.close()
+
+
+def test_a_dns_rebinding_host_is_refused(app_settings, tmp_path) -> None:
+    """A page on evil.example whose name was re-pointed at 127.0.0.1 must not reach the studio's API."""
+    from studio.services.studio import Studio
+    from studio.ui.server import create_app
+
+    app = app_settings.app.model_copy(update={"allowed_hosts": ["studio.example"]})
+    studio = Studio.open(app_settings.model_copy(update={"app": app}))
+    server, thread, port = serve(create_app(studio))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        cid = studio.store.add_bytes(b"public content")
+        for path in ("/", "/config", "/gradio_api/info", "/gallery", f"/ipfs/{cid}"):
+            refused = httpx.get(url + path, headers={"Host": f"evil.example:{port}"}, timeout=30)
+            assert refused.status_code == 400, (path, refused.status_code)
+            assert "STUDIO_APP__ALLOWED_HOSTS" in refused.text
+            assert "evil.example" in refused.text
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", "LOCALHOST", f"[::1]:{port}", "studio.example"):
+            assert httpx.get(url + "/gallery", headers={"Host": host}, timeout=30).status_code == 200, host
+        assert httpx.get(url + "/config", headers={"Host": f"localhost:{port}"}, timeout=30).status_code == 200
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        studio.close()
+
+
+def test_the_public_gallery_never_shows_the_rpc_key(app_settings) -> None:
+    from studio.services.studio import Studio
+    from studio.ui.server import create_app
+
+    app = app_settings.app.model_copy(
+        update={
+            "gallery_rpc_url": f"http://127.0.0.1:9/v2/{RPC_KEY}",
+            "gallery_contract_address": "0x000000000000000000000000000000000000dEaD",
+        }
+    )
+    studio = Studio.open(app_settings.model_copy(update={"app": app}))
+    server, thread, port = serve(create_app(studio))
+    try:
+        for path in ("/gallery", "/gallery/1"):
+            page = httpx.get(f"http://127.0.0.1:{port}{path}", timeout=60)
+            assert page.status_code in (502, 503)
+            assert "127.0.0.1" in page.text  # which node failed is still said
+            assert RPC_KEY not in page.text
     finally:
         server.should_exit = True
         thread.join(timeout=30)

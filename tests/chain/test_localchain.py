@@ -11,6 +11,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from contracts.client import LivingNFTClient
@@ -148,3 +149,43 @@ def _is_zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
     except OSError:
         return False
+
+
+def test_anvil_gives_no_cors_allowance_to_a_web_page(anvil_chain):
+    """A page the operator visits must not be able to drive the unlocked dev account from the browser."""
+    body = {"jsonrpc": "2.0", "id": 1, "method": "eth_accounts", "params": []}
+    origin = {"Origin": "https://evil.example"}
+    preflight = httpx.options(
+        anvil_chain.rpc_url,
+        headers={**origin, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"},
+        timeout=10,
+    )
+    posted = httpx.post(anvil_chain.rpc_url, json=body, headers=origin, timeout=10)
+    assert posted.status_code == 200  # the studio itself (no Origin check) still talks to it
+    for response in (preflight, posted):
+        allowed = {k.lower() for k in response.headers} & {
+            "access-control-allow-origin",
+            "access-control-allow-methods",
+            "access-control-allow-headers",
+        }
+        assert not allowed, f"anvil answered {response.request.method} with CORS headers {dict(response.headers)}"
+
+
+NON_LOOPBACK = ["0.0.0.0", "192.0.2.10", "::", "chain.example"]  # noqa: S104 - refused, never bound
+
+
+@pytest.mark.parametrize("host", NON_LOOPBACK)
+def test_a_non_loopback_local_host_is_refused(tmp_path, host):
+    with pytest.raises(LocalChainError, match="STUDIO_CHAIN__LOCAL_HOST"):
+        LocalChain(tmp_path / "chain", host=host, port=0)
+    assert not (tmp_path / "chain").exists()  # refused before anything started
+
+
+def test_open_chain_refuses_a_non_loopback_local_host_before_starting(tmp_path):
+    from studio.config import load_settings
+    from studio.db import open_database
+
+    settings = load_settings(data_dir=tmp_path / "data", chain={"local_port": 0, "local_host": "0.0.0.0"})  # noqa: S104
+    with pytest.raises(LocalChainError, match="loopback"):
+        open_chain(settings, open_database(settings))
+    assert not (settings.chain_dir / "state.json").exists()

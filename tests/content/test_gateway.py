@@ -153,3 +153,55 @@ def test_corrupted_block_is_a_502_and_never_served(gateway_server, client):
     assert response.status_code == 502
     assert "corrupted" in response.text
     assert b"tampered" not in response.content
+
+
+SAFE_INLINE = {
+    "a.png": "image/png",
+    "a.jpg": "image/jpeg",
+    "a.gif": "image/gif",
+    "a.webp": "image/webp",
+    "a.avif": "image/avif",
+    "a.json": "application/json",
+    "a.txt": "text/plain",
+    "a.mp4": "video/mp4",
+    "a.webm": "video/webm",
+    "a.mp3": "audio/mpeg",
+}
+# Types a browser would run as a document with the studio's origin: sandboxed, and downloaded unless they
+# are the HTML and SVG a token's animation may need to render.
+SANDBOXED_INLINE = {"page.html": "text/html", "pic.svg": "image/svg+xml"}
+DOWNLOADED = {
+    "page.xhtml": "application/xhtml+xml",
+    "data.xml": "xml",
+    "style.xsl": "xsl",
+    "code.js": "javascript",
+    "doc.pdf": "application/pdf",
+    "blob.weird-ext": "application/octet-stream",
+}
+ACTIVE = b'<html xmlns="http://www.w3.org/1999/xhtml"><script>fetch("/config")</script></html>'
+
+
+def test_only_safe_media_types_are_served_inline(gateway_server, client, tmp_path):
+    site = tmp_path / "types"
+    site.mkdir()
+    for name in [*SAFE_INLINE, *SANDBOXED_INLINE, *DOWNLOADED]:
+        (site / name).write_bytes(ACTIVE)
+    cid = gateway_server.store.add_directory(site)
+    for name, kind in {**SAFE_INLINE, **SANDBOXED_INLINE, **DOWNLOADED}.items():
+        for method in ("GET", "HEAD"):
+            response = client.request(method, f"{gateway_server.url}/{cid}/{name}")
+            assert response.status_code == 200, name
+            assert kind in response.headers["content-type"], (name, response.headers["content-type"])
+            assert response.headers["x-content-type-options"] == "nosniff"
+            disposition = response.headers.get("content-disposition", "")
+            policy = response.headers.get("content-security-policy", "")
+            if name in SAFE_INLINE:
+                assert not disposition.startswith("attachment"), name
+            else:
+                assert policy.startswith("sandbox"), (name, policy)
+                assert "allow-same-origin" not in policy
+                assert disposition.startswith("attachment") == (name in DOWNLOADED), (name, disposition)
+    # Content added without a name is typed from its bytes: active types are still contained.
+    sniffed = gateway_server.store.add_bytes(b"<?xml version='1.0'?><x:stylesheet xmlns:x='urn:x'/>")
+    response = client.get(f"{gateway_server.url}/{sniffed}")
+    assert response.headers["content-security-policy"].startswith("sandbox")

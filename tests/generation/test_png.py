@@ -49,3 +49,23 @@ def test_unicode_prompt_round_trips_and_bytes_are_stable():
     assert encode_png(image, parameters=a1111_parameters(RECORD), provenance=dict(reversed(provenance.items()))) == png
     with Image.open(__import__("io").BytesIO(png)) as reopened:
         assert reopened.size == (16, 8)
+
+
+def test_a_deeply_nested_chunk_is_refused_not_a_crash():
+    """After web3's import the recursion limit is 100000: json.loads of this would overflow the C stack."""
+    import io
+
+    import pytest
+    import web3  # noqa: F401 - raises the recursion limit, as in the studio process
+    from PIL import PngImagePlugin
+
+    from metadata.png import PngMetadataError, read_png_latents
+
+    deep = "[" * 131_072 + "]" * 131_072
+    for key, read in (("provenance", read_png_metadata), ("latents", read_png_latents)):
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt(key, deep, zip=True)
+        buffer = io.BytesIO()
+        Image.new("RGB", (8, 8)).save(buffer, format="PNG", pnginfo=info)
+        with pytest.raises(PngMetadataError, match="131,072 levels deep"):
+            read(buffer.getvalue())

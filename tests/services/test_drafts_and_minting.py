@@ -91,10 +91,49 @@ def test_mint_pins_then_mints_then_records(studio: Studio) -> None:
     assert pinned == {draft.image_cid, outcome.published.metadata_cid}
 
 
-def test_per_token_royalty(studio: Studio) -> None:
+ARTIST = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"
+
+
+def test_per_token_royalty_pays_the_receiver_named_not_the_recipient(studio: Studio) -> None:
     draft = drafts.create_draft(studio, prompt="dunes", seed=5, width=64, height=64).draft
-    outcome = minting.mint_draft(studio, draft.id, name="Dunes", recipient=RECIPIENT, royalty_bps=1000)
-    assert studio.chain.client.royalty_info(outcome.token_id, 10_000) == (RECIPIENT, 1000)
+    steps: list[tuple[str, dict]] = []
+    outcome = minting.mint_draft(
+        studio,
+        draft.id,
+        name="Dunes",
+        recipient=RECIPIENT,
+        royalty_bps=1000,
+        royalty_receiver=ARTIST.lower(),
+        on_step=lambda step, details: steps.append((step, details)),
+    )
+    client = studio.chain.client
+    assert client.owner_of(outcome.token_id) == RECIPIENT
+    assert client.royalty_info(outcome.token_id, 10_000) == (ARTIST, 1000)
+    assert ("royalty", {"token_id": outcome.token_id, "royalty_bps": 1000, "receiver": ARTIST}) in steps
+    # A receiver at the collection's default rate is still this token's own royalty.
+    again = drafts.create_draft(studio, prompt="dunes", seed=6, width=64, height=64).draft
+    second = minting.mint_draft(studio, again.id, name="Dunes II", recipient=RECIPIENT, royalty_receiver=ARTIST)
+    assert client.royalty_info(second.token_id, 10_000) == (ARTIST, studio.settings.chain.royalty_bps)
+
+
+def test_a_custom_royalty_without_a_receiver_is_refused_before_anything_is_sent(studio: Studio) -> None:
+    draft = drafts.create_draft(studio, prompt="dunes", seed=5, width=64, height=64).draft
+    supply = studio.chain.client.total_supply()
+    with pytest.raises(InvalidInputError, match="needs a royalty receiver"):
+        minting.mint_draft(studio, draft.id, name="Dunes", recipient=RECIPIENT, royalty_bps=1000)
+    with pytest.raises(InvalidInputError, match="Royalty receiver '0xnope' is not an Ethereum address"):
+        minting.mint_draft(
+            studio, draft.id, name="Dunes", recipient=RECIPIENT, royalty_bps=1000, royalty_receiver="0xnope"
+        )
+    assert studio.chain.client.total_supply() == supply
+    assert count(studio, Pin) == 0
+    assert count(studio, Token) == 0
+    # The collection's default rate needs no receiver: the collection's default receiver is paid.
+    outcome = minting.mint_draft(
+        studio, draft.id, name="Dunes", recipient=RECIPIENT, royalty_bps=studio.settings.chain.royalty_bps
+    )
+    receiver, _amount = studio.chain.client.royalty_info(outcome.token_id, 10_000)
+    assert receiver == studio.chain.address
 
 
 @pytest.mark.parametrize(
