@@ -7,13 +7,13 @@ PY := $(VENV)/bin/python
 export HF_HUB_DISABLE_TELEMETRY := 1
 export GRADIO_ANALYTICS_ENABLED := False
 
-.PHONY: run test test-avx2 forge-test setup lint format compile bench lock browser clean migration
+.PHONY: run test test-avx2 forge-test setup lint format compile bench lock test-tools clean migration
 
 run: setup
 	$(PY) app.py
 
 # pytest includes tests/chain/test_forge.py, which runs the contract's Foundry suite (contracts/test/).
-test: setup browser
+test: setup test-tools
 	$(PY) -m ruff check .
 	$(MAKE) --no-print-directory test-avx2
 	$(PY) -m pytest
@@ -43,14 +43,18 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-# The browser tests drive Debian's Chromium through Playwright (Playwright's own browser download
-# cannot work offline). Installed only when missing, and only where apt-get is available.
-browser:
-	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || [ -n "$$STUDIO_CHROMIUM" ]; then :; \
+# Test tools from Debian's packages, installed only when missing and only where apt-get is available:
+# Chromium for the browser tests (driven through Playwright; Playwright's own browser download cannot
+# work offline) and strace, which shows the local IPFS store's fsync order in tests/content/test_store.py.
+test-tools:
+	@missing=""; \
+	if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 && [ -z "$$STUDIO_CHROMIUM" ]; then missing="chromium"; fi; \
+	if [ "$$(uname -s)" = Linux ] && ! command -v strace >/dev/null 2>&1; then missing="$$missing strace"; fi; \
+	if [ -z "$$missing" ]; then :; \
 	elif command -v apt-get >/dev/null 2>&1; then \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; \
-	else echo "Chromium not found: install it or set STUDIO_CHROMIUM=/path/to/chromium for the browser tests."; fi
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	else echo "Not found: $$missing. Install it (or set STUDIO_CHROMIUM=/path/to/chromium) for the browser and store tests."; fi
 
 lint: setup
 	$(PY) -m ruff check .
