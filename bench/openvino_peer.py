@@ -14,12 +14,25 @@ cannot share): `make .venv-openvino/.installed`, then
       [--precision default|f32|bf16] [--save-png PATH] [--serve]
 
 The IR is exported once into CACHE_DIR, in a folder keyed by both model folders (paths, file sizes and
-times) and the openvino / optimum-intel versions, and reused afterwards (the export takes minutes).
+times) and the openvino / optimum-intel versions, and reused afterwards (the export took 13 minutes and
+10 GiB of memory on a busy 2-core Zen 4; about 5 GiB of IR). Folders of older keys are left for the caller
+to delete. transformers 5.5 cannot read the text encoder saved by our newer transformers (its keys lack the
+text_model. prefix): it reports them UNEXPECTED / MISSING and starts from new random weights, which costs
+the same as the saved random ones.
+
+Threads: OpenVINO's INFERENCE_NUM_THREADS is set to torch's thread count (what bench/generate.py's engine
+uses). On CPUs with AVX512_BF16 (Zen 4) the CPU plugin runs every part in bf16 unless --precision f32.
+To hold it to AVX2: ONEDNN_MAX_CPU_ISA=AVX2 with --precision f32 (with bf16 the UNet fails to compile);
+that moves the convolutions, element-wise ops and attention subgraphs to AVX2 kernels, while OpenVINO's
+own group-norm (MVN) and interpolate kernels stay on AVX-512.
 
 One-shot mode prints ONE JSON line:
   openvino_fast_s          median seconds of `rounds` pipeline calls after one warm-up call (text encoder,
                            UNet, TAESD decoder and diffusers' pre/post-processing; as fast_s in generate.py)
-  openvino_stages          seconds per stage (text_encoder, unet, decoder) of the median call
+  openvino_stages          seconds per stage (text_encoder, unet, decoder) of the median call, and cpu_s: the
+                           CPU seconds of all its threads in that call (well below threads x wall time on a
+                           busy machine: the call waited for a core)
+  openvino_cpu_s           median CPU seconds per call (all threads): steadier than wall time on a shared machine
   openvino_version, optimum_intel_version
   export_s                 seconds the export took in this run (0 when the cached IR was reused)
   load_s                   reading the IR and compiling it for the CPU
@@ -175,6 +188,7 @@ def make_runner(pipe: Any) -> tuple[Callable[[], tuple[float, dict[str, float], 
 
     def run() -> tuple[float, dict[str, float], Any]:
         timer.seconds = {}
+        cpu_start = time.process_time()
         start = time.perf_counter()
         image = pipe(
             PROMPT,
@@ -185,7 +199,10 @@ def make_runner(pipe: Any) -> tuple[Callable[[], tuple[float, dict[str, float], 
             generator=torch.Generator("cpu").manual_seed(SEED),
         ).images[0]
         seconds = time.perf_counter() - start
-        return seconds, {name: round(value, 3) for name, value in timer.seconds.items()}, image
+        stages = {name: round(value, 3) for name, value in timer.seconds.items()}
+        # CPU seconds of all the process's threads: on a busy machine, far below threads x wall time.
+        stages["cpu_s"] = round(time.process_time() - cpu_start, 3)
+        return seconds, stages, image
 
     return run, timer
 
@@ -287,6 +304,7 @@ def main(argv: list[str]) -> None:
         out,
         {
             "openvino_fast_s": round(median_s, 3),
+            "openvino_cpu_s": round(statistics.median(stages["cpu_s"] for _, stages in samples), 3),
             "openvino_stages": median_stages,
             **figures,
             "rounds": args.rounds,
