@@ -4,6 +4,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# The OpenVINO peer of bench/generate.py (bench/openvino_peer.py) needs a venv of its own: see
+# bench/requirements-openvino.txt. Only `make bench` builds it; run, test and setup never need it.
+OV_VENV ?= .venv-openvino
 export HF_HUB_DISABLE_TELEMETRY := 1
 export GRADIO_ANALYTICS_ENABLED := False
 
@@ -39,6 +42,12 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
 	touch $@
 
+# --no-deps: the file is the complete pinned set, and pip must not fill a gap with PyPI's CUDA torch.
+$(OV_VENV)/.installed: bench/requirements-openvino.txt
+	test -x $(OV_VENV)/bin/python || $(PYTHON) -m venv $(OV_VENV)
+	$(OV_VENV)/bin/python -m pip install --disable-pip-version-check -q --no-deps -r bench/requirements-openvino.txt
+	touch $@
+
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
@@ -68,7 +77,7 @@ format: setup
 compile: setup
 	npm run --silent compile
 
-bench: setup
+bench: setup $(OV_VENV)/.installed
 	$(PY) bench/gas.py
 	$(PY) bench/cid.py
 	$(PY) bench/gateway.py
@@ -83,7 +92,7 @@ lock:
 	  /tmp/studio-lock-venv/bin/pip freeze | sed 's/+cpu$$//' ) > requirements.txt
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache test-output .forge
+	rm -rf $(VENV) $(OV_VENV) node_modules .pytest_cache .ruff_cache test-output .forge
 
 # Write a new schema migration from the difference between studio/records.py and the database.
 migration: setup
