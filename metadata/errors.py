@@ -57,3 +57,7 @@ class CIDMismatchError(PinningError):
 
 class MetadataValidationError(ContentError, ValueError):
     """Token or collection metadata that does not satisfy the schema or the text rules."""
+
+
+class BoundedJSONError(ContentError, ValueError):
+    """JSON from outside refused by metadata.jsonsafe: too large, nested too deep, not UTF-8 or not JSON."""
