@@ -178,8 +178,11 @@ def fetch(
         if time.monotonic() >= deadline:
             raise FetchDeadline(f"{redact_url(url)} gave no complete answer within the deadline") from None
         raise FetchTimeout(f"no answer within {timeout_s:g} s") from None
+    except httpcore.ConnectError as exc:  # its message is the socket's or the resolver's: no URL, no header
+        raise FetchUnavailable(f"cannot connect ({exc})") from None
     except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol) as exc:
-        raise FetchUnavailable(f"cannot connect ({type(exc).__name__})") from None
+        # Not the message: a protocol error may quote the header (with its secret) it refused.
+        raise FetchUnavailable(f"the connection failed ({type(exc).__name__})") from None
 
 
 def _one_request(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
+import logging
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ from http.server import BaseHTTPRequestHandler
 
 import pytest
 
+from contracts.urls import redact_url, redact_urls
 from evolve.errors import (
     FeedConfigError,
     FeedMalformed,
@@ -26,6 +28,7 @@ from evolve.feeds.base import FeedValue
 from evolve.feeds.clock import ClockFeed
 from evolve.feeds.fetch import FetchPolicy, address_problem
 from evolve.feeds.http_json import HeaderSpec, HttpJsonFeed
+from evolve.logs import JsonFormatter
 from metadata.errors import BoundedJSONError
 from metadata.jsonsafe import json_depth, load_json_bounded
 from tests.conftest import REPO_ROOT
@@ -486,3 +489,21 @@ def test_bounded_json_loader_checks_size_and_depth_before_parsing() -> None:
         load_json_bounded(b'["unterminated', max_bytes=100)
     # An unterminated string hides what follows from json.loads too: scanned once, not per quote.
     assert json_depth(b'"' + b'\\"' * 200_000) == 0
+
+
+def test_urls_in_messages_and_logs_are_cut_to_their_origin() -> None:
+    assert redact_url("https://user:pw@eth-mainnet.example.org:8443/v2/SECRET-KEY?key=X#f") == (
+        "https://eth-mainnet.example.org:8443"
+    )
+    assert redact_url("not a url") == "<url>"
+    requests_message = (
+        "HTTPSConnectionPool(host='eth.example.org', port=443): Max retries exceeded with url: /v2/SECRET-KEY "
+        "(Caused by NewConnectionError('https://eth.example.org/v2/SECRET-KEY'))"
+    )
+    assert "SECRET" not in redact_urls(requests_message)
+    assert "eth.example.org" in redact_urls(requests_message)
+    record = logging.LogRecord(
+        "evolve.cycle", logging.WARNING, __file__, 1, "feed failed at %s", ("https://x.example/v2/SECRET-KEY",), None
+    )
+    line = json.loads(JsonFormatter().format(record))
+    assert line["message"] == "feed failed at https://x.example"
