@@ -507,3 +507,83 @@ def test_urls_in_messages_and_logs_are_cut_to_their_origin() -> None:
     )
     line = json.loads(JsonFormatter().format(record))
     assert line["message"] == "feed failed at https://x.example"
+
+
+class EndlessDrip:
+    """200 at once, then one byte a second, for ever: what hung `python -m evolve once` for good."""
+
+    def __init__(self) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                with contextlib.suppress(OSError):  # until the reader hangs up
+                    while True:
+                        self.wfile.write(b" ")
+                        self.wfile.flush()
+                        time.sleep(1.0)
+
+        self.httpd, self.url = start_http_server(Handler)
+
+    def close(self) -> None:
+        stop_http_server(self.httpd)
+
+
+@pytest.mark.slow
+def test_endless_drip_fails_one_feed_and_the_cycle_completes(open_studio, evolve_settings, tmp_path) -> None:
+    from tests.evolve.test_daemon import evolve_cli, process_env
+
+    drip = EndlessDrip()
+    try:
+        studio = open_studio()
+        studio.settings.rules_dir.mkdir(parents=True, exist_ok=True)
+        (studio.settings.rules_dir / "drip.toml").write_text(
+            f"""\
+[schedule]
+every = "1h"
+
+[feeds.drip]
+type = "http_json"
+url = "{drip.url}/weather"
+path = "current.temperature"
+timeout_s = 5
+
+[feeds.clock]
+type = "clock"
+
+[traits.light]
+input = "clock.part_of_day"
+[[traits.light.cases]]
+fragment = "soft light"
+"""
+        )
+        env = process_env(evolve_settings, tmp_path, STUDIO_EVOLVE__FEED_DEADLINE_S="2")
+        # Before the deadline existed this never returned (the subprocess timeout would fail the test).
+        once = evolve_cli(env, "once", timeout=180)
+    finally:
+        drip.close()
+    assert once.returncode == 0, once.stderr[-3000:]
+    assert "drip: cycle" in once.stdout
+    assert "feeds: clock=ok, drip=ERROR" in once.stdout
+    assert f"feed drip: feed 'drip': {drip.url}: no complete answer within the feed deadline of 2 s" in once.stdout
+
+
+def test_feed_settings_refuse_studio_variables_and_make_the_policy() -> None:
+    from pydantic import ValidationError
+
+    from studio.config import load_settings
+
+    with pytest.raises(ValidationError, match="STUDIO_\\* variables hold the studio's own secrets"):
+        load_settings(evolve={"feed_secrets": ["studio_chain__private_key"]})
+    settings = load_settings(
+        evolve={"feed_secrets": ["WEATHER_API_KEY"], "allow_private_feeds": True, "feed_deadline_s": 7}
+    )
+    policy = FetchPolicy.from_settings(settings.evolve)
+    assert policy == FetchPolicy(
+        allow_private=True, max_body_bytes=1 << 20, deadline_s=7.0, allowed_secrets=frozenset({"WEATHER_API_KEY"})
+    )
+    assert FetchPolicy.from_settings(load_settings().evolve).allow_private is False
