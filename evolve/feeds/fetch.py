@@ -26,7 +26,7 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
 import httpcore
 
@@ -151,8 +151,8 @@ def fetch(
     Same-origin redirects of a GET are followed (at most MAX_REDIRECTS). Raises a FetchError."""
     backend = _GuardedBackend(policy, deadline)
     sent_headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", **(headers or {})}
-    current = url
     try:
+        current = ascii_url(url)
         with httpcore.ConnectionPool(network_backend=backend, max_connections=1, http2=False) as pool:
             for _hop in range(MAX_REDIRECTS + 1):
                 status, response_headers, body = _one_request(
@@ -172,7 +172,7 @@ def fetch(
                     )
                 if method != "GET":
                     raise FetchRefused(f"{redact_url(url)} answered {method} with a redirect (HTTP {status})")
-                current = target
+                current = ascii_url(target)
             raise FetchRefused(f"{redact_url(url)} redirected more than {MAX_REDIRECTS} times")
     except httpcore.TimeoutException:
         if time.monotonic() >= deadline:
@@ -183,6 +183,20 @@ def fetch(
     except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.UnsupportedProtocol) as exc:
         # Not the message: a protocol error may quote the header (with its secret) it refused.
         raise FetchUnavailable(f"the connection failed ({type(exc).__name__})") from None
+    except (ValueError, TypeError) as exc:  # a URL httpcore cannot send
+        raise FetchRefused(f"{redact_url(url)} cannot be requested ({type(exc).__name__})") from None
+
+
+def ascii_url(url: str) -> str:
+    """`url` as httpcore sends it: an IDNA host (xn--...) and a percent-encoded path and query."""
+    if url.isascii():
+        return url
+    parts = urlsplit(url)
+    host = (parts.hostname or "").encode("idna").decode("ascii")
+    netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port is not None else "")
+    path = quote(parts.path, safe="/%:@!$&'()*+,;=-._~")
+    query = quote(parts.query, safe="/?%:@!$&'()*+,;=-._~")
+    return urlunsplit((parts.scheme, netloc, path, query, ""))
 
 
 def _one_request(

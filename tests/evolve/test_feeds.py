@@ -26,7 +26,7 @@ from evolve.errors import (
 )
 from evolve.feeds.base import FeedValue
 from evolve.feeds.clock import ClockFeed
-from evolve.feeds.fetch import FetchPolicy, address_problem
+from evolve.feeds.fetch import FetchPolicy, address_problem, ascii_url
 from evolve.feeds.http_json import HeaderSpec, HttpJsonFeed
 from evolve.logs import JsonFormatter
 from metadata.errors import BoundedJSONError
@@ -587,3 +587,8 @@ def test_feed_settings_refuse_studio_variables_and_make_the_policy() -> None:
         allow_private=True, max_body_bytes=1 << 20, deadline_s=7.0, allowed_secrets=frozenset({"WEATHER_API_KEY"})
     )
     assert FetchPolicy.from_settings(load_settings().evolve).allow_private is False
+
+
+def test_non_ascii_urls_are_sent_as_idna_and_percent_encoding() -> None:
+    assert ascii_url("http://bücher.example:8080/ä?q=é&x=1") == "http://xn--bcher-kva.example:8080/%C3%A4?q=%C3%A9&x=1"
+    assert ascii_url("https://api.example.org/v1?q=a") == "https://api.example.org/v1?q=a"
