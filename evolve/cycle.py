@@ -27,9 +27,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from contracts.errors import ChainError, FeeCapExceededError, TokenFrozenError, VersionMismatchError
+from contracts.urls import redact_urls
 from evolve.errors import CycleAborted, FeedError
 from evolve.evaluation import Decision, TokenInput, evaluate
-from evolve.feeds import build_feeds
+from evolve.feeds import FetchPolicy, build_feeds
 from evolve.feeds.base import FeedValue, error_json, iso
 from evolve.journal import PINNED, PLANNED, RECORDED, SENDING, SUPERSEDED, Journal, OpenStep
 from evolve.rules import Rules, load_collection
@@ -173,6 +174,7 @@ class Cycle:
             web3=chain.w3 if chain else None,
             contract_address=chain.contract_address if chain else None,
             contract_from_block=chain.client.from_block if chain else 0,
+            policy=FetchPolicy.from_settings(self.settings.evolve),
         )
         with ThreadPoolExecutor(max_workers=max(1, min(8, len(feeds)))) as pool:
             results = dict(zip(feeds, pool.map(lambda f: _safe_read(f, moment), feeds.values()), strict=True))
@@ -658,7 +660,7 @@ def _safe_read(feed: Any, moment: datetime) -> FeedValue | FeedError:
     try:
         return feed.read(moment)
     except Exception as exc:  # a feed must never take the cycle down, whatever it raises
-        return FeedError(getattr(feed, "name", "?"), f"unexpected {type(exc).__name__}: {exc}")
+        return FeedError(getattr(feed, "name", "?"), f"unexpected {type(exc).__name__}: {redact_urls(str(exc))}")
 
 
 def run_cycle(

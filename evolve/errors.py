@@ -42,6 +42,13 @@ class FeedValueInvalid(FeedError):
     kind = "invalid"
 
 
+class FeedRefused(FeedError):
+    """The studio refused to read the source: a forbidden address, a redirect to another origin, an
+    answer over the size limit."""
+
+    kind = "refused"
+
+
 class FeedConfigError(FeedError):
     """A feed is configured in a way that cannot work (e.g. a header secret's variable is unset)."""
 

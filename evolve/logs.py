@@ -1,5 +1,8 @@
 """Structured logs for the daemon: one JSON object per line on stderr, so an operator can grep or
-ship them (`jq 'select(.event == "cycle_end")'`). Fields passed as `extra={...}` become keys."""
+ship them (`jq 'select(.event == "cycle_end")'`). Fields passed as `extra={...}` become keys.
+
+URLs in messages and tracebacks are cut to their origin (contracts.urls.redact_urls): an RPC or feed
+URL may carry an API key in its path or query, and log files get shared."""
 
 from __future__ import annotations
 
@@ -8,6 +11,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 from typing import Any
+
+from contracts.urls import redact_urls
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "taskName"}
 
@@ -18,13 +23,13 @@ class JsonFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": redact_urls(record.getMessage()),
         }
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value
         if record.exc_info:
-            entry["traceback"] = self.formatException(record.exc_info)
+            entry["traceback"] = redact_urls(self.formatException(record.exc_info))
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 

@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, urlsplit
 from apscheduler.triggers.cron import CronTrigger
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from contracts.urls import has_credentials
 from evolve.errors import RulesError
 
 NAME_RE = r"^[A-Za-z_][A-Za-z0-9_-]*$"
@@ -37,8 +38,24 @@ class _Strict(BaseModel):
 
 
 class HeaderFromEnv(_Strict):
-    env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Environment variable holding the secret.")
+    env: str = Field(
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Environment variable holding the secret; the operator must list it in evolve.feed_secrets.",
+    )
     format: str = Field("{}", description="Header value with {} where the secret goes, e.g. 'Bearer {}'.")
+
+    @field_validator("env")
+    @classmethod
+    def _not_a_studio_setting(cls, env: str) -> str:
+        # STUDIO_* hold the signer's key and the pinning JWT: a rules file (anyone with the studio's
+        # login can save one) must never be able to send them to a URL of its choosing.
+        if env.upper().startswith("STUDIO_"):
+            raise ValueError(
+                f"{env} is one of the studio's own settings (STUDIO_*), which a feed may never read: give the "
+                "feed's key a variable of its own (e.g. WEATHER_API_KEY) and ask the operator to list it in "
+                "STUDIO_EVOLVE__FEED_SECRETS"
+            )
+        return env
 
 
 class HttpJsonFeedRules(_Strict):
@@ -71,6 +88,7 @@ class HttpJsonFeedRules(_Strict):
     @field_validator("url")
     @classmethod
     def _no_secret_in_url(cls, url: str) -> str:
+        _no_credentials(url)
         query = urlsplit(url).query
         for name, _ in parse_qsl(query, keep_blank_values=True):
             if SECRET_NAME.search(name):
@@ -90,10 +108,17 @@ class HttpJsonFeedRules(_Strict):
 class ChainlinkFeedRules(_Strict):
     type: Literal["chainlink"]
     address: str = Field(pattern=r"^0x[0-9a-fA-F]{40}$")
-    rpc_url: str | None = Field(None, description="Another chain's RPC; default: the studio's chain.")
+    rpc_url: str | None = Field(None, pattern=r"^https?://", description="Another chain's RPC; default: the studio's.")
     max_age_s: float = Field(3600.0, gt=0)
     min: float | None = None
     max: float | None = None
+
+    @field_validator("rpc_url")
+    @classmethod
+    def _no_credentials_in_rpc_url(cls, url: str | None) -> str | None:
+        if url is not None:
+            _no_credentials(url)
+        return url
 
 
 class ClockFeedRules(_Strict):
@@ -176,6 +201,14 @@ class Rules(_Strict):
     source_path: str = Field("", exclude=True)
 
 
+def _no_credentials(url: str) -> None:
+    if has_credentials(url):
+        raise ValueError(
+            "the URL carries a user name or password, which would travel with it into messages: send them as a "
+            'header from the environment instead, Authorization = { env = "MY_FEED_AUTH", format = "Basic {}" }'
+        )
+
+
 def _env_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_").upper() or "SECRET"
 
@@ -247,6 +280,53 @@ def find_line(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int | 
     return None
 
 
+# --- nesting depth -------------------------------------------------------------------------------
+
+# Deeper than any real rules file nests (cases = [{ in = ["a"] }] is 3); tomllib recurses per level,
+# and its memory grows with the square of a dotted key's length (a.b.c... with 100,000 parts).
+MAX_RULES_DEPTH = 32
+MAX_KEY_PARTS = 16
+MAX_RULES_CHARS = 1 << 20
+# Strings and comments hide brackets and dots; matched left to right in one pass (no rescans).
+_TOML_TOKEN = re.compile(
+    r'''"""(?:[^"\\]|\\.|"(?!""))*(?:"""|$)'''  # multi-line basic string
+    r"|'''.*?(?:'''|$)"  # multi-line literal string
+    r"""|"(?:[^"\\\n]|\\.)*"?"""  # basic string
+    r"|'[^'\n]*'?"  # literal string
+    r"|#[^\n]*"  # comment
+    r"|[\[\]{}.=,\n]",
+    re.DOTALL,
+)
+
+
+def toml_nesting_problem(text: str) -> tuple[int, str] | None:
+    """(line, message) when arrays and inline tables nest deeper than MAX_RULES_DEPTH, or a dotted key
+    or table name has more than MAX_KEY_PARTS parts, found by a linear scan before tomllib reads it."""
+    depth = 0
+    dots = 0  # since the last delimiter: a dotted key's dots (a float value has one)
+    for token in _TOML_TOKEN.finditer(text):
+        kind = token.group(0)
+        problem = None
+        if kind == ".":
+            dots += 1
+            if dots >= MAX_KEY_PARTS:
+                problem = f"a key or table name has more than {MAX_KEY_PARTS} dotted parts: no rules file needs that"
+        elif kind in "[]{}=,\n":
+            dots = 0
+            if kind in "[{":
+                depth += 1
+                if depth > MAX_RULES_DEPTH:
+                    problem = (
+                        f"arrays and tables nest more than {MAX_RULES_DEPTH} levels deep: no rules file needs "
+                        "that, flatten it"
+                    )
+            elif kind in "]}":
+                depth = max(0, depth - 1)
+        if problem is not None:
+            return text.count("\n", 0, token.start()) + 1, problem
+    return None
+
+
 # --- loading ------------------------------------------------------------------------------------
 
 FEED_TAGS = {"http_json", "chainlink", "clock", "activity"}
@@ -255,6 +335,12 @@ FEED_TAGS = {"http_json", "chainlink", "clock", "activity"}
 def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     # pydantic puts the discriminator's value into the location of a tagged union member.
     cleaned = tuple(part for i, part in enumerate(loc) if not (i == 2 and loc[0] == "feeds" and part in FEED_TAGS))
+    # ... and a header's union member (str or HeaderFromEnv) after its name.
+    cleaned = tuple(
+        part
+        for i, part in enumerate(cleaned)
+        if not (part in ("str", "HeaderFromEnv") and i >= 2 and cleaned[i - 2] in ("headers", "params"))
+    )
     return tuple("in" if part == "one_of" else part for part in cleaned)
 
 
@@ -267,8 +353,18 @@ def load_rules(path: Path, *, default_timezone: str = "UTC") -> Rules:
         raise RulesError(shown, "file", f"no rules file here: create {path.name} in the rules folder") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise RulesError(shown, "file", f"cannot read it ({exc})") from None
+    if len(text) > MAX_RULES_CHARS:
+        raise RulesError(
+            shown, "file", f"{len(text):,} characters, over the {MAX_RULES_CHARS:,} a rules file may have: trim it"
+        )
+    too_deep = toml_nesting_problem(text)
+    if too_deep is not None:
+        raise RulesError(shown, "syntax", too_deep[1], too_deep[0])
     try:
         data = tomllib.loads(text)
+    except RecursionError:
+        # toml_nesting_problem should have caught it; a RecursionError must still never escape.
+        raise RulesError(shown, "syntax", "nested too deeply to read: flatten the arrays and tables") from None
     except tomllib.TOMLDecodeError as exc:
         # Python 3.11's message ends with "(at line L, column C)"; 3.14 adds exc.lineno.
         found = re.search(r"^(.*?)\s*\(at line (\d+), column \d+\)$", str(exc))
@@ -280,6 +376,9 @@ def load_rules(path: Path, *, default_timezone: str = "UTC") -> Rules:
     except ValidationError as exc:
         # A misspelt key also makes the real key "missing": report the misspelling, it is the cause.
         errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+        # A header written as a table was meant as { env = ... }: its problem, not "should be a string".
+        meant_env = {tuple(e["loc"][:-2]) for e in errors if e["loc"][-2:-1] == ("HeaderFromEnv",)}
+        errors = [e for e in errors if not (e["loc"][-1] == "str" and tuple(e["loc"][:-1]) in meant_env)] or errors
         error = errors[0]
         loc = _clean_loc(tuple(error["loc"]))
         if error["type"] == "union_tag_invalid":
@@ -341,7 +440,24 @@ def _check_references(rules: Rules, shown: str, lines: dict[tuple[Any, ...], int
             if case.below is not None and case.at_least is not None and case.at_least >= case.below:
                 fail(("traits", name, "cases", index, "at_least"), "at_least must be smaller than below: empty range")
 
-    placeholders = {field for _, field, _, _ in string.Formatter().parse(rules.evolution.prompt) if field}
+    try:
+        parsed = list(string.Formatter().parse(rules.evolution.prompt))
+    except ValueError as exc:
+        fail(("evolution", "prompt"), f"not a template ({exc}): write a literal brace as {{{{ or }}}}")
+    placeholders: set[str] = set()
+    for _literal, placeholder, spec, conversion in parsed:
+        if placeholder is None:
+            continue
+        if spec or conversion:
+            # "{prompt:>2000000000}" would allocate 2 GB when filled: placeholders are plain names only.
+            written = "{" + placeholder + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            fail(
+                ("evolution", "prompt"),
+                f"{written} has a format spec or conversion, which templates do not take: write {{{placeholder}}}",
+            )
+        if not placeholder:
+            fail(("evolution", "prompt"), "an empty placeholder {} fills nothing: name it, {prompt} or a trait")
+        placeholders.add(placeholder)
     allowed = {"prompt", "variation", *rules.traits}
     for placeholder in sorted(placeholders - allowed):
         fail(

@@ -12,10 +12,11 @@ print as `**********` and are read with `.get_secret_value()` only where they ar
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -121,6 +122,34 @@ class EvolveSettings(BaseModel):
     timezone: str = "UTC"
     cycle_gas_budget: int = Field(30_000_000, gt=0, description="Most gas one evolution cycle may spend.")
     misfire_grace_s: int = Field(3600, ge=1, description="How late a scheduled cycle may still run after a pause.")
+    feed_secrets: list[str] = Field(
+        default_factory=list,
+        description="Environment variables a rules file may use as feed header or query secrets, e.g. "
+        "'[\"WEATHER_API_KEY\"]' (JSON). Never STUDIO_* variables: they hold the studio's own secrets.",
+    )
+    allow_private_feeds: bool = Field(
+        False,
+        description="Let feeds reach loopback, private and link-local addresses (a feed on this machine or "
+        "the LAN). Off: anyone who can save a rules file could read internal services with it.",
+    )
+    feed_max_body_bytes: int = Field(1 << 20, gt=0, le=64 << 20, description="Largest feed answer read, in bytes.")
+    feed_deadline_s: float = Field(
+        30.0, gt=0, le=600, description="Total time one feed read may take: connects, reads, redirects, retries."
+    )
+
+    @field_validator("feed_secrets")
+    @classmethod
+    def _no_studio_secrets(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(f"evolve.feed_secrets: '{name}' is not an environment variable name")
+            if name.upper().startswith(ENV_PREFIX):
+                raise ValueError(
+                    f"evolve.feed_secrets lists {name}: STUDIO_* variables hold the studio's own secrets (the "
+                    "signer's key, the pinning JWT) and may never be sent to a feed; give the feed's key a "
+                    "variable of its own, e.g. WEATHER_API_KEY"
+                )
+        return names
 
 
 class AppSettings(BaseModel):

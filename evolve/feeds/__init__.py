@@ -8,12 +8,11 @@ from evolve.feeds.activity import ActivityFeed
 from evolve.feeds.base import Feed, FeedResult, FeedValue
 from evolve.feeds.chainlink import ChainlinkFeed
 from evolve.feeds.clock import ClockFeed
+from evolve.feeds.fetch import FetchPolicy
 from evolve.feeds.http_json import HeaderSpec, HttpJsonFeed
 from evolve.rules import HeaderFromEnv, Rules
 
-__all__ = ["Feed", "FeedResult", "FeedValue", "build_feeds"]
-
-RPC_TIMEOUT_S = 15
+__all__ = ["Feed", "FeedResult", "FeedValue", "FetchPolicy", "build_feeds"]
 
 
 def build_feeds(
@@ -23,10 +22,14 @@ def build_feeds(
     web3: Web3 | None = None,
     contract_address: str | None = None,
     contract_from_block: int = 0,
+    policy: FetchPolicy | None = None,
 ) -> dict[str, Feed]:
     """One reader per feed of `rules`. `web3` is the studio's chain (Chainlink feeds without their own
     rpc_url, and on-chain activity of `contract_address`, whose events start at `contract_from_block`,
-    its deployment: scanning a live chain from genesis would take hours)."""
+    its deployment: scanning a live chain from genesis would take hours). `policy` says what outside
+    requests may reach and read (FetchPolicy.from_settings(settings.evolve)); the default refuses
+    private addresses and allows no secrets."""
+    policy = policy or FetchPolicy()
     feeds: dict[str, Feed] = {}
     for name, spec in rules.feeds.items():
         if spec.type == "http_json":
@@ -55,13 +58,18 @@ def build_feeds(
                 timestamp_path=spec.timestamp_path,
                 minimum=spec.min,
                 maximum=spec.max,
+                policy=policy,
             )
         elif spec.type == "chainlink":
-            w3 = web3
-            if spec.rpc_url:
-                w3 = Web3(Web3.HTTPProvider(spec.rpc_url, request_kwargs={"timeout": RPC_TIMEOUT_S}))
             feeds[name] = ChainlinkFeed(
-                name=name, address=spec.address, web3=w3, max_age_s=spec.max_age_s, minimum=spec.min, maximum=spec.max
+                name=name,
+                address=spec.address,
+                web3=None if spec.rpc_url else web3,
+                max_age_s=spec.max_age_s,
+                minimum=spec.min,
+                maximum=spec.max,
+                rpc_url=spec.rpc_url,
+                policy=policy,
             )
         elif spec.type == "clock":
             feeds[name] = ClockFeed(name=name, timezone=spec.timezone or default_timezone, hemisphere=spec.hemisphere)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from web3 import Web3
 
+from contracts.urls import redact_urls
 from evolve.errors import FeedConfigError, FeedUnreachable
 from evolve.feeds.base import FeedResult, FeedValue, Scalar
 
@@ -32,7 +33,9 @@ class ActivityFeed:
         try:
             per_token = self._scan(now)
         except Exception as exc:  # an RPC failure is this feed's failure
-            return FeedUnreachable(self.name, f"cannot read Transfer events ({type(exc).__name__}: {exc})")
+            # The message of a connection error quotes the RPC URL, whose path may hold an API key.
+            detail = redact_urls(str(exc))[:300]
+            return FeedUnreachable(self.name, f"cannot read Transfer events ({type(exc).__name__}: {detail})")
         return FeedValue(
             feed=self.name,
             source=f"transfers:{Web3.to_checksum_address(self.contract_address)}",

@@ -1,22 +1,44 @@
 """HTTP JSON feed: one value at a path inside a JSON document, with timeouts, retries and a max age.
 
-Header secrets (API keys) never appear in the rules file: it names an environment variable and the
-value is read from the environment at fetch time, and is never logged or put in the snapshot.
+Header and query secrets (API keys) never appear in the rules file: it names an environment variable
+the operator allowed (settings.evolve.feed_secrets) and the value is read from the environment at
+fetch time, sent only to the feed's own origin, and never logged or put in the snapshot. Requests go
+through evolve/feeds/fetch.py (address checks, one deadline, a size cap); the body is parsed by
+metadata.jsonsafe (size and depth checked first). Messages and the snapshot's `source` name the
+feed's origin only (scheme://host[:port]): a key in a path or query stays out of them.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
-import httpx
-
-from evolve.errors import FeedConfigError, FeedError, FeedMalformed, FeedStale, FeedUnreachable, FeedValueInvalid
+from contracts.urls import has_credentials, redact_url
+from evolve.errors import (
+    FeedConfigError,
+    FeedError,
+    FeedMalformed,
+    FeedRefused,
+    FeedStale,
+    FeedUnreachable,
+    FeedValueInvalid,
+)
 from evolve.feeds.base import FeedResult, FeedValue, check_number
+from evolve.feeds.fetch import (
+    DEADLINE_SETTING,
+    FetchDeadline,
+    FetchError,
+    FetchPolicy,
+    FetchRefused,
+    fetch,
+    secret_env_problem,
+)
+from metadata.errors import BoundedJSONError
+from metadata.jsonsafe import load_json_bounded
 
 RETRY_STATUS = {429, 500, 502, 503, 504}
 
@@ -31,9 +53,12 @@ class HeaderSpec:
     env: str | None = None
     format: str = "{}"
 
-    def resolve(self, feed: str) -> str:
+    def resolve(self, feed: str, allowed_secrets: frozenset[str] = frozenset()) -> str:
         if self.env is None:
             return self.value or ""
+        problem = secret_env_problem(self.env, allowed_secrets)
+        if problem is not None:
+            raise FeedConfigError(feed, f"{self.name}: {problem}")
         secret = os.environ.get(self.env)
         if not secret:
             raise FeedConfigError(
@@ -61,13 +86,24 @@ class HttpJsonFeed:
     timestamp_path: str | None = None
     minimum: float | None = None
     maximum: float | None = None
-    transport: httpx.BaseTransport | None = None
+    policy: FetchPolicy = field(default_factory=FetchPolicy)
+
+    @property
+    def origin(self) -> str:
+        return redact_url(self.url)
 
     def read(self, now: datetime) -> FeedResult:
+        deadline = time.monotonic() + self.policy.deadline_s
+        if has_credentials(self.url):
+            return FeedConfigError(
+                self.name,
+                f"the URL of {self.origin} carries a user name or password, which would be published with it: "
+                'send them as a header from the environment, Authorization = { env = "...", format = "Basic {}" }',
+            )
         try:
-            headers = {h.name: h.resolve(self.name) for h in self.headers}
-            params = {p.name: p.resolve(self.name) for p in self.params}
-            document = self._fetch(headers, params)
+            headers = {h.name: h.resolve(self.name, self.policy.allowed_secrets) for h in self.headers}
+            params = {p.name: p.resolve(self.name, self.policy.allowed_secrets) for p in self.params}
+            document = self._fetch(with_query(self.url, params), headers, deadline)
             value = self._extract(document)
             observed = self._observed_at(document)
         except FeedError as exc:
@@ -80,39 +116,50 @@ class HttpJsonFeed:
                     f"value is {age:.0f} s old, older than max_age_s = {self.max_age_s:g}; the source has stopped "
                     "updating (or raise max_age_s in the rules file)",
                 )
+        # Redirects across origins are refused, so the value came from this origin.
         return FeedValue(
-            feed=self.name, source=self.url, fetched_at=datetime.now(UTC), value=value, observed_at=observed
+            feed=self.name, source=self.origin, fetched_at=datetime.now(UTC), value=value, observed_at=observed
         )
 
-    def _fetch(self, headers: dict[str, str], params: dict[str, str]) -> object:
-        timeout = httpx.Timeout(self.timeout_s, connect=min(self.timeout_s, 5.0))
+    def _fetch(self, url: str, headers: dict[str, str], deadline: float) -> object:
         last_problem = "no attempt made"
-        with httpx.Client(timeout=timeout, transport=self.transport, follow_redirects=True) as client:
-            for attempt in range(self.retries + 1):
-                if attempt:
-                    time.sleep(self.backoff_s * 2 ** (attempt - 1))
-                try:
-                    response = client.get(self.url, headers=headers, params=params)
-                except httpx.TimeoutException:
-                    last_problem = f"no answer within {self.timeout_s:g} s"
-                    continue
-                except httpx.HTTPError as exc:
-                    last_problem = f"cannot connect ({type(exc).__name__})"
-                    continue
-                if response.status_code in RETRY_STATUS:
-                    last_problem = f"HTTP {response.status_code}"
-                    continue
-                if response.status_code >= 400:
-                    raise FeedUnreachable(
-                        self.name,
-                        f"HTTP {response.status_code} from {self.url}: check the URL and the header credentials",
-                    )
-                try:
-                    return json.loads(response.content)
-                except ValueError as exc:
-                    raise FeedMalformed(self.name, f"the answer from {self.url} is not JSON ({exc})") from None
+        attempts = 0
+        for attempt in range(self.retries + 1):
+            if attempt:
+                pause = self.backoff_s * 2 ** (attempt - 1)
+                if time.monotonic() + pause >= deadline:
+                    break
+                time.sleep(pause)
+            attempts += 1
+            try:
+                answer = fetch(url, policy=self.policy, deadline=deadline, timeout_s=self.timeout_s, headers=headers)
+            except FetchDeadline:
+                raise FeedUnreachable(
+                    self.name,
+                    f"{self.origin}: no complete answer within the feed deadline of {self.policy.deadline_s:g} s "
+                    f"({DEADLINE_SETTING}); the next cycle tries again",
+                ) from None
+            except FetchRefused as exc:
+                raise FeedRefused(self.name, str(exc)) from None
+            except FetchError as exc:
+                last_problem = str(exc)
+                continue
+            if answer.status in RETRY_STATUS:
+                last_problem = f"HTTP {answer.status}"
+                continue
+            if answer.status >= 400:
+                raise FeedUnreachable(
+                    self.name,
+                    f"HTTP {answer.status} from {self.origin}: check the URL and the header credentials",
+                )
+            try:
+                return load_json_bounded(
+                    answer.body, max_bytes=self.policy.max_body_bytes, what=f"the answer from {self.origin}"
+                )
+            except BoundedJSONError as exc:
+                raise FeedMalformed(self.name, str(exc)) from None
         raise FeedUnreachable(
-            self.name, f"{self.url}: {last_problem} after {self.retries + 1} attempts; the next cycle tries again"
+            self.name, f"{self.origin}: {last_problem} after {attempts} attempts; the next cycle tries again"
         )
 
     def _extract(self, document: object) -> float | str | bool:
@@ -174,3 +221,12 @@ def parse_timestamp(feed: str, raw: object, path: str) -> datetime:
             raise FeedMalformed(feed, f"timestamp '{path}' is {raw!r}, not ISO 8601 or unix seconds") from None
         return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     raise FeedMalformed(feed, f"timestamp '{path}' is {type(raw).__name__}, not ISO 8601 or unix seconds")
+
+
+def with_query(url: str, params: dict[str, str]) -> str:
+    """`url` with `params` added to its query (after the parameters it already has)."""
+    if not params:
+        return url
+    parts = urlsplit(url)
+    query = "&".join(part for part in (parts.query, urlencode(params)) if part)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))

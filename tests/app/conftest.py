@@ -47,7 +47,8 @@ def serve(app: object, *, host: str = "127.0.0.1") -> tuple[object, threading.Th
 @pytest.fixture
 def app_settings(studio_settings):
     ipfs = studio_settings.ipfs.model_copy(update={"public_gateway": CLOSED_GATEWAY})
-    evolve = studio_settings.evolve.model_copy(update={"enabled": False})
+    # Feeds may reach the test weather API on 127.0.0.1.
+    evolve = studio_settings.evolve.model_copy(update={"enabled": False, "allow_private_feeds": True})
     return studio_settings.model_copy(update={"ipfs": ipfs, "evolve": evolve})
 
 

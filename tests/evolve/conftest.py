@@ -168,8 +168,10 @@ def mint_living(studio, count: int, rules_name: str = "weather") -> list[int]:
 
 @pytest.fixture
 def evolve_settings(chain_settings, tiny_model_settings):
-    """Settings on the session anvil (as a remote network) with the tiny model."""
-    return chain_settings.model_copy(update={"model": tiny_model_settings})
+    """Settings on the session anvil (as a remote network) with the tiny model; feeds may reach the
+    test servers on 127.0.0.1 (allow_private_feeds)."""
+    evolve = chain_settings.evolve.model_copy(update={"allow_private_feeds": True})
+    return chain_settings.model_copy(update={"model": tiny_model_settings, "evolve": evolve})
 
 
 @pytest.fixture

@@ -8,10 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 from contracts.client import LivingNFTClient
 from contracts.signer import Signer
-from evolve.errors import FeedConfigError, FeedStale, FeedUnreachable, FeedValueInvalid
+from evolve.errors import FeedConfigError, FeedRefused, FeedStale, FeedUnreachable, FeedValueInvalid
 from evolve.feeds.activity import ActivityFeed
 from evolve.feeds.base import FeedValue
 from evolve.feeds.chainlink import ChainlinkFeed
+from evolve.feeds.fetch import FetchPolicy
 from tests.evolve.conftest import call_aggregator, deploy_aggregator
 
 CID = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
@@ -93,3 +94,36 @@ def test_activity_with_rpc_down_is_an_error() -> None:
 
     feed = ActivityFeed(name="activity", contract_address="0x" + "12" * 20, web3=make_web3("http://127.0.0.1:9", 1))
     assert isinstance(feed.read(datetime.now(UTC)), FeedUnreachable)
+
+
+def test_chainlink_on_its_own_rpc_url_is_checked_like_any_feed(
+    evolve_signer: Callable[[int], Signer], flaky_proxy
+) -> None:
+    signer = evolve_signer(0)
+    address = deploy_aggregator(signer, 8, 42_00000000)
+    proxy = flaky_proxy(signer.w3.provider.endpoint_uri)  # another chain's RPC, with a key in its URL
+    rpc_url = proxy.url + "/?key=SECRET-API-KEY"
+    refused = ChainlinkFeed(name="p", address=address, rpc_url=rpc_url).read(chain_now(signer))
+    assert isinstance(refused, FeedRefused), refused
+    assert "127.0.0.1, a loopback address" in str(refused)
+    assert proxy.forwarded == 0
+    local = FetchPolicy(allow_private=True)
+    result = ChainlinkFeed(name="p", address=address, rpc_url=rpc_url, policy=local).read(chain_now(signer))
+    assert isinstance(result, FeedValue), result
+    assert result.value == 42.0
+    assert "SECRET" not in str(result.to_json())
+    proxy.down = True
+    down = ChainlinkFeed(name="p", address=address, rpc_url=rpc_url, policy=local).read(chain_now(signer))
+    assert isinstance(down, FeedUnreachable)
+    assert proxy.url in str(down)
+    assert "SECRET" not in str(down)
+
+
+def test_rpc_failures_name_the_rpc_by_its_origin_only() -> None:
+    from contracts.signer import make_web3
+
+    keyed = make_web3("http://127.0.0.1:9/v2/SECRET-API-KEY", 1)
+    feed = ActivityFeed(name="activity", contract_address="0x" + "12" * 20, web3=keyed)
+    result = feed.read(datetime.now(UTC))
+    assert isinstance(result, FeedUnreachable)
+    assert "SECRET" not in str(result)

@@ -39,6 +39,7 @@ def process_env(settings, tmp_path: Path, **extra: str) -> dict[str, str]:
             "STUDIO_MODEL__PRESET": model.preset,
             "STUDIO_MODEL__TINY_AUTOENCODER_ID": model.tiny_autoencoder_id or "",
             "STUDIO_MODEL__MAX_SIDE": str(model.max_side),
+            "STUDIO_EVOLVE__ALLOW_PRIVATE_FEEDS": "true",  # the weather API runs on 127.0.0.1
             "HF_HUB_OFFLINE": "1",
             "OMP_NUM_THREADS": "1",
             "PYTHONPATH": str(REPO_ROOT),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -122,6 +123,20 @@ def test_valid_file_loads_with_schedule_and_traits(tmp_path: Path) -> None:
             'api_key = { env = "MY_API_KEY" }',
         ),
         ("/weather", "/weather?apikey=abc123", "feeds.temperature.url", 12, "move it to params"),
+        # A format spec would allocate what it asks for when the prompt is filled (2 GB here).
+        ("{variation}", "{variation:>2000000000}", "evolution.prompt", 5, "{variation:>2000000000} has a format spec"),
+        ("{weather}", "{weather!r}", "evolution.prompt", 5, "{weather!r} has a format spec or conversion"),
+        ("{variation}", "{}", "evolution.prompt", 5, "an empty placeholder {}"),
+        ("{variation}", "{variation", "evolution.prompt", 5, "not a template"),
+        # The signer's key must never be a feed's header, whoever saves the file.
+        (
+            "min = -90",
+            'headers = { X-Key = { env = "STUDIO_CHAIN__PRIVATE_KEY" } }',
+            "feeds.temperature.headers.X-Key.env",
+            14,
+            "STUDIO_CHAIN__PRIVATE_KEY is one of the studio's own settings",
+        ),
+        ("http://127.0.0.1", "http://user:pw@127.0.0.1", "feeds.temperature.url", 12, "user name or password"),
     ],
 )
 def test_mistakes_name_line_and_field(tmp_path: Path, old: str, new: str, field: str, line: int, says: str) -> None:
@@ -211,3 +226,79 @@ def test_readme_example_is_a_valid_rules_file(tmp_path: Path) -> None:
     with pytest.raises(RulesError) as caught:
         load_rules(write(tmp_path, example.replace("strength = 0.35", "strength = 2")))
     assert "weather.toml:8: evolution.strength: Input should be less than or equal to 1" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("nested", "says"),
+    [
+        ("variation = " + "[" * 100_000 + "]" * 100_000, "nest more than 32 levels deep"),
+        ("x = " + "{a = " * 50_000 + "1" + "}" * 50_000, "nest more than 32 levels deep"),
+        (".".join(["a"] * 100_000) + " = 1", "more than 16 dotted parts"),
+    ],
+)
+def test_hostile_nesting_is_a_rules_error(tmp_path: Path, nested: str, says: str) -> None:
+    # tomllib recurses per level (RecursionError, or a crash under web3's recursion limit) and its
+    # memory grows with the square of a dotted key's length: refused by a linear scan before it reads.
+    text = RULES.replace("strength_variation = 0.05\n", f"strength_variation = 0.05\n{nested}\n")
+    with pytest.raises(RulesError, match=says) as caught:
+        load_rules(write(tmp_path, text))
+    assert caught.value.line == 9
+    assert caught.value.field == "syntax"
+
+
+BASIC3, LITERAL3 = '"' * 3, "'" * 3
+BRACKETS_IN_STRINGS = (
+    "variation = [\n"
+    '  "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[ \\" {{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{",\n'
+    "  '{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{{',\n"
+    f"  {BASIC3}[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\n"
+    f'  "" a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q.r.s.t \\{BASIC3} {BASIC3},\n'
+    f"  {LITERAL3}a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q.r.s.t{LITERAL3},\n"
+    "]  # [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[ a.b.c.d.e.f.g.h.i.j.k.l.m.n.o.p.q.r.s.t\n"
+)
+
+
+def test_brackets_and_dots_in_strings_and_comments_are_not_nesting(tmp_path: Path) -> None:
+    text = RULES.replace('variation = ["at dawn", "at dusk", "under neon light"]\n', BRACKETS_IN_STRINGS)
+    rules = load_rules(write(tmp_path, text))
+    assert len(rules.evolution.variation) == 4
+    assert rules.evolution.variation[0].startswith("[[[[")
+
+
+CLOCK_RULES = """\
+[schedule]
+every = "1h"
+
+[feeds.clock]
+type = "clock"
+
+[traits.light]
+input = "clock.part_of_day"
+[[traits.light.cases]]
+fragment = "soft light"
+"""
+
+
+@pytest.mark.slow
+def test_hostile_rules_file_is_refused_and_the_other_collections_run(open_studio, evolve_settings, tmp_path) -> None:
+    from tests.evolve.test_daemon import evolve_cli, process_env
+
+    studio = open_studio()
+    rules_dir = studio.settings.rules_dir
+    rules_dir.mkdir(parents=True, exist_ok=True)
+    (rules_dir / "clock.toml").write_text(CLOCK_RULES)
+    (rules_dir / "deep.toml").write_text(CLOCK_RULES + "x = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    env = process_env(evolve_settings, tmp_path)
+
+    once = evolve_cli(env, "once")
+    assert once.returncode == 2, once.stderr[-3000:]
+    assert "deep: rules file refused" in once.stderr
+    assert "deep.toml:11: syntax: arrays and tables nest more than 32 levels deep" in once.stderr
+    assert "Traceback" not in once.stderr
+    assert "clock: cycle" in once.stdout  # the other collection ran
+
+    status = evolve_cli(env, "status", "--json")
+    assert status.returncode == 0, status.stderr[-3000:]
+    entries = {entry["collection"]: entry for entry in json.loads(status.stdout)}
+    assert entries["clock"]["rules"] == "ok"
+    assert entries["deep"]["rules"].startswith("invalid: ")
