@@ -89,3 +89,11 @@ def test_draft_mint_and_timeline_on_postgres(studio_settings, postgres_url: str)
         (view,) = tokens.timeline(studio, outcome.token_id)
         assert view.metadata_cid == outcome.published.metadata_cid
         assert tokens.get_token(studio, outcome.token_id).seed == 2**32 - 1
+
+
+def test_two_processes_starting_a_cycle_at_once_get_one_cycle_on_postgres(settings, postgres_url: str) -> None:
+    from tests.evolve.races import assert_one_started_one_busy, begin_two_cycles_at_once
+
+    database = open_database(settings.model_copy(update={"database_url": postgres_url}))
+    database.dispose()
+    assert_one_started_one_busy(begin_two_cycles_at_once(postgres_url, collection="race"))
