@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from evolve.errors import RulesError
 from evolve.journal import OPEN_STEPS
 from evolve.rules import load_rules
-from evolve.scheduler import JOB_PREFIX, rules_files
+from evolve.scheduler import JOB_PREFIX, lease_status, rules_files
 from studio.records import EvolveCycle, EvolveSchedulerJob, EvolveStep, Token
 from studio.services.studio import Studio
 
@@ -20,6 +20,8 @@ from studio.services.studio import Studio
 def collection_status(studio: Studio) -> list[dict[str, Any]]:
     settings = studio.settings
     files = rules_files(settings.rules_dir)
+    scheduler = lease_status(studio.db)
+    scheduling = scheduler is not None and scheduler["alive"]
     with studio.db.session() as session:
         names = set(files) | set(session.scalars(select(EvolveCycle.collection).distinct()))
         names |= {n for n in session.scalars(select(Token.rules_name).where(Token.living.is_(True))) if n}
@@ -40,11 +42,13 @@ def collection_status(studio: Studio) -> list[dict[str, Any]]:
                 except RulesError as exc:
                     entry["rules"] = f"invalid: {exc}"
             next_run = jobs.get(JOB_PREFIX + name)
-            entry["next_run"] = (
-                datetime.fromtimestamp(next_run, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-                if next_run
-                else "not scheduled (start the daemon: python -m evolve run)"
-            )
+            if not next_run:
+                entry["next_run"] = "not scheduled (start the daemon: python -m evolve run)"
+            else:
+                entry["next_run"] = datetime.fromtimestamp(next_run, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                if not scheduling:
+                    entry["next_run"] += " (but no scheduler is running: start python -m evolve run)"
+            entry["scheduler"] = scheduler
             entry["living_tokens"] = session.scalar(
                 select(func.count())
                 .select_from(Token)

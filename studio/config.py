@@ -121,6 +121,12 @@ class EvolveSettings(BaseModel):
     timezone: str = "UTC"
     cycle_gas_budget: int = Field(30_000_000, gt=0, description="Most gas one evolution cycle may spend.")
     misfire_grace_s: int = Field(3600, ge=1, description="How late a scheduled cycle may still run after a pause.")
+    scheduler_lease_s: int = Field(
+        60,
+        ge=3,
+        description="One scheduler per database: the running one renews its lease this often (a third of it); "
+        "another waits and takes over once the lease expires.",
+    )
 
 
 class AppSettings(BaseModel):

@@ -3,10 +3,15 @@ run per database; `status` says which process owns what and whether it still liv
 
 from __future__ import annotations
 
+import json
+import signal
+from pathlib import Path
+
 from sqlalchemy import select
 
 from studio.records import EvolveCycle
 from tests.evolve.races import assert_one_started_one_busy, begin_two_cycles_at_once
+from tests.evolve.test_daemon import evolve_cli, process_env, start_daemon, wait_until
 
 
 def test_two_processes_starting_a_cycle_at_once_get_one_cycle(settings, db) -> None:
@@ -15,3 +20,46 @@ def test_two_processes_starting_a_cycle_at_once_get_one_cycle(settings, db) -> N
     with db.session() as session:
         running = session.scalars(select(EvolveCycle).where(EvolveCycle.status == "running")).all()
         assert len(running) == 1
+
+
+def events(log_path: Path) -> list[dict]:
+    text = log_path.read_text() if log_path.exists() else ""
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def has_event(log_path: Path, name: str) -> bool:
+    return any(e.get("event") == name for e in events(log_path))
+
+
+def test_a_second_daemon_waits_for_the_first_and_takes_over_when_it_dies(
+    open_studio, evolve_settings, tmp_path: Path
+) -> None:
+    open_studio()  # the database, migrated
+    env = process_env(evolve_settings, tmp_path, STUDIO_EVOLVE__SCHEDULER_LEASE_S="3")
+    first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
+    first = start_daemon(env, first_log)
+    second = None
+    try:
+        wait_until(lambda: has_event(first_log, "daemon_start"), 120, "the first daemon", first)
+        second = start_daemon(env, second_log)
+        wait_until(lambda: has_event(second_log, "scheduler_waiting"), 120, "the second daemon to wait", second)
+        waiting = next(e for e in events(second_log) if e.get("event") == "scheduler_waiting")
+        assert waiting["holder"].split(":")[1] == str(first.pid)
+        assert not has_event(second_log, "daemon_start")  # it schedules nothing while it waits
+        status = evolve_cli(env, "status")
+        assert f"scheduler: running in process {waiting['holder']}" in status.stdout
+
+        first.kill()
+        first.wait(timeout=30)
+        wait_until(lambda: has_event(second_log, "scheduler_leader"), 120, "the take-over", second)
+        assert has_event(second_log, "daemon_start")
+        status = evolve_cli(env, "status")
+        assert f":{second.pid}:" in status.stdout.splitlines()[0]
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=120) == 0, second_log.read_text()[-3000:]
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
+    assert "scheduler: none running" in evolve_cli(env, "status").stdout  # released on a clean stop
