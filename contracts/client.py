@@ -95,10 +95,10 @@ class LivingNFTClient:
         royalty_bps: int,
         contract_uri: str = "",
         admin: str | None = None,
-        before_broadcast: Callable[[str], None] | None = None,
+        before_broadcast: Callable[[str, int], None] | None = None,
     ) -> tuple[LivingNFTClient, TxResult]:
         """Deploy a new LivingNFT; `admin` (default: the signer) gets DEFAULT_ADMIN_ROLE.
-        `before_broadcast(tx_hash)` runs before the signed deployment leaves (see Signer.send)."""
+        `before_broadcast(tx_hash, nonce)` runs before the signed deployment leaves (see Signer.send)."""
         if not 0 <= royalty_bps <= 10_000:
             raise ChainError(f"royalty_bps must be between 0 and 10000 (basis points), got {royalty_bps}")
         artifact = load_artifact("LivingNFT")
@@ -132,10 +132,13 @@ class LivingNFTClient:
 
     # ----------------------------------------------------------------- writes
 
-    def mint(self, to: str, metadata_cid: str) -> MintResult:
-        """Mint the next token to `to` with metadata `metadata_cid` (bafkrei...); returns its id."""
+    def mint(
+        self, to: str, metadata_cid: str, *, before_broadcast: Callable[[str, int], None] | None = None
+    ) -> MintResult:
+        """Mint the next token to `to` with metadata `metadata_cid` (bafkrei...); returns its id.
+        `before_broadcast(tx_hash, nonce)` runs before the signed transaction leaves (see Signer.send)."""
         digest = raw_cid_digest(metadata_cid)
-        result = self._send("mint", to_address(to), digest)
+        result = self._send("mint", to_address(to), digest, before_broadcast=before_broadcast)
         receipt = self.signer.receipt(result.tx_hash)
         events = self.contract.events.MetadataSet().process_receipt(receipt, errors=DISCARD)
         if not events:
@@ -296,9 +299,17 @@ class LivingNFTClient:
 
     # ----------------------------------------------------------------- internals
 
-    def _send(self, function: str, *args: Any, gas: int | None = None) -> TxResult:
+    def _send(
+        self,
+        function: str,
+        *args: Any,
+        gas: int | None = None,
+        before_broadcast: Callable[[str, int], None] | None = None,
+    ) -> TxResult:
         data = self.contract.encode_abi(function, args=list(args))
-        return self.signer.send({"to": self.address, "data": data}, self.decoder, gas=gas)
+        return self.signer.send(
+            {"to": self.address, "data": data}, self.decoder, gas=gas, before_broadcast=before_broadcast
+        )
 
     def _call(self, function: str, *args: Any) -> Any:
         fn = getattr(self.contract.functions, function)(*args)

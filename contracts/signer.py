@@ -238,12 +238,12 @@ class Signer:
         decoder: RevertDecoder | None = None,
         *,
         gas: int | None = None,
-        before_broadcast: Callable[[str], None] | None = None,
+        before_broadcast: Callable[[str, int], None] | None = None,
     ) -> TxResult:
         """Estimate, price, sign, send and await `tx` (`to`, `data`, optional `value`).
 
-        `before_broadcast(tx_hash)` runs once the transaction is signed and before it leaves, so a caller
-        can record the hash first (again with the new hash if a nonce clash makes it re-sign).
+        `before_broadcast(tx_hash, nonce)` runs once the transaction is signed and before it leaves, so a
+        caller can record them first (again with the new ones if a nonce clash makes it re-sign).
         Raises a ContractRevertError subclass when the call would revert (nothing is sent), the fee and
         funds errors before sending, TransactionTimeoutError when no receipt arrives in time.
         """
@@ -285,7 +285,20 @@ class Signer:
     def receipt(self, tx_hash: str) -> TxReceipt:
         return rpc_call(self.w3, lambda: self.w3.eth.get_transaction_receipt(tx_hash))
 
-    def _sign_and_send(self, fields: dict[str, Any], before_broadcast: Callable[[str], None] | None = None) -> str:
+    def receipt_or_none(self, tx_hash: str) -> TxReceipt | None:
+        """The receipt of `tx_hash`, or None while it is not mined (pending, dropped or unknown)."""
+        try:
+            return self.receipt(tx_hash)
+        except TransactionNotFound:
+            return None
+
+    def mined_nonce(self, address: str | None = None) -> int:
+        """How many transactions of `address` (default: this signer's) are mined: every nonce below
+        it is taken for good."""
+        who = address or self.address
+        return int(rpc_call(self.w3, lambda: self.w3.eth.get_transaction_count(who, "latest")))
+
+    def _sign_and_send(self, fields: dict[str, Any], before_broadcast: Callable[[str, int], None] | None = None) -> str:
         seq = self._nonces
         with seq.lock:
             for attempt in range(3):
@@ -294,7 +307,7 @@ class Signer:
                 fields["nonce"] = seq.next
                 signed = self.account.sign_transaction(fields)
                 if before_broadcast is not None:
-                    before_broadcast(HexBytes(signed.hash).to_0x_hex())
+                    before_broadcast(HexBytes(signed.hash).to_0x_hex(), int(fields["nonce"]))
                 try:
                     tx_hash = rpc_call(self.w3, lambda s=signed: self.w3.eth.send_raw_transaction(s.raw_transaction))
                 except Web3RPCError as exc:

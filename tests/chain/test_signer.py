@@ -108,17 +108,17 @@ def test_nonce_resyncs_after_another_tool_used_the_account(living_nft, funded_ac
 def test_before_broadcast_gets_the_hash_before_the_node_has_the_transaction(living_nft, funded_account):
     """What a crash-safe caller records first (the deploy does): the hash of the transaction that is then mined."""
     signer = Signer(living_nft.w3, funded_account, chain_id=31337)
-    seen: list[tuple[str, bool]] = []
+    seen: list[tuple[str, int, bool]] = []
 
-    def record(tx_hash: str) -> None:
+    def record(tx_hash: str, nonce: int) -> None:
         try:
             living_nft.w3.eth.get_transaction(tx_hash)
             known = True
         except TransactionNotFound:
             known = False
-        seen.append((tx_hash, known))
+        seen.append((tx_hash, nonce, known))
 
     result = signer.send({"to": funded_account.address, "value": 1}, before_broadcast=record)
 
-    assert seen == [(result.tx_hash, False)]
+    assert seen == [(result.tx_hash, living_nft.w3.eth.get_transaction(result.tx_hash)["nonce"], False)]
     assert living_nft.w3.eth.get_transaction_receipt(result.tx_hash)["status"] == 1
