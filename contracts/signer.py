@@ -39,6 +39,8 @@ from contracts.errors import (
     WrongChainIdError,
 )
 
+# How nodes answer a transaction they already hold (geth, anvil/reth, erigon, nethermind).
+ALREADY_KNOWN = ("already known", "already imported", "known transaction", "alreadyknown")
 # EIP-7825 (Osaka) caps one transaction at 2**24 gas; staying under it everywhere keeps batches portable.
 TX_GAS_CAP = 16_777_216
 GWEI = 10**9
@@ -312,7 +314,12 @@ class Signer:
                     tx_hash = rpc_call(self.w3, lambda s=signed: self.w3.eth.send_raw_transaction(s.raw_transaction))
                 except Web3RPCError as exc:
                     message = _rpc_message(exc).lower()
-                    if ("nonce too low" in message or "already known" in message) and attempt < 2:
+                    if any(marker in message for marker in ALREADY_KNOWN):
+                        # The node has these very bytes (an earlier send whose answer was lost): it is
+                        # sent. Signing again at a new nonce would send the same transaction twice.
+                        seq.next = int(fields["nonce"]) + 1
+                        return HexBytes(signed.hash).to_0x_hex()
+                    if "nonce too low" in message and attempt < 2:
                         seq.next = None  # another tool used this account: resync from the node and retry
                         continue
                     if "nonce too low" in message or "nonce too high" in message:
