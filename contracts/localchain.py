@@ -28,7 +28,7 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 
-from contracts.errors import LocalChainError
+from contracts.errors import LocalChainBusyError, LocalChainError
 
 STATE_FILE = "state.json"
 PID_FILE = "anvil.pid"
@@ -285,7 +285,7 @@ class LocalChain:
             return
         if _process_is(pid, binary_text):
             if owner != os.getpid() and _alive(owner):
-                raise LocalChainError(
+                raise LocalChainBusyError(
                     f"the local chain in {self.state_dir} is already running, owned by process {owner}: "
                     "stop that studio first (two studios cannot share one data directory)."
                 )
@@ -304,7 +304,8 @@ def _process_is(pid: int, binary: str) -> bool:
         exe = os.readlink(f"/proc/{pid}/exe")
     except OSError:
         return False
-    return exe.removesuffix(" (deleted)") == binary
+    # /proc names the resolved file: resolve ours too (node_modules may be a symlink).
+    return exe.removesuffix(" (deleted)") in (binary, os.path.realpath(binary))
 
 
 def _alive(pid: int) -> bool:

@@ -26,8 +26,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from contracts.errors import ChainError, FeeCapExceededError, TokenFrozenError
-from evolve.errors import CycleAborted, FeedError
+from contracts.errors import ChainError, FeeCapExceededError, LocalChainBusyError, TokenFrozenError
+from evolve.errors import CycleAborted, CycleBusy, FeedError
 from evolve.evaluation import Decision, TokenInput, evaluate
 from evolve.feeds import build_feeds
 from evolve.feeds.base import FeedValue, error_json, iso
@@ -128,6 +128,7 @@ class Cycle:
         self.rules: Rules | None = None
         self.cycle_id: int | None = None
         self._last_beat = time.monotonic()
+        self._tx_gas: dict[str, int] = {}
 
     # --- 0. take over ----------------------------------------------------------------------------
 
@@ -147,10 +148,23 @@ class Cycle:
                 continue
             self._record(step, tx_hash=change.tx_hash, block_number=change.block_number, gas_used=None)
             self.report.rolled_forward.append(step.token_id)
+            if change.tx_hash not in self.report.transactions:
+                self.report.transactions.append(change.tx_hash)
             log.info(
                 "already on chain: recorded without resending",
                 extra={"event": "reconcile", "token_id": step.token_id, "tx_hash": change.tx_hash},
             )
+
+    def _refuse_while_another_process_holds_the_chain(self) -> None:
+        """An attempt while another studio process runs the embedded chain is refused before a cycle
+        is stored: it did nothing, and is no failure of the collection (other errors opening the
+        chain are the cycle's own and are recorded with it)."""
+        try:
+            self.studio.chain  # noqa: B018 - opens the chain on first use
+        except LocalChainBusyError as exc:
+            raise CycleBusy(f"collection '{self.collection}': {exc}") from None
+        except Exception:  # noqa: S110 - met again inside the cycle, which records it
+            pass
 
     def _refuse_with_pending_transactions(self) -> None:
         chain = self.studio.chain
@@ -188,6 +202,8 @@ class Cycle:
             self.report.feeds[name] = "ok" if isinstance(result, FeedValue) else str(result)
             if isinstance(result, FeedError):
                 log.warning(str(result), extra={"event": "feed_error", "feed": name, "kind": result.kind})
+                # The tokens that read it wait: the cycle is partial and says why, never "done".
+                self.report.errors.append(f"feed {name}: {result}")
         data = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
         try:
             cid = pin_content(
@@ -377,7 +393,7 @@ class Cycle:
             crash_point("after_send")
             gas = sum(r.gas_used for r in results)
             self.gas_left -= gas
-            self.report.gas_used += gas
+            self._tx_gas.update((r.tx_hash, r.gas_used) for r in results)
             self.report.transactions.extend(r.tx_hash for r in results)
             where = self._where_mined(client, batch, results)
             for s in batch:
@@ -448,7 +464,10 @@ class Cycle:
     # --- 5. record ---------------------------------------------------------------------------------
 
     def _record(self, step: OpenStep, *, tx_hash: str | None, block_number: int | None, gas_used: int | None) -> None:
-        """The token's new version and the journal row's end, in ONE database transaction."""
+        """The token's new version and the journal row's end, in ONE database transaction. The first
+        row recorded for a transaction adds that transaction's gas to the cycle in the same database
+        transaction: a cycle killed afterwards keeps it, and a roll-forward of the batch's other rows
+        (or of a send whose cycle died) counts it once."""
         from studio.services.publishing import PublishedVersion
 
         metadata_bytes = self.studio.store.cat(step.metadata_cid or "")
@@ -471,9 +490,19 @@ class Cycle:
                 feed_snapshot_cid=step.feed_snapshot_cid,
                 session=session,
             )
+            if tx_hash and not self.dry_run and not self.journal.tx_recorded(tx_hash, session=session):
+                tx_gas = self._gas_of(tx_hash)
+                self.report.gas_used += tx_gas
+                self.journal.add_gas(self.cycle_id or 0, tx_gas, session=session)
             self.journal.advance(
                 step.id, RECORDED, session=session, tx_hash=tx_hash, block_number=block_number, gas_used=gas_used
             )
+
+    def _gas_of(self, tx_hash: str) -> int:
+        """A transaction's gas: from its result when this cycle sent it, else from its receipt."""
+        if tx_hash not in self._tx_gas:
+            self._tx_gas[tx_hash] = int(self.studio.chain.signer.receipt(tx_hash)["gasUsed"])
+        return self._tx_gas[tx_hash]
 
     # --- the whole cycle ---------------------------------------------------------------------------
 
@@ -483,6 +512,7 @@ class Cycle:
             self.settings.rules_dir, self.collection, default_timezone=self.settings.evolve.timezone
         )
         self.rules = rules
+        self._refuse_while_another_process_holds_the_chain()
         self.cycle_id, taken_over = self.journal.begin_cycle(dry_run=self.dry_run)
         self.report.cycle_id = self.cycle_id
         log.info(
@@ -515,6 +545,8 @@ class Cycle:
             log.exception("cycle failed", extra={"event": "cycle_failed", "cycle_id": self.cycle_id})
         if status == "done" and (self.report.pending or self.report.errors):
             status = "partial"
+        if status == "partial" and error is None:
+            error = "; ".join(self.report.errors) or f"{len(self.report.pending)} token(s) wait for the next cycle"
         self.report.status = status
         self.report.finished_at = iso(_now())
         self.report.wall_s = round(time.perf_counter() - started, 4)

@@ -141,6 +141,19 @@ class Journal:
             cycle.snapshot = snapshot
             cycle.heartbeat_at = utcnow()
 
+    def add_gas(self, cycle_id: int, gas: int, *, session: Session) -> None:
+        """Count a recorded transaction's gas in its cycle as soon as it is recorded (with the record)."""
+        session.execute(
+            update(EvolveCycle).where(EvolveCycle.id == cycle_id).values(gas_used=EvolveCycle.gas_used + gas)
+        )
+
+    def tx_recorded(self, tx_hash: str, *, session: Session) -> bool:
+        """Whether a journal row carried by `tx_hash` is recorded already (its gas is counted)."""
+        row = session.scalar(
+            select(EvolveStep.id).where(EvolveStep.tx_hash == tx_hash, EvolveStep.step == RECORDED).limit(1)
+        )
+        return row is not None
+
     def finish_cycle(
         self, cycle_id: int, *, status: str, report: dict[str, Any], gas_used: int, error: str | None = None
     ) -> None:

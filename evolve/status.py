@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from evolve.errors import RulesError
-from evolve.journal import OPEN_STEPS
+from evolve.journal import OPEN_STEPS, owner_alive
 from evolve.rules import load_rules
 from evolve.scheduler import JOB_PREFIX, lease_status, rules_files
 from studio.records import EvolveCycle, EvolveSchedulerJob, EvolveStep, Token
@@ -64,9 +64,18 @@ def collection_status(studio: Studio) -> list[dict[str, Any]]:
                 entry["last_cycle"] = None
             else:
                 report = last.report or {}
+                status, error = last.status, last.error
+                if status == "running" and not owner_alive(last.owner, last.heartbeat_at):
+                    # Its process died mid-cycle: nothing runs it. The next run rolls it forward.
+                    status = "interrupted"
+                    error = (
+                        f"process {last.owner} stopped during the cycle (last heartbeat "
+                        f"{_iso(last.heartbeat_at)}); the next run rolls it forward"
+                    )
                 entry["last_cycle"] = {
                     "id": last.id,
-                    "status": last.status,
+                    "status": status,
+                    "owner": last.owner,
                     "started_at": _iso(last.started_at),
                     "finished_at": _iso(last.finished_at),
                     "evolved": len(report.get("evolved", [])),
@@ -74,7 +83,7 @@ def collection_status(studio: Studio) -> list[dict[str, Any]]:
                     "waiting": len(report.get("waiting", {})),
                     "gas_used": last.gas_used,
                     "snapshot_cid": last.snapshot_cid,
-                    "error": last.error,
+                    "error": error,
                 }
             open_steps = session.execute(
                 select(EvolveStep.token_id, EvolveStep.step)

@@ -302,8 +302,12 @@ def test_broken_feed_keeps_the_cycle_going(open_studio, weather_api) -> None:
     tokens = setup_collection(studio, weather_api, 2)
     weather_api.value = float("nan")
     report = run_cycle(studio, "weather")
-    assert report.status == "done"
+    # Its only feed failed: the cycle is partial and says why (never "done" with no error).
+    assert report.status == "partial"
     assert "value is nan" in report.feeds["temperature"]
+    assert report.errors == [f"feed temperature: {report.feeds['temperature']}"]
+    with studio.db.session() as session:
+        assert "feed temperature:" in session.scalar(select(EvolveCycle.error).order_by(EvolveCycle.id.desc()))
     assert report.waiting == {str(t): "no value yet for weather" for t in tokens}
     assert report.evolved == []
     snapshot = json.loads(studio.store.cat(report.snapshot_cid))

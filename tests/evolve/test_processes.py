@@ -4,12 +4,17 @@ run per database; `status` says which process owns what and whether it still liv
 from __future__ import annotations
 
 import json
+import os
 import signal
 from pathlib import Path
 
 from sqlalchemy import select
 
+from evolve.cycle import run_cycle
+from evolve.status import collection_status
 from studio.records import EvolveCycle
+from tests.conftest import REPO_ROOT
+from tests.evolve.conftest import mint_living, weather_rules
 from tests.evolve.races import assert_one_started_one_busy, begin_two_cycles_at_once
 from tests.evolve.test_daemon import evolve_cli, process_env, start_daemon, wait_until
 
@@ -63,3 +68,57 @@ def test_a_second_daemon_waits_for_the_first_and_takes_over_when_it_dies(
                 process.kill()
                 process.wait()
     assert "scheduler: none running" in evolve_cli(env, "status").stdout  # released on a clean stop
+
+
+def test_a_killed_cycle_is_not_shown_running_and_its_gas_is_counted_when_rolled_forward(
+    open_studio, evolve_settings, weather_api, tmp_path: Path
+) -> None:
+    studio = open_studio()
+    studio.settings.rules_dir.mkdir(parents=True, exist_ok=True)
+    (studio.settings.rules_dir / "weather.toml").write_text(weather_rules(weather_api.url))
+    tokens = mint_living(studio, 2)
+    weather_api.value = -5.0
+    # A real `once` process, SIGKILLed right after its batch was sent (its own crash point).
+    crashed = evolve_cli(process_env(evolve_settings, tmp_path, STUDIO_CRASH_AT="evolve:after_send"), "once")
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-3000:]
+
+    (entry,) = collection_status(studio)
+    assert entry["last_cycle"]["status"] == "interrupted"
+    assert "stopped during the cycle" in entry["last_cycle"]["error"]
+    shown = evolve_cli(process_env(evolve_settings, tmp_path), "status").stdout
+    assert " running at " not in shown
+    assert "interrupted" in shown
+
+    report = run_cycle(studio, "weather")
+    assert sorted(report.rolled_forward) == tokens
+    client = studio.chain.client
+    sent = {h.tx_hash for t in tokens for h in client.history(t) if h.version > 0}
+    assert len(sent) == 1  # the killed process's batch
+    gas = sum(studio.chain.signer.receipt(tx)["gasUsed"] for tx in sent)
+    assert report.gas_used == gas
+    (entry,) = collection_status(studio)
+    assert entry["gas_spent_total"] == gas
+    assert entry["last_cycle"]["gas_used"] == gas
+
+
+def test_an_attempt_while_another_process_holds_the_embedded_chain_is_not_a_failed_cycle(
+    settings, weather_api, tmp_path: Path
+) -> None:
+    from studio.services.studio import Studio
+
+    with Studio.open(settings) as studio:
+        assert studio.chain  # this process now runs the embedded chain of the data directory
+        studio.settings.rules_dir.mkdir(parents=True, exist_ok=True)
+        (studio.settings.rules_dir / "weather.toml").write_text(weather_rules(weather_api.url))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STUDIO_")}
+        env.update(
+            STUDIO_CONFIG=str(tmp_path / "no-studio.toml"),
+            STUDIO_DATA_DIR=str(settings.data_dir),
+            STUDIO_CHAIN__LOCAL_PORT="0",
+            PYTHONPATH=str(REPO_ROOT),
+        )
+        refused = evolve_cli(env, "once")
+        assert refused.returncode == 1, refused.stderr[-4000:]
+        assert "already running, owned by process" in refused.stderr
+        with studio.db.session() as session:
+            assert session.scalars(select(EvolveCycle)).all() == []  # nothing stored: it did nothing
