@@ -206,15 +206,22 @@ class Cycle:
                 self.report.errors.append(f"feed {name}: {result}")
         data = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
         try:
-            cid = pin_content(
-                self.studio,
-                data,
-                name=f"feed-snapshot-{self.collection}-{document['taken_at']}.json",
-                content_type="application/json",
-                dry_run=self.dry_run,
+            cid = _storing(
+                lambda: pin_content(
+                    self.studio,
+                    data,
+                    name=f"feed-snapshot-{self.collection}-{document['taken_at']}.json",
+                    content_type="application/json",
+                    dry_run=self.dry_run,
+                )
             )
         except ContentError as exc:
             # Versions name their snapshot in their provenance: without it pinned, nothing may change.
+            # Every living token waits, and says why.
+            reason = f"pinning failed ({_cause(exc)}): retried next cycle"
+            for token in self.living_tokens():
+                self.report.pending[str(token.token_id)] = reason
+            log.error(str(exc), extra={"event": "pin_error", "what": "feed snapshot"})
             raise CycleAborted(f"cannot pin the feed snapshot ({exc}); the next cycle tries again") from exc
         return document, cid
 
@@ -310,17 +317,19 @@ class Cycle:
             "previous": f"ipfs://{step.previous_metadata_cid}",
             "feed_snapshot": f"ipfs://{step.feed_snapshot_cid}" if step.feed_snapshot_cid else None,
         }
-        published = publish_version(
-            self.studio,
-            name=token.name,
-            description=token.description,
-            attributes=self._attributes(rules, token, decision, step.version),
-            image_png=result.png_with(provenance),
-            generation_record=result.record,
-            version=step.version,
-            previous_metadata_cid=step.previous_metadata_cid,
-            feed_snapshot_cid=step.feed_snapshot_cid,
-            dry_run=self.dry_run,
+        published = _storing(
+            lambda: publish_version(
+                self.studio,
+                name=token.name,
+                description=token.description,
+                attributes=self._attributes(rules, token, decision, step.version),
+                image_png=result.png_with(provenance),
+                generation_record=result.record,
+                version=step.version,
+                previous_metadata_cid=step.previous_metadata_cid,
+                feed_snapshot_cid=step.feed_snapshot_cid,
+                dry_run=self.dry_run,
+            )
         )
         if self.dry_run:
             return OpenStep(
@@ -602,7 +611,7 @@ class Cycle:
                     step = self.regenerate(rules, token, decision, step)
                 except ContentError as exc:
                     # A pinning outage: stop pinning for this cycle (every further try would fail too).
-                    pinning_down = f"pinning failed ({type(exc).__name__}): retried next cycle"
+                    pinning_down = f"pinning failed ({_cause(exc)}): retried next cycle"
                     self.report.pending[str(token.token_id)] = pinning_down
                     self.report.errors.append(f"token {token.token_id}: {exc}")
                     log.error(str(exc), extra={"event": "pin_error", "token_id": token.token_id})
@@ -643,6 +652,26 @@ class Cycle:
         if self.dry_run:
             return OpenStep(id=0, cycle_id=0, step=PLANNED, image_cid=None, metadata_cid=None, tx_hash=None, **fields)
         return self.journal.plan(self.cycle_id or 0, **fields)
+
+
+class StoreWriteError(ContentError):
+    """The local store could not be written (permissions, a full disk): a pinning outage like any other."""
+
+
+def _storing(pin: Any) -> Any:
+    """Run `pin()`, turning an OS error writing the local store into a ContentError, so a folder
+    without write permission or a full disk makes the cycle wait and say why, never fail."""
+    try:
+        return pin()
+    except OSError as exc:
+        raise StoreWriteError(f"cannot write to the local IPFS store: {exc}") from exc
+
+
+def _cause(exc: BaseException) -> str:
+    """The short cause of a pinning failure: the OS error's own class and text where there is one."""
+    root = exc.__cause__ if isinstance(exc, StoreWriteError) and exc.__cause__ else exc
+    text = f"{type(root).__name__}: {root}" if isinstance(root, OSError) else type(root).__name__
+    return text if len(text) < 300 else text[:300] + "..."
 
 
 def _same_state(a: dict[str, Any], b: dict[str, Any]) -> bool:
