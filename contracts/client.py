@@ -21,7 +21,7 @@ from web3.logs import DISCARD
 
 from contracts.artifacts import ContractArtifact, load_artifact
 from contracts.cid import raw_cid_digest, raw_cid_from_digest
-from contracts.errors import ChainError, ContractRevertError
+from contracts.errors import ChainError, ContractRevertError, RPCUnavailableError
 from contracts.signer import ROLE_NAMES, TX_GAS_CAP, RevertDecoder, Signer, TxResult, rpc_call, to_address
 
 
@@ -177,8 +177,11 @@ class LivingNFTClient:
             try:
                 estimate = self.estimate_evolve_batch(part)
             except ChainError as exc:
-                if size > 1 and not isinstance(exc, ContractRevertError):
-                    size = max(1, size // 2)  # the node could not estimate so much: try less
+                # The node could not estimate so much: try less. Not on a revert (it reverts at any
+                # size) nor when the node did not answer at all (a stall is no sign of size: splitting
+                # would only multiply transactions once it answers again).
+                if size > 1 and not isinstance(exc, ContractRevertError | RPCUnavailableError):
+                    size = max(1, size // 2)
                     continue
                 raise _partial(results, exc) from None
             gas = int(estimate * buffer)

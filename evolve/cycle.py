@@ -26,7 +26,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from contracts.errors import ChainError, FeeCapExceededError, LocalChainBusyError, TokenFrozenError
+from contracts.errors import (
+    ChainError,
+    FeeCapExceededError,
+    LocalChainBusyError,
+    RPCUnavailableError,
+    TokenFrozenError,
+)
 from evolve.errors import CycleAborted, CycleBusy, FeedError
 from evolve.evaluation import Decision, TokenInput, evaluate
 from evolve.feeds import build_feeds
@@ -396,6 +402,8 @@ class Cycle:
                 # cycle asks the chain what it has before sending anything again.
                 for s in queue:
                     self.report.pending[str(s.token_id)] = "chain error: reconciled and sent next cycle"
+                if isinstance(getattr(exc, "cause", exc), RPCUnavailableError):
+                    self._log_stall(exc, len(batch))
                 done = getattr(exc, "done", [])
                 self.report.transactions.extend(r.tx_hash for r in done)
                 raise CycleAborted(f"chain error while sending a batch of {len(batch)}: {exc}") from exc
@@ -446,11 +454,27 @@ class Cycle:
             except TokenFrozenError as exc:
                 self._frozen_on_chain(next(s for s in queue if s.token_id == exc.token_id))
                 return [], -1
+            except RPCUnavailableError as exc:
+                # A stall or an outage, not a batch too large: cutting the batch would only multiply
+                # transactions once the node answers again. Nothing was sent: all of it waits.
+                raise self._stalled(exc, queue) from exc
             if estimate <= budget:
                 return batch, estimate
             smaller = int(size * budget / estimate)
             size = smaller if smaller < size else size - 1
         return [], 0
+
+    def _stalled(self, exc: RPCUnavailableError, queue: list[OpenStep]) -> CycleAborted:
+        self._log_stall(exc, len(queue))
+        for s in queue:
+            self.report.pending[str(s.token_id)] = "the RPC endpoint did not answer: sent next cycle"
+        return CycleAborted(f"RPC stall while estimating a batch of {len(queue)}: {exc}")
+
+    def _log_stall(self, exc: ChainError, tokens: int) -> None:
+        log.error(
+            "the RPC endpoint stalled: the batch waits for the next cycle (not split: it is not too large)",
+            extra={"event": "rpc_stall", "tokens": tokens, "error": str(exc)},
+        )
 
     def _frozen_on_chain(self, step: OpenStep) -> None:
         """Frozen by its owner since it was minted: it never evolves again; say so and record it."""

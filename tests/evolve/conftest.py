@@ -197,11 +197,15 @@ class FlakyProxy:
     - `drop_on = ("eth_sendRawTransaction", "after")`: forward the first request whose body contains
       the text, lose its answer (503) and stay down: the transaction went out, the caller never knew;
       with "before" it is never forwarded;
+    - `stall_on = ("eth_estimateGas", skip, count, seconds)`: forward `skip` requests whose body
+      contains the text, then hold the next `count` ones `seconds` each before forwarding them (a
+      node that stalls for a while, through web3's retries);
     - `up()`: service restored.
     """
 
     def __init__(self, target: str) -> None:
         import threading
+        import time
         from http.server import BaseHTTPRequestHandler
 
         import httpx
@@ -210,6 +214,7 @@ class FlakyProxy:
         self.down = False
         self.fail_after: int | None = None
         self.drop_on: tuple[str, str] | None = None
+        self.stall_on: tuple[str, int, int, float] | None = None
         self.forwarded = 0
         self._lock = threading.Lock()
         proxy = self
@@ -228,9 +233,17 @@ class FlakyProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 lose_answer = False
+                stall = 0.0
                 with proxy._lock:
                     if proxy.down:
                         return self._refuse()
+                    if proxy.stall_on and proxy.stall_on[0].encode() in body:
+                        text, skip, count, seconds = proxy.stall_on
+                        if skip > 0:
+                            proxy.stall_on = (text, skip - 1, count, seconds)
+                        else:
+                            stall = seconds
+                            proxy.stall_on = (text, 0, count - 1, seconds) if count > 1 else None
                     if proxy.drop_on and proxy.drop_on[0].encode() in body:
                         proxy.down = True
                         if proxy.drop_on[1] == "before":
@@ -242,6 +255,8 @@ class FlakyProxy:
                             return self._refuse()
                         proxy.fail_after -= 1
                     proxy.forwarded += 1
+                if stall:
+                    time.sleep(stall)
                 headers = {
                     k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length", "connection")
                 }
@@ -264,7 +279,7 @@ class FlakyProxy:
 
     def up(self) -> None:
         with self._lock:
-            self.down, self.fail_after, self.drop_on = False, None, None
+            self.down, self.fail_after, self.drop_on, self.stall_on = False, None, None, None
 
     def close(self) -> None:
         stop_http_server(self.httpd)

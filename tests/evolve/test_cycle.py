@@ -213,6 +213,28 @@ def test_rpc_outage_after_the_transaction_left_is_reconciled_not_resent(
         assert [v.version for v in versions(studio, token_id)] == [0, 1]
 
 
+def test_an_rpc_stall_while_estimating_is_not_a_batch_too_large(
+    open_studio, evolve_settings, weather_api, flaky_proxy, caplog
+) -> None:
+    studio, proxy = studio_behind_rpc_proxy(open_studio, evolve_settings, flaky_proxy)
+    tokens = setup_collection(studio, weather_api, 4)
+    weather_api.value = -5.0
+    # The cycle's own estimate passes; the next one (right before sending) gets no answer within the
+    # RPC timeout (5 s) through web3's 5 tries: the node stalled. Then it answers again.
+    proxy.stall_on = ("eth_estimateGas", 1, 5, 7.0)
+    with caplog.at_level(logging.ERROR, logger="evolve.cycle"):
+        stalled = run_cycle(studio, "weather")
+    assert stalled.status == "partial"
+    assert stalled.transactions == []  # not cut into smaller batches and sent
+    assert set(stalled.pending) == {str(t) for t in tokens}
+    assert any(getattr(r, "event", None) == "rpc_stall" for r in caplog.records)
+
+    after = run_cycle(studio, "weather")  # the node answers again: one batch, one transaction
+    assert after.status == "done"
+    assert sorted(after.evolved) == tokens
+    assert len(after.transactions) == 1
+
+
 def test_rpc_outage_before_the_transaction_left_resends_it(
     open_studio, evolve_settings, weather_api, flaky_proxy
 ) -> None:
