@@ -294,6 +294,25 @@ class Signer:
         except TransactionNotFound:
             return None
 
+    def pooled_transactions(self) -> dict[int, dict[str, Any]]:
+        """This sender's transactions waiting in the node's pool, by nonce (`txpool_content`); empty
+        where the node does not list its pool (many hosted endpoints do not)."""
+        try:
+            reply = rpc_call(self.w3, lambda: self.w3.provider.make_request("txpool_content", []))
+        except ChainError:
+            return {}
+        result = reply.get("result") if isinstance(reply, dict) else None
+        if not isinstance(result, dict):
+            return {}
+        found: dict[int, dict[str, Any]] = {}
+        for section in ("pending", "queued"):
+            by_sender = result.get(section) or {}
+            mine = next((v for k, v in by_sender.items() if str(k).lower() == self.address.lower()), {})
+            for nonce, tx in (mine or {}).items():
+                if isinstance(tx, dict) and str(nonce).isdigit():
+                    found.setdefault(int(nonce), tx)
+        return found
+
     def mined_nonce(self, address: str | None = None) -> int:
         """How many transactions of `address` (default: this signer's) are mined: every nonce below
         it is taken for good."""

@@ -128,7 +128,9 @@ def _status_text(entry: dict[str, Any]) -> str:
             f"{last['evolved']} evolved, {last['unchanged']} unchanged, {last['waiting']} waiting, "
             f"gas {last['gas_used']}"
         )
-        if last["error"]:
+        if last.get("blocked"):
+            lines.append(f"  BLOCKED: {last['blocked']}")
+        elif last["error"]:
             lines.append(f"  last error: {last['error']}")
     lines.append(f"  living tokens: {entry['living_tokens']}, gas spent in all: {entry['gas_spent_total']}")
     pending = entry["tokens_pending"]

@@ -85,6 +85,7 @@ class CycleReport:
     estimated_gas: int = 0
     transactions: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    blocked: str | None = None
     generation_s: float = 0.0
     wall_s: float = 0.0
 
@@ -173,14 +174,34 @@ class Cycle:
             pass
 
     def _refuse_with_pending_transactions(self) -> None:
+        """Transactions of ours still waiting to be mined stop the cycle (the journal cannot tell yet
+        what they carry). Say plainly which, and, where the node lists its pool, whether their fee is
+        under the base fee (stuck until fees fall or they are replaced) and what to do."""
         chain = self.studio.chain
         pending = chain.w3.eth.get_transaction_count(chain.address, "pending")
         mined = chain.w3.eth.get_transaction_count(chain.address, "latest")
-        if pending > mined:
-            raise CycleAborted(
-                f"{pending - mined} transaction(s) from {chain.address} are still waiting to be mined; the "
-                "journal cannot tell yet what they carry. The next cycle reconciles once they are mined."
-            )
+        if pending <= mined:
+            return
+        waiting = chain.signer.pooled_transactions()
+        base_fee = int(chain.w3.eth.get_block("latest").get("baseFeePerGas") or 0)
+        described = []
+        for nonce in range(mined, pending):
+            tx = waiting.get(nonce)
+            if tx is None:
+                described.append(f"nonce {nonce}")
+                continue
+            max_fee = _quantity(tx.get("maxFeePerGas") or tx.get("gasPrice"))
+            low = " (under the base fee: stuck until fees fall or it is replaced)" if max_fee < base_fee else ""
+            described.append(f"nonce {nonce}: {tx.get('hash')}, max fee {max_fee / 1e9:g} gwei{low}")
+        message = (
+            f"blocked: {pending - mined} transaction(s) from {chain.address} wait to be mined "
+            f"[{'; '.join(described)}]; base fee now {base_fee / 1e9:g} gwei. No cycle sends anything until "
+            "they are mined (the journal cannot tell yet what they carry). If one is stuck under the base fee, "
+            "replace it with a higher fee from a wallet (same nonce), or wait for fees to fall."
+        )
+        self.report.blocked = message
+        log.error(message, extra={"event": "blocked", "transactions": pending - mined})
+        raise CycleAborted(message)
 
     # --- 1. snapshot -------------------------------------------------------------------------------
 
@@ -696,6 +717,14 @@ def _cause(exc: BaseException) -> str:
     root = exc.__cause__ if isinstance(exc, StoreWriteError) and exc.__cause__ else exc
     text = f"{type(root).__name__}: {root}" if isinstance(root, OSError) else type(root).__name__
     return text if len(text) < 300 else text[:300] + "..."
+
+
+def _quantity(value: Any) -> int:
+    """A JSON-RPC quantity (hex text or a number) as an int; 0 when missing or malformed."""
+    try:
+        return int(value, 16) if isinstance(value, str) else int(value or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def _same_state(a: dict[str, Any], b: dict[str, Any]) -> bool:

@@ -84,6 +84,7 @@ def collection_status(studio: Studio) -> list[dict[str, Any]]:
                     "gas_used": last.gas_used,
                     "snapshot_cid": last.snapshot_cid,
                     "error": error,
+                    "blocked": report.get("blocked"),
                 }
             open_steps = session.execute(
                 select(EvolveStep.token_id, EvolveStep.step)

@@ -122,3 +122,49 @@ def test_an_attempt_while_another_process_holds_the_embedded_chain_is_not_a_fail
         assert "already running, owned by process" in refused.stderr
         with studio.db.session() as session:
             assert session.scalars(select(EvolveCycle)).all() == []  # nothing stored: it did nothing
+
+
+def test_a_transaction_waiting_to_be_mined_blocks_the_cycle_and_status_says_which(
+    open_studio, evolve_settings, weather_api, tmp_path: Path
+) -> None:
+    from eth_account import Account
+
+    studio = open_studio()
+    studio.settings.rules_dir.mkdir(parents=True, exist_ok=True)
+    (studio.settings.rules_dir / "weather.toml").write_text(weather_rules(weather_api.url))
+    tokens = mint_living(studio, 1)
+    weather_api.value = -5.0
+    w3 = studio.chain.w3
+    account = Account.from_key(evolve_settings.chain.private_key.get_secret_value())
+    w3.provider.make_request("evm_setAutomine", [False])
+    try:
+        # Another tool sent from the studio's account; the node has not mined it.
+        base = w3.eth.get_block("latest")["baseFeePerGas"]
+        tx = {
+            "to": account.address,
+            "value": 1,
+            "gas": 21_000,
+            "nonce": w3.eth.get_transaction_count(account.address, "pending"),
+            "chainId": w3.eth.chain_id,
+            "maxFeePerGas": base,
+            "maxPriorityFeePerGas": 0,
+            "type": 2,
+        }
+        waiting = w3.eth.send_raw_transaction(account.sign_transaction(tx).raw_transaction).to_0x_hex()
+        blocked = run_cycle(studio, "weather")
+        shown = evolve_cli(process_env(evolve_settings, tmp_path), "status").stdout
+    finally:
+        w3.provider.make_request("evm_setAutomine", [True])
+        w3.provider.make_request("evm_mine", [])
+    assert blocked.status == "partial"
+    assert blocked.evolved == []
+    assert waiting in blocked.blocked
+    assert f"nonce {tx['nonce']}: {waiting}" in blocked.blocked
+    assert f"BLOCKED: blocked: 1 transaction(s) from {account.address} wait to be mined" in shown
+    assert waiting in shown
+
+    after = run_cycle(studio, "weather")  # mined: the cycle goes on
+    assert after.status == "done"
+    assert after.evolved == tokens
+    (entry,) = collection_status(studio)
+    assert entry["last_cycle"]["blocked"] is None
