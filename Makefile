@@ -55,6 +55,7 @@ bench: setup
 	$(PY) bench/gateway.py
 	$(PY) bench/generate.py
 	$(PY) bench/evolve.py
+	$(PY) bench/chainstate.py
 
 # Re-resolve requirements.in into the fully pinned requirements.txt.
 lock:
