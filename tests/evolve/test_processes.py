@@ -168,3 +168,31 @@ def test_a_transaction_waiting_to_be_mined_blocks_the_cycle_and_status_says_whic
     assert after.evolved == tokens
     (entry,) = collection_status(studio)
     assert entry["last_cycle"]["blocked"] is None
+
+
+def test_a_lease_held_from_another_machine_is_taken_over_when_it_expires(open_studio) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from evolve.scheduler import start_background
+    from studio.records import EvolveLease
+
+    studio = open_studio()
+    studio.settings.evolve.scheduler_lease_s = 3
+    elsewhere = "another-host:4242:99"  # no pid here can answer for it: only its lease's expiry
+    with studio.db.session() as session:
+        session.add(
+            EvolveLease(name="scheduler", holder=elsewhere, expires_at=datetime.now(UTC) + timedelta(seconds=4))
+        )
+    service = start_background(studio)
+    try:
+        assert not service.leading
+        assert service.waiting_for == elsewhere
+        assert not service.scheduler.running
+        wait_until(lambda: service.leading, 60, "the take-over after the lease expired")
+        assert service.scheduler.running
+        with studio.db.session() as session:
+            assert session.get(EvolveLease, "scheduler").holder == service.lease.holder
+    finally:
+        service.stop()
+    with studio.db.session() as session:
+        assert session.get(EvolveLease, "scheduler") is None  # released on stop
