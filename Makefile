@@ -83,6 +83,7 @@ bench: setup $(OV_VENV)/.installed
 	$(PY) bench/gateway.py
 	$(PY) bench/generate.py
 	$(PY) bench/evolve.py
+	$(PY) bench/chainstate.py
 
 # Re-resolve requirements.in into the fully pinned requirements.txt.
 lock:

@@ -21,7 +21,7 @@ from web3.logs import DISCARD
 
 from contracts.artifacts import ContractArtifact, load_artifact
 from contracts.cid import raw_cid_digest, raw_cid_from_digest
-from contracts.errors import ChainError, ContractRevertError, VersionMismatchError
+from contracts.errors import ChainError, ContractRevertError, RPCUnavailableError, VersionMismatchError
 from contracts.signer import ROLE_NAMES, TX_GAS_CAP, RevertDecoder, Signer, TxResult, rpc_call, to_address
 
 
@@ -98,10 +98,10 @@ class LivingNFTClient:
         royalty_bps: int,
         contract_uri: str = "",
         admin: str | None = None,
-        before_broadcast: Callable[[str], None] | None = None,
+        before_broadcast: Callable[[str, int], None] | None = None,
     ) -> tuple[LivingNFTClient, TxResult]:
         """Deploy a new LivingNFT; `admin` (default: the signer) gets DEFAULT_ADMIN_ROLE.
-        `before_broadcast(tx_hash)` runs before the signed deployment leaves (see Signer.send)."""
+        `before_broadcast(tx_hash, nonce)` runs before the signed deployment leaves (see Signer.send)."""
         if not 0 <= royalty_bps <= 10_000:
             raise ChainError(f"royalty_bps must be between 0 and 10000 (basis points), got {royalty_bps}")
         artifact = load_artifact("LivingNFT")
@@ -135,10 +135,13 @@ class LivingNFTClient:
 
     # ----------------------------------------------------------------- writes
 
-    def mint(self, to: str, metadata_cid: str) -> MintResult:
-        """Mint the next token to `to` with metadata `metadata_cid` (bafkrei...); returns its id."""
+    def mint(
+        self, to: str, metadata_cid: str, *, before_broadcast: Callable[[str, int], None] | None = None
+    ) -> MintResult:
+        """Mint the next token to `to` with metadata `metadata_cid` (bafkrei...); returns its id.
+        `before_broadcast(tx_hash, nonce)` runs before the signed transaction leaves (see Signer.send)."""
         digest = raw_cid_digest(metadata_cid)
-        result = self._send("mint", to_address(to), digest)
+        result = self._send("mint", to_address(to), digest, before_broadcast=before_broadcast)
         receipt = self.signer.receipt(result.tx_hash)
         events = self.contract.events.MetadataSet().process_receipt(receipt, errors=DISCARD)
         if not events:
@@ -181,8 +184,11 @@ class LivingNFTClient:
             try:
                 estimate = self.estimate_evolve_batch(part)
             except ChainError as exc:
-                if size > 1 and not isinstance(exc, ContractRevertError):
-                    size = max(1, size // 2)  # the node could not estimate so much: try less
+                # The node could not estimate so much: try less. Not on a revert (it reverts at any
+                # size) nor when the node did not answer at all (a stall is no sign of size: splitting
+                # would only multiply transactions once it answers again).
+                if size > 1 and not isinstance(exc, ContractRevertError | RPCUnavailableError):
+                    size = max(1, size // 2)
                     continue
                 raise _partial(results, exc) from None
             gas = int(estimate * buffer)
@@ -303,9 +309,17 @@ class LivingNFTClient:
 
     # ----------------------------------------------------------------- internals
 
-    def _send(self, function: str, *args: Any, gas: int | None = None) -> TxResult:
+    def _send(
+        self,
+        function: str,
+        *args: Any,
+        gas: int | None = None,
+        before_broadcast: Callable[[str, int], None] | None = None,
+    ) -> TxResult:
         data = self.contract.encode_abi(function, args=list(args))
-        return self.signer.send({"to": self.address, "data": data}, self.decoder, gas=gas)
+        return self.signer.send(
+            {"to": self.address, "data": data}, self.decoder, gas=gas, before_broadcast=before_broadcast
+        )
 
     def _call(self, function: str, *args: Any) -> Any:
         fn = getattr(self.contract.functions, function)(*args)

@@ -190,6 +190,10 @@ class LocalChainError(ChainError):
     """The embedded anvil chain could not start or stop."""
 
 
+class LocalChainBusyError(LocalChainError):
+    """Another live studio process runs the embedded chain of this data directory."""
+
+
 def _render(value: Any) -> str:
     if isinstance(value, bytes):
         return "0x" + value.hex()

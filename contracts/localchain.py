@@ -2,12 +2,15 @@
 
 Why the care: anvil's own `--state`/`--state-interval` saving rewrites the file in place, so a SIGKILL
 at the wrong moment leaves a torn file that stops the next start, and nothing since the last save
-survives. Here the studio saves instead: `checkpoint()` asks anvil for its whole state
-(`anvil_dumpState`) and writes it atomically (temporary file, fsync, rename, fsync of the folder). The
-chain client calls it after every confirmed transaction *before* reporting it confirmed, so "confirmed"
-means "persisted"; `stop()` saves once more. anvil is started with PR_SET_PDEATHSIG, so it dies with the
-studio even on SIGKILL, and a stale anvil of ours still holding the port (left by a crash on a system
-without that signal) is recognised by its pid file and stopped before a new one starts.
+survives. Here the studio saves instead. The chain client calls `checkpoint()` after every confirmed
+transaction *before* reporting it confirmed, so "confirmed" means "persisted": it appends the blocks
+mined since the last checkpoint (their raw signed transactions) to an append-only journal and fsyncs
+it, a cost that does not grow with the chain (contracts/chainjournal.py). The whole state
+(`anvil_dumpState`) is written atomically (temporary file, fsync, rename, fsync of the folder) only
+when the journal has grown as large as it, on `stop()` and after a start replayed the journal.
+anvil is started with PR_SET_PDEATHSIG, so it dies with the studio even on SIGKILL, and a stale anvil of
+ours still holding the port (left by a crash on a system without that signal) is recognised by its pid
+file and stopped before a new one starts.
 """
 
 from __future__ import annotations
@@ -29,9 +32,13 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 
-from contracts.errors import LocalChainError
+from contracts.chainjournal import ChainJournal, JournalBlock
+from contracts.errors import LocalChainBusyError, LocalChainError
 
 STATE_FILE = "state.json"
+JOURNAL_FILE = "journal.jsonl"
+# The journal is folded into a full dump once it is this large and as large as the dump itself.
+COMPACT_MIN_BYTES = 256 * 1024
 PID_FILE = "anvil.pid"
 LOG_FILE = "anvil.log"
 LOCAL_CHAIN_ID = 31337
@@ -134,6 +141,9 @@ class LocalChain:
         self._process: subprocess.Popen[bytes] | None = None
         self._rpc_url: str | None = None
         self._lock = threading.Lock()
+        self.journal = ChainJournal(self.state_dir / JOURNAL_FILE)
+        self._journaled_block = 0  # the newest block the dump or the journal holds
+        self.compact_min_bytes = COMPACT_MIN_BYTES
 
     # ----------------------------------------------------------------- properties
 
@@ -192,24 +202,98 @@ class LocalChain:
         port = self._wait_listening(log_path)
         self._rpc_url = f"http://{self.host}:{port}"
         self._wait_rpc()
+        self._replay_journal()
         return self._rpc_url
 
     def checkpoint(self) -> None:
-        """Persist everything anvil has mined, atomically: a crash leaves either the old or the new file."""
+        """Persist everything anvil has mined: the new blocks are appended to the journal and fsynced
+        (a crash keeps all of them or, for a torn last line, none that was reported). The journal is
+        folded into a full dump once it has grown as large as the dump."""
         with self._lock:
             if not self.running:
                 raise LocalChainError("cannot checkpoint: the local chain is not running.")
-            dumped = self._rpc("anvil_dumpState", [])
-            data = bytes.fromhex(dumped.removeprefix("0x"))
-            if data[:2] == b"\x1f\x8b":  # anvil gzips the dump; --load-state reads plain JSON
-                data = gzip.decompress(data)
-            tmp = self.state_path.with_suffix(".json.tmp")
-            with open(tmp, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.state_path)
-            _fsync_dir(self.state_dir)
+            head = int(self._rpc("eth_blockNumber", []), 16)
+            blocks = []
+            for number in range(self._journaled_block + 1, head + 1):
+                block = self._journal_block(number)
+                if block is None:  # something a replay could not redo: keep the whole state instead
+                    self._dump_state()
+                    return
+                blocks.append(block)
+            self.journal.append(blocks)
+            self._journaled_block = max(self._journaled_block, head)
+            size = self.journal.size()
+            if size >= self.compact_min_bytes and size >= _size(self.state_path):
+                self._dump_state()
+
+    def _journal_block(self, number: int) -> JournalBlock | None:
+        block = self._rpc("eth_getBlockByNumber", [hex(number), False])
+        raws = []
+        for tx_hash in block["transactions"]:
+            raw = self._rpc("eth_getRawTransactionByHash", [tx_hash])
+            if not raw:
+                return None
+            raws.append(raw)
+        return JournalBlock(int(block["number"], 16), int(block["timestamp"], 16), tuple(raws))
+
+    def _dump_state(self) -> None:
+        """The whole state, written atomically; then the journal it now holds is emptied. Caller holds the lock."""
+        head = int(self._rpc("eth_blockNumber", []), 16)
+        dumped = self._rpc("anvil_dumpState", [])
+        data = bytes.fromhex(dumped.removeprefix("0x"))
+        if data[:2] == b"\x1f\x8b":  # anvil gzips the dump; --load-state reads plain JSON
+            data = gzip.decompress(data)
+        tmp = self.state_path.with_suffix(".json.tmp")
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.state_path)
+        _fsync_dir(self.state_dir)
+        # Blocks mined while dumping may be in the dump and are journaled again later: a replay skips
+        # the blocks the dump already has.
+        self.journal.clear()
+        self._journaled_block = head
+
+    def _replay_journal(self) -> None:
+        """Mine the journaled blocks again on top of the dump just loaded (same transactions, same
+        timestamps), then fold them into a new dump."""
+        blocks = self.journal.read()
+        if not self.state_path.exists():
+            if blocks:
+                raise LocalChainError(
+                    f"the chain journal {self.journal.path} has no state dump {self.state_path} to replay it on: "
+                    "move the journal away to start an empty chain."
+                )
+            with self._lock:
+                self._dump_state()  # the genesis block (its timestamp) is the base of every later replay
+            return
+        head = int(self._rpc("eth_blockNumber", []), 16)
+        todo = [block for block in blocks if block.number > head]
+        if todo:
+            self._rpc("evm_setAutomine", [False])
+            try:
+                for block in todo:
+                    for raw in block.transactions:
+                        self._rpc("eth_sendRawTransaction", [raw])
+                    # anvil's clock starts at "now" after a load: set it back to the block's own time.
+                    self._rpc("evm_setTime", [block.timestamp])
+                    self._rpc("evm_mine", [block.timestamp])
+                    mined = int(self._rpc("eth_blockNumber", []), 16)
+                    if mined != block.number:
+                        raise LocalChainError(
+                            f"replaying the chain journal {self.journal.path} gave block {mined} where it "
+                            f"recorded block {block.number}: the state dump and the journal do not belong "
+                            "together. Move the journal away to start from the dump alone."
+                        )
+            finally:
+                self._rpc("evm_setTime", [max(int(time.time()), todo[-1].timestamp)])
+                self._rpc("evm_setAutomine", [True])
+        with self._lock:
+            if blocks:
+                self._dump_state()
+            else:
+                self._journaled_block = head
 
     def stop(self) -> None:
         """Checkpoint and stop anvil. Safe to call twice."""
@@ -218,8 +302,8 @@ class LocalChain:
             return
         try:
             if process.poll() is None:
-                with contextlib.suppress(LocalChainError):
-                    self.checkpoint()
+                with contextlib.suppress(LocalChainError), self._lock:
+                    self._dump_state()
         finally:
             if process.poll() is None:
                 # Our checkpoint is the state of record; anvil has no --dump-state, so SIGTERM writes nothing.
@@ -307,7 +391,7 @@ class LocalChain:
             return
         if _process_is(pid, binary_text):
             if owner != os.getpid() and _alive(owner):
-                raise LocalChainError(
+                raise LocalChainBusyError(
                     f"the local chain in {self.state_dir} is already running, owned by process {owner}: "
                     "stop that studio first (two studios cannot share one data directory)."
                 )
@@ -320,13 +404,21 @@ class LocalChain:
             pid_path.unlink()
 
 
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
 def _process_is(pid: int, binary: str) -> bool:
     """Whether `pid` is alive and runs `binary` (so a recycled pid of another program is left alone)."""
     try:
         exe = os.readlink(f"/proc/{pid}/exe")
     except OSError:
         return False
-    return exe.removesuffix(" (deleted)") == binary
+    # /proc names the resolved file: resolve ours too (node_modules may be a symlink).
+    return exe.removesuffix(" (deleted)") in (binary, os.path.realpath(binary))
 
 
 def _alive(pid: int) -> bool:

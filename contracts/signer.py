@@ -41,6 +41,8 @@ from contracts.errors import (
 from contracts.provider import BoundedHTTPProvider
 from contracts.urls import redact_url, redact_urls
 
+# How nodes answer a transaction they already hold (geth, anvil/reth, erigon, nethermind).
+ALREADY_KNOWN = ("already known", "already imported", "known transaction", "alreadyknown")
 # EIP-7825 (Osaka) caps one transaction at 2**24 gas; staying under it everywhere keeps batches portable.
 TX_GAS_CAP = 16_777_216
 GWEI = 10**9
@@ -242,12 +244,12 @@ class Signer:
         decoder: RevertDecoder | None = None,
         *,
         gas: int | None = None,
-        before_broadcast: Callable[[str], None] | None = None,
+        before_broadcast: Callable[[str, int], None] | None = None,
     ) -> TxResult:
         """Estimate, price, sign, send and await `tx` (`to`, `data`, optional `value`).
 
-        `before_broadcast(tx_hash)` runs once the transaction is signed and before it leaves, so a caller
-        can record the hash first (again with the new hash if a nonce clash makes it re-sign).
+        `before_broadcast(tx_hash, nonce)` runs once the transaction is signed and before it leaves, so a
+        caller can record them first (again with the new ones if a nonce clash makes it re-sign).
         Raises a ContractRevertError subclass when the call would revert (nothing is sent), the fee and
         funds errors before sending, TransactionTimeoutError when no receipt arrives in time.
         """
@@ -289,7 +291,39 @@ class Signer:
     def receipt(self, tx_hash: str) -> TxReceipt:
         return rpc_call(self.w3, lambda: self.w3.eth.get_transaction_receipt(tx_hash))
 
-    def _sign_and_send(self, fields: dict[str, Any], before_broadcast: Callable[[str], None] | None = None) -> str:
+    def receipt_or_none(self, tx_hash: str) -> TxReceipt | None:
+        """The receipt of `tx_hash`, or None while it is not mined (pending, dropped or unknown)."""
+        try:
+            return self.receipt(tx_hash)
+        except TransactionNotFound:
+            return None
+
+    def pooled_transactions(self) -> dict[int, dict[str, Any]]:
+        """This sender's transactions waiting in the node's pool, by nonce (`txpool_content`); empty
+        where the node does not list its pool (many hosted endpoints do not)."""
+        try:
+            reply = rpc_call(self.w3, lambda: self.w3.provider.make_request("txpool_content", []))
+        except ChainError:
+            return {}
+        result = reply.get("result") if isinstance(reply, dict) else None
+        if not isinstance(result, dict):
+            return {}
+        found: dict[int, dict[str, Any]] = {}
+        for section in ("pending", "queued"):
+            by_sender = result.get(section) or {}
+            mine = next((v for k, v in by_sender.items() if str(k).lower() == self.address.lower()), {})
+            for nonce, tx in (mine or {}).items():
+                if isinstance(tx, dict) and str(nonce).isdigit():
+                    found.setdefault(int(nonce), tx)
+        return found
+
+    def mined_nonce(self, address: str | None = None) -> int:
+        """How many transactions of `address` (default: this signer's) are mined: every nonce below
+        it is taken for good."""
+        who = address or self.address
+        return int(rpc_call(self.w3, lambda: self.w3.eth.get_transaction_count(who, "latest")))
+
+    def _sign_and_send(self, fields: dict[str, Any], before_broadcast: Callable[[str, int], None] | None = None) -> str:
         seq = self._nonces
         with seq.lock:
             for attempt in range(3):
@@ -298,12 +332,17 @@ class Signer:
                 fields["nonce"] = seq.next
                 signed = self.account.sign_transaction(fields)
                 if before_broadcast is not None:
-                    before_broadcast(HexBytes(signed.hash).to_0x_hex())
+                    before_broadcast(HexBytes(signed.hash).to_0x_hex(), int(fields["nonce"]))
                 try:
                     tx_hash = rpc_call(self.w3, lambda s=signed: self.w3.eth.send_raw_transaction(s.raw_transaction))
                 except Web3RPCError as exc:
                     message = _rpc_message(exc).lower()
-                    if ("nonce too low" in message or "already known" in message) and attempt < 2:
+                    if any(marker in message for marker in ALREADY_KNOWN):
+                        # The node has these very bytes (an earlier send whose answer was lost): it is
+                        # sent. Signing again at a new nonce would send the same transaction twice.
+                        seq.next = int(fields["nonce"]) + 1
+                        return HexBytes(signed.hash).to_0x_hex()
+                    if "nonce too low" in message and attempt < 2:
                         seq.next = None  # another tool used this account: resync from the node and retry
                         continue
                     if "nonce too low" in message or "nonce too high" in message:

@@ -88,19 +88,30 @@ def _cycles(args: argparse.Namespace, *, dry_run: bool) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from evolve.scheduler import lease_status
     from evolve.status import collection_status
     from studio.services.studio import Studio
 
     with Studio.open() as studio:
         entries = collection_status(studio)
+        scheduler = lease_status(studio.db)
     if args.json:
         print(json.dumps(entries, indent=2))
         return 0
+    print(_scheduler_text(scheduler))
     if not entries:
         print("no collections: write a rules file in the rules folder (README: Evolution)")
     for entry in entries:
         print(_status_text(entry))
     return 0
+
+
+def _scheduler_text(scheduler: dict[str, Any] | None) -> str:
+    if scheduler is not None and scheduler["alive"]:
+        return f"scheduler: running in process {scheduler['holder']} (lease until {scheduler['expires_at']})"
+    if scheduler is not None:
+        return f"scheduler: none running (the last one, process {scheduler['holder']}, stopped without a word)"
+    return "scheduler: none running (python -m evolve run, or the app, runs one)"
 
 
 def _status_text(entry: dict[str, Any]) -> str:
@@ -117,7 +128,9 @@ def _status_text(entry: dict[str, Any]) -> str:
             f"{last['evolved']} evolved, {last['unchanged']} unchanged, {last['waiting']} waiting, "
             f"gas {last['gas_used']}"
         )
-        if last["error"]:
+        if last.get("blocked"):
+            lines.append(f"  BLOCKED: {last['blocked']}")
+        elif last["error"]:
             lines.append(f"  last error: {last['error']}")
     lines.append(f"  living tokens: {entry['living_tokens']}, gas spent in all: {entry['gas_spent_total']}")
     pending = entry["tokens_pending"]

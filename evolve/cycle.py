@@ -26,9 +26,16 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from contracts.errors import ChainError, FeeCapExceededError, TokenFrozenError, VersionMismatchError
+from contracts.errors import (
+    ChainError,
+    FeeCapExceededError,
+    LocalChainBusyError,
+    RPCUnavailableError,
+    TokenFrozenError,
+    VersionMismatchError,
+)
 from contracts.urls import redact_urls
-from evolve.errors import CycleAborted, FeedError
+from evolve.errors import CycleAborted, CycleBusy, FeedError
 from evolve.evaluation import Decision, TokenInput, evaluate
 from evolve.feeds import FetchPolicy, build_feeds
 from evolve.feeds.base import FeedValue, error_json, iso
@@ -80,6 +87,7 @@ class CycleReport:
     estimated_gas: int = 0
     transactions: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    blocked: str | None = None
     generation_s: float = 0.0
     wall_s: float = 0.0
 
@@ -129,6 +137,7 @@ class Cycle:
         self.rules: Rules | None = None
         self.cycle_id: int | None = None
         self._last_beat = time.monotonic()
+        self._tx_gas: dict[str, int] = {}
 
     # --- 0. take over ----------------------------------------------------------------------------
 
@@ -148,20 +157,53 @@ class Cycle:
                 continue
             self._record(step, tx_hash=change.tx_hash, block_number=change.block_number, gas_used=None)
             self.report.rolled_forward.append(step.token_id)
+            if change.tx_hash not in self.report.transactions:
+                self.report.transactions.append(change.tx_hash)
             log.info(
                 "already on chain: recorded without resending",
                 extra={"event": "reconcile", "token_id": step.token_id, "tx_hash": change.tx_hash},
             )
 
+    def _refuse_while_another_process_holds_the_chain(self) -> None:
+        """An attempt while another studio process runs the embedded chain is refused before a cycle
+        is stored: it did nothing, and is no failure of the collection (other errors opening the
+        chain are the cycle's own and are recorded with it)."""
+        try:
+            self.studio.chain  # noqa: B018 - opens the chain on first use
+        except LocalChainBusyError as exc:
+            raise CycleBusy(f"collection '{self.collection}': {exc}") from None
+        except Exception:  # noqa: S110 - met again inside the cycle, which records it
+            pass
+
     def _refuse_with_pending_transactions(self) -> None:
+        """Transactions of ours still waiting to be mined stop the cycle (the journal cannot tell yet
+        what they carry). Say plainly which, and, where the node lists its pool, whether their fee is
+        under the base fee (stuck until fees fall or they are replaced) and what to do."""
         chain = self.studio.chain
         pending = chain.w3.eth.get_transaction_count(chain.address, "pending")
         mined = chain.w3.eth.get_transaction_count(chain.address, "latest")
-        if pending > mined:
-            raise CycleAborted(
-                f"{pending - mined} transaction(s) from {chain.address} are still waiting to be mined; the "
-                "journal cannot tell yet what they carry. The next cycle reconciles once they are mined."
-            )
+        if pending <= mined:
+            return
+        waiting = chain.signer.pooled_transactions()
+        base_fee = int(chain.w3.eth.get_block("latest").get("baseFeePerGas") or 0)
+        described = []
+        for nonce in range(mined, pending):
+            tx = waiting.get(nonce)
+            if tx is None:
+                described.append(f"nonce {nonce}")
+                continue
+            max_fee = _quantity(tx.get("maxFeePerGas") or tx.get("gasPrice"))
+            low = " (under the base fee: stuck until fees fall or it is replaced)" if max_fee < base_fee else ""
+            described.append(f"nonce {nonce}: {tx.get('hash')}, max fee {max_fee / 1e9:g} gwei{low}")
+        message = (
+            f"blocked: {pending - mined} transaction(s) from {chain.address} wait to be mined "
+            f"[{'; '.join(described)}]; base fee now {base_fee / 1e9:g} gwei. No cycle sends anything until "
+            "they are mined (the journal cannot tell yet what they carry). If one is stuck under the base fee, "
+            "replace it with a higher fee from a wallet (same nonce), or wait for fees to fall."
+        )
+        self.report.blocked = message
+        log.error(message, extra={"event": "blocked", "transactions": pending - mined})
+        raise CycleAborted(message)
 
     # --- 1. snapshot -------------------------------------------------------------------------------
 
@@ -190,17 +232,26 @@ class Cycle:
             self.report.feeds[name] = "ok" if isinstance(result, FeedValue) else str(result)
             if isinstance(result, FeedError):
                 log.warning(str(result), extra={"event": "feed_error", "feed": name, "kind": result.kind})
+                # The tokens that read it wait: the cycle is partial and says why, never "done".
+                self.report.errors.append(f"feed {name}: {result}")
         data = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
         try:
-            cid = pin_content(
-                self.studio,
-                data,
-                name=f"feed-snapshot-{self.collection}-{document['taken_at']}.json",
-                content_type="application/json",
-                dry_run=self.dry_run,
+            cid = _storing(
+                lambda: pin_content(
+                    self.studio,
+                    data,
+                    name=f"feed-snapshot-{self.collection}-{document['taken_at']}.json",
+                    content_type="application/json",
+                    dry_run=self.dry_run,
+                )
             )
         except ContentError as exc:
             # Versions name their snapshot in their provenance: without it pinned, nothing may change.
+            # Every living token waits, and says why.
+            reason = f"pinning failed ({_cause(exc)}): retried next cycle"
+            for token in self.living_tokens():
+                self.report.pending[str(token.token_id)] = reason
+            log.error(str(exc), extra={"event": "pin_error", "what": "feed snapshot"})
             raise CycleAborted(f"cannot pin the feed snapshot ({exc}); the next cycle tries again") from exc
         return document, cid
 
@@ -296,17 +347,19 @@ class Cycle:
             "previous": f"ipfs://{step.previous_metadata_cid}",
             "feed_snapshot": f"ipfs://{step.feed_snapshot_cid}" if step.feed_snapshot_cid else None,
         }
-        published = publish_version(
-            self.studio,
-            name=token.name,
-            description=token.description,
-            attributes=self._attributes(rules, token, decision, step.version),
-            image_png=result.png_with(provenance),
-            generation_record=result.record,
-            version=step.version,
-            previous_metadata_cid=step.previous_metadata_cid,
-            feed_snapshot_cid=step.feed_snapshot_cid,
-            dry_run=self.dry_run,
+        published = _storing(
+            lambda: publish_version(
+                self.studio,
+                name=token.name,
+                description=token.description,
+                attributes=self._attributes(rules, token, decision, step.version),
+                image_png=result.png_with(provenance),
+                generation_record=result.record,
+                version=step.version,
+                previous_metadata_cid=step.previous_metadata_cid,
+                feed_snapshot_cid=step.feed_snapshot_cid,
+                dry_run=self.dry_run,
+            )
         )
         if self.dry_run:
             return OpenStep(
@@ -384,13 +437,15 @@ class Cycle:
                 # cycle asks the chain what it has before sending anything again.
                 for s in queue:
                     self.report.pending[str(s.token_id)] = "chain error: reconciled and sent next cycle"
+                if isinstance(getattr(exc, "cause", exc), RPCUnavailableError):
+                    self._log_stall(exc, len(batch))
                 done = getattr(exc, "done", [])
                 self.report.transactions.extend(r.tx_hash for r in done)
                 raise CycleAborted(f"chain error while sending a batch of {len(batch)}: {exc}") from exc
             crash_point("after_send")
             gas = sum(r.gas_used for r in results)
             self.gas_left -= gas
-            self.report.gas_used += gas
+            self._tx_gas.update((r.tx_hash, r.gas_used) for r in results)
             self.report.transactions.extend(r.tx_hash for r in results)
             where = self._where_mined(client, batch, results)
             for s in batch:
@@ -437,11 +492,27 @@ class Cycle:
             except VersionMismatchError as exc:
                 self._changed_on_chain(next(s for s in queue if s.token_id == exc.token_id), exc)
                 return [], -1
+            except RPCUnavailableError as exc:
+                # A stall or an outage, not a batch too large: cutting the batch would only multiply
+                # transactions once the node answers again. Nothing was sent: all of it waits.
+                raise self._stalled(exc, queue) from exc
             if estimate <= budget:
                 return batch, estimate
             smaller = int(size * budget / estimate)
             size = smaller if smaller < size else size - 1
         return [], 0
+
+    def _stalled(self, exc: RPCUnavailableError, queue: list[OpenStep]) -> CycleAborted:
+        self._log_stall(exc, len(queue))
+        for s in queue:
+            self.report.pending[str(s.token_id)] = "the RPC endpoint did not answer: sent next cycle"
+        return CycleAborted(f"RPC stall while estimating a batch of {len(queue)}: {exc}")
+
+    def _log_stall(self, exc: ChainError, tokens: int) -> None:
+        log.error(
+            "the RPC endpoint stalled: the batch waits for the next cycle (not split: it is not too large)",
+            extra={"event": "rpc_stall", "tokens": tokens, "error": str(exc)},
+        )
 
     def _frozen_on_chain(self, step: OpenStep) -> None:
         """Frozen by its owner since it was minted: it never evolves again; say so and record it."""
@@ -477,7 +548,10 @@ class Cycle:
     # --- 5. record ---------------------------------------------------------------------------------
 
     def _record(self, step: OpenStep, *, tx_hash: str | None, block_number: int | None, gas_used: int | None) -> None:
-        """The token's new version and the journal row's end, in ONE database transaction."""
+        """The token's new version and the journal row's end, in ONE database transaction. The first
+        row recorded for a transaction adds that transaction's gas to the cycle in the same database
+        transaction: a cycle killed afterwards keeps it, and a roll-forward of the batch's other rows
+        (or of a send whose cycle died) counts it once."""
         from studio.services.publishing import PublishedVersion
 
         metadata_bytes = self.studio.store.cat(step.metadata_cid or "")
@@ -500,9 +574,19 @@ class Cycle:
                 feed_snapshot_cid=step.feed_snapshot_cid,
                 session=session,
             )
+            if tx_hash and not self.dry_run and not self.journal.tx_recorded(tx_hash, session=session):
+                tx_gas = self._gas_of(tx_hash)
+                self.report.gas_used += tx_gas
+                self.journal.add_gas(self.cycle_id or 0, tx_gas, session=session)
             self.journal.advance(
                 step.id, RECORDED, session=session, tx_hash=tx_hash, block_number=block_number, gas_used=gas_used
             )
+
+    def _gas_of(self, tx_hash: str) -> int:
+        """A transaction's gas: from its result when this cycle sent it, else from its receipt."""
+        if tx_hash not in self._tx_gas:
+            self._tx_gas[tx_hash] = int(self.studio.chain.signer.receipt(tx_hash)["gasUsed"])
+        return self._tx_gas[tx_hash]
 
     # --- the whole cycle ---------------------------------------------------------------------------
 
@@ -512,6 +596,7 @@ class Cycle:
             self.settings.rules_dir, self.collection, default_timezone=self.settings.evolve.timezone
         )
         self.rules = rules
+        self._refuse_while_another_process_holds_the_chain()
         self.cycle_id, taken_over = self.journal.begin_cycle(dry_run=self.dry_run)
         self.report.cycle_id = self.cycle_id
         log.info(
@@ -544,6 +629,8 @@ class Cycle:
             log.exception("cycle failed", extra={"event": "cycle_failed", "cycle_id": self.cycle_id})
         if status == "done" and (self.report.pending or self.report.errors):
             status = "partial"
+        if status == "partial" and error is None:
+            error = "; ".join(self.report.errors) or f"{len(self.report.pending)} token(s) wait for the next cycle"
         self.report.status = status
         self.report.finished_at = iso(_now())
         self.report.wall_s = round(time.perf_counter() - started, 4)
@@ -599,7 +686,7 @@ class Cycle:
                     step = self.regenerate(rules, token, decision, step)
                 except ContentError as exc:
                     # A pinning outage: stop pinning for this cycle (every further try would fail too).
-                    pinning_down = f"pinning failed ({type(exc).__name__}): retried next cycle"
+                    pinning_down = f"pinning failed ({_cause(exc)}): retried next cycle"
                     self.report.pending[str(token.token_id)] = pinning_down
                     self.report.errors.append(f"token {token.token_id}: {exc}")
                     log.error(str(exc), extra={"event": "pin_error", "token_id": token.token_id})
@@ -646,6 +733,34 @@ def _items(steps: list[OpenStep]) -> list[tuple[int, str, int]]:
     """evolveBatch's items: a step builds `version` on the token's current version, `version - 1`,
     which the contract compare-and-sets."""
     return [(s.token_id, s.metadata_cid or "", s.version - 1) for s in steps]
+
+
+class StoreWriteError(ContentError):
+    """The local store could not be written (permissions, a full disk): a pinning outage like any other."""
+
+
+def _storing(pin: Any) -> Any:
+    """Run `pin()`, turning an OS error writing the local store into a ContentError, so a folder
+    without write permission or a full disk makes the cycle wait and say why, never fail."""
+    try:
+        return pin()
+    except OSError as exc:
+        raise StoreWriteError(f"cannot write to the local IPFS store: {exc}") from exc
+
+
+def _cause(exc: BaseException) -> str:
+    """The short cause of a pinning failure: the OS error's own class and text where there is one."""
+    root = exc.__cause__ if isinstance(exc, StoreWriteError) and exc.__cause__ else exc
+    text = f"{type(root).__name__}: {root}" if isinstance(root, OSError) else type(root).__name__
+    return text if len(text) < 300 else text[:300] + "..."
+
+
+def _quantity(value: Any) -> int:
+    """A JSON-RPC quantity (hex text or a number) as an int; 0 when missing or malformed."""
+    try:
+        return int(value, 16) if isinstance(value, str) else int(value or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def _same_state(a: dict[str, Any], b: dict[str, Any]) -> bool:

@@ -14,17 +14,18 @@ A row is "open" until it is recorded or superseded; a token has at most one open
 
 from __future__ import annotations
 
-import os
-import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from evolve.errors import CycleBusy
+from studio import owners
 from studio.db import Database
+from studio.owners import process_owner
 from studio.records import EvolveCycle, EvolveStep
 
 PLANNED, PINNED, SENDING, RECORDED, SUPERSEDED = "planned", "pinned", "sending", "recorded", "superseded"
@@ -36,26 +37,10 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def process_owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def owner_alive(owner: str, heartbeat_at: datetime) -> bool:
-    """Whether the process that owns a running cycle still lives. On this host the pid answers;
-    elsewhere (a second machine on the same PostgreSQL) a heartbeat older than 10 minutes means dead."""
-    host, _, pid = owner.rpartition(":")
-    if host == socket.gethostname() and pid.isdigit():
-        if int(pid) == os.getpid():
-            return True
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    beat = heartbeat_at if heartbeat_at.tzinfo else heartbeat_at.replace(tzinfo=UTC)
-    return utcnow() - beat < STALE_HEARTBEAT
+def owner_alive(owner: str, heartbeat_at: datetime | None) -> bool:
+    """Whether the process that owns a running cycle still lives (studio/owners.py: on this host its
+    pid and start time answer; elsewhere a heartbeat older than 10 minutes means dead)."""
+    return owners.owner_alive(owner, heartbeat_at, STALE_HEARTBEAT)
 
 
 @dataclass(frozen=True)
@@ -104,7 +89,20 @@ class Journal:
 
     def begin_cycle(self, *, dry_run: bool) -> tuple[int, list[int]]:
         """Start a cycle; returns (cycle id, ids of interrupted cycles taken over). A cycle of the
-        same collection still running in a live process makes this raise CycleBusy."""
+        same collection still running in a live process makes this raise CycleBusy.
+
+        The check below reads before it writes, so two processes can both find no running cycle; the
+        database then refuses the second insert (the unique index over running cycles) and that
+        process gets CycleBusy too."""
+        try:
+            return self._begin_cycle(dry_run=dry_run)
+        except IntegrityError:
+            raise CycleBusy(
+                f"collection '{self.collection}': another process started a cycle at the same moment; this run "
+                "was skipped (it finishes or is taken over when that process dies)"
+            ) from None
+
+    def _begin_cycle(self, *, dry_run: bool) -> tuple[int, list[int]]:
         owner = process_owner()
         taken_over: list[int] = []
         with self.db.session() as session:
@@ -142,6 +140,19 @@ class Journal:
             cycle.snapshot_cid = cid
             cycle.snapshot = snapshot
             cycle.heartbeat_at = utcnow()
+
+    def add_gas(self, cycle_id: int, gas: int, *, session: Session) -> None:
+        """Count a recorded transaction's gas in its cycle as soon as it is recorded (with the record)."""
+        session.execute(
+            update(EvolveCycle).where(EvolveCycle.id == cycle_id).values(gas_used=EvolveCycle.gas_used + gas)
+        )
+
+    def tx_recorded(self, tx_hash: str, *, session: Session) -> bool:
+        """Whether a journal row carried by `tx_hash` is recorded already (its gas is counted)."""
+        row = session.scalar(
+            select(EvolveStep.id).where(EvolveStep.tx_hash == tx_hash, EvolveStep.step == RECORDED).limit(1)
+        )
+        return row is not None
 
     def finish_cycle(
         self, cycle_id: int, *, status: str, report: dict[str, Any], gas_used: int, error: str | None = None

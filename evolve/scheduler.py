@@ -10,6 +10,11 @@
 - On start, every collection with an interrupted cycle or unfinished journal rows runs at once (the
   cycle rolls the journal forward first). SIGTERM/SIGINT: the running cycle stops at the next token
   boundary with its journal consistent, then the daemon exits 0.
+- One scheduler per database: APScheduler 3 does not share a job store between processes (two would
+  fire the same job together), so the scheduler runs only in the process holding the database lease
+  "scheduler" (SchedulerLease). Another daemon, or the web app beside a daemon, waits, says so in its
+  log (`scheduler_waiting`) and in `evolve status`, and takes over when the lease expires (at once
+  when its holder is a dead process on this host).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,19 +31,23 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from evolve.cycle import run_cycle
 from evolve.errors import CycleBusy, EvolveError, RulesError
 from evolve.journal import OPEN_STEPS
 from evolve.rules import Rules, load_rules
-from studio.records import EvolveCycle, EvolveStep
+from studio.db import Database
+from studio.owners import owner_alive, process_owner
+from studio.records import EvolveCycle, EvolveLease, EvolveStep
 from studio.services.studio import Studio
 
 log = logging.getLogger("evolve.scheduler")
 
 JOBS_TABLE = "evolve_scheduler_jobs"
 JOB_PREFIX = "evolve:"
+LEASE_NAME = "scheduler"
 
 # The scheduled job is stored by reference ("evolve.scheduler:scheduled_cycle"), so it reaches the
 # daemon's Studio through these module globals, set by run_daemon().
@@ -145,6 +154,86 @@ def collections_to_roll_forward(studio: Studio) -> list[str]:
     return sorted(set(running) | set(open_rows))
 
 
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+class SchedulerLease:
+    """The database lease that makes one process the scheduler of a database.
+
+    Taking it is a compare-and-set on the lease row (an UPDATE that names the holder and expiry it
+    read, or the INSERT of the first row), so of two processes trying at once exactly one wins, on
+    SQLite and PostgreSQL alike. The holder renews it every third of `ttl`.
+    """
+
+    def __init__(self, db: Database, ttl: timedelta, name: str = LEASE_NAME) -> None:
+        self.db = db
+        self.ttl = ttl
+        self.name = name
+        self.holder = process_owner()
+
+    def try_acquire(self) -> str | None:
+        """Take (or renew) the lease: None when this process holds it now, else who holds it."""
+        now = _utcnow()
+        try:
+            with self.db.session() as session:
+                row = session.get(EvolveLease, self.name)
+                if row is None:
+                    session.add(
+                        EvolveLease(name=self.name, holder=self.holder, acquired_at=now, expires_at=now + self.ttl)
+                    )
+                    session.flush()
+                    return None
+                expired = _aware(row.expires_at) <= now
+                # A holder on this host whose process is gone is dead now; elsewhere only expiry tells.
+                dead = not owner_alive(row.holder, now, self.ttl)
+                if row.holder != self.holder and not expired and not dead:
+                    return row.holder
+                taken = session.execute(
+                    update(EvolveLease)
+                    .where(
+                        EvolveLease.name == self.name,
+                        EvolveLease.holder == row.holder,
+                        EvolveLease.expires_at == row.expires_at,
+                    )
+                    .values(
+                        holder=self.holder,
+                        expires_at=now + self.ttl,
+                        acquired_at=row.acquired_at if row.holder == self.holder else now,
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+                if taken.rowcount == 1:
+                    return None
+        except IntegrityError:
+            pass  # another process inserted the first row at the same moment
+        with self.db.session() as session:
+            row = session.get(EvolveLease, self.name)
+            return row.holder if row is not None else "another process"
+
+    def release(self) -> None:
+        with self.db.session() as session:
+            row = session.get(EvolveLease, self.name)
+            if row is not None and row.holder == self.holder:
+                session.delete(row)
+
+
+def lease_status(db: Database, name: str = LEASE_NAME) -> dict[str, Any] | None:
+    """Who holds the scheduler lease and whether it is still good (for `evolve status`)."""
+    with db.session() as session:
+        row = session.get(EvolveLease, name)
+        if row is None:
+            return None
+        now = _utcnow()
+        expires = _aware(row.expires_at)
+        alive = expires > now and owner_alive(row.holder, now, expires - now)
+        return {"holder": row.holder, "expires_at": _iso(expires), "alive": alive}
+
+
 class EvolutionService:
     """The scheduler running in the background of a process that owns `studio` (the daemon, or the
     web app when settings.evolve.enabled). `start()` returns at once; `stop()` lets the running cycle
@@ -154,12 +243,63 @@ class EvolutionService:
         self.studio = studio
         self.scheduler = build_scheduler(studio)
         self.scheduler.add_jobstore("memory", alias="local")
+        self.lease = SchedulerLease(studio.db, timedelta(seconds=studio.settings.evolve.scheduler_lease_s))
+        self.leading = False
+        self.waiting_for: str | None = None
+        self._lease_stop = threading.Event()
+        self._lease_thread: threading.Thread | None = None
 
     def start(self) -> dict[str, str]:
-        """Schedule every rules file, roll interrupted cycles forward first, then run on schedule."""
+        """Take the scheduler lease and schedule (see `_lead`), or, while another process holds it,
+        wait for it in the background and return {} at once."""
         global _STUDIO
         _STUDIO = self.studio
         _STOP.clear()
+        self._lease_stop.clear()
+        holder = self.lease.try_acquire()
+        outcome = self._lead() if holder is None else {}
+        if holder is not None:
+            self._waiting(holder)
+        self._lease_thread = threading.Thread(target=self._keep_lease, name="evolve-lease", daemon=True)
+        self._lease_thread.start()
+        return outcome
+
+    def _waiting(self, holder: str) -> None:
+        if self.waiting_for != holder:
+            log.warning(
+                f"another scheduler runs on this database (process {holder}): this one waits and takes over "
+                "when that one stops or its lease expires",
+                extra={"event": "scheduler_waiting", "holder": holder},
+            )
+        self.waiting_for = holder
+
+    def _keep_lease(self) -> None:
+        """Renew the lease while leading; while waiting, try to take it. Every third of its length."""
+        every = max(1.0, self.lease.ttl.total_seconds() / 3)
+        while not self._lease_stop.wait(every):
+            try:
+                holder = self.lease.try_acquire()
+            except Exception:  # a database hiccup: try again next round, the lease has slack for it
+                log.exception("cannot reach the database to renew the scheduler lease", extra={"event": "lease_error"})
+                continue
+            if holder is None and not self.leading:
+                log.info("took over the scheduler lease", extra={"event": "scheduler_leader"})
+                self.waiting_for = None
+                self._lead()
+            elif holder is not None:
+                if self.leading:
+                    # Another process took it (this one stalled past its lease): stop firing jobs at once.
+                    log.error("lost the scheduler lease", extra={"event": "scheduler_lost", "holder": holder})
+                    self.scheduler.pause()
+                    self.leading = False
+                self._waiting(holder)
+
+    def _lead(self) -> dict[str, str]:
+        """Schedule every rules file, roll interrupted cycles forward first, then run on schedule."""
+        self.leading = True
+        if self.scheduler.running:  # lost the lease once and took it back
+            self.scheduler.resume()
+            return sync_jobs(self.scheduler, self.studio)
         self.scheduler.start(paused=True)
         outcome = sync_jobs(self.scheduler, self.studio)
         log.info(
@@ -191,8 +331,14 @@ class EvolutionService:
     def stop(self) -> None:
         global _STUDIO
         _STOP.set()
+        self._lease_stop.set()
+        if self._lease_thread is not None:
+            self._lease_thread.join(timeout=30)
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
+        if self.leading:
+            self.lease.release()  # the next scheduler need not wait for the lease to expire
+            self.leading = False
         _STUDIO = None
         log.info("daemon stopped", extra={"event": "daemon_stop"})
 

@@ -10,9 +10,9 @@ from typing import Any
 from sqlalchemy import func, select
 
 from evolve.errors import RulesError
-from evolve.journal import OPEN_STEPS
+from evolve.journal import OPEN_STEPS, owner_alive
 from evolve.rules import load_rules
-from evolve.scheduler import JOB_PREFIX, rules_files
+from evolve.scheduler import JOB_PREFIX, lease_status, rules_files
 from studio.records import EvolveCycle, EvolveSchedulerJob, EvolveStep, Token
 from studio.services.studio import Studio
 
@@ -20,6 +20,8 @@ from studio.services.studio import Studio
 def collection_status(studio: Studio) -> list[dict[str, Any]]:
     settings = studio.settings
     files = rules_files(settings.rules_dir)
+    scheduler = lease_status(studio.db)
+    scheduling = scheduler is not None and scheduler["alive"]
     with studio.db.session() as session:
         names = set(files) | set(session.scalars(select(EvolveCycle.collection).distinct()))
         names |= {n for n in session.scalars(select(Token.rules_name).where(Token.living.is_(True))) if n}
@@ -40,11 +42,13 @@ def collection_status(studio: Studio) -> list[dict[str, Any]]:
                 except RulesError as exc:
                     entry["rules"] = f"invalid: {exc}"
             next_run = jobs.get(JOB_PREFIX + name)
-            entry["next_run"] = (
-                datetime.fromtimestamp(next_run, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-                if next_run
-                else "not scheduled (start the daemon: python -m evolve run)"
-            )
+            if not next_run:
+                entry["next_run"] = "not scheduled (start the daemon: python -m evolve run)"
+            else:
+                entry["next_run"] = datetime.fromtimestamp(next_run, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+                if not scheduling:
+                    entry["next_run"] += " (but no scheduler is running: start python -m evolve run)"
+            entry["scheduler"] = scheduler
             entry["living_tokens"] = session.scalar(
                 select(func.count())
                 .select_from(Token)
@@ -60,9 +64,18 @@ def collection_status(studio: Studio) -> list[dict[str, Any]]:
                 entry["last_cycle"] = None
             else:
                 report = last.report or {}
+                status, error = last.status, last.error
+                if status == "running" and not owner_alive(last.owner, last.heartbeat_at):
+                    # Its process died mid-cycle: nothing runs it. The next run rolls it forward.
+                    status = "interrupted"
+                    error = (
+                        f"process {last.owner} stopped during the cycle (last heartbeat "
+                        f"{_iso(last.heartbeat_at)}); the next run rolls it forward"
+                    )
                 entry["last_cycle"] = {
                     "id": last.id,
-                    "status": last.status,
+                    "status": status,
+                    "owner": last.owner,
                     "started_at": _iso(last.started_at),
                     "finished_at": _iso(last.finished_at),
                     "evolved": len(report.get("evolved", [])),
@@ -70,7 +83,8 @@ def collection_status(studio: Studio) -> list[dict[str, Any]]:
                     "waiting": len(report.get("waiting", {})),
                     "gas_used": last.gas_used,
                     "snapshot_cid": last.snapshot_cid,
-                    "error": last.error,
+                    "error": error,
+                    "blocked": report.get("blocked"),
                 }
             open_steps = session.execute(
                 select(EvolveStep.token_id, EvolveStep.step)

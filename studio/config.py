@@ -151,6 +151,13 @@ class EvolveSettings(BaseModel):
                 )
         return names
 
+    scheduler_lease_s: int = Field(
+        60,
+        ge=3,
+        description="One scheduler per database: the running one renews its lease this often (a third of it); "
+        "another waits and takes over once the lease expires.",
+    )
+
 
 class AppSettings(BaseModel):
     """The web app."""

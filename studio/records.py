@@ -16,12 +16,14 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
     Text,
     Unicode,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -139,7 +141,11 @@ class MintIntent(Base):
 
     If the studio stops between the chain confirming a mint and recording the token, the intent says
     which token to look for on chain (by its metadata CID) and how to record it; see
-    studio.services.minting.reconcile_mints."""
+    studio.services.minting.reconcile_mints.
+
+    `owner` is the minting process (studio/owners.py), `sender` and `nonce` the transaction's and
+    `tx_hash` its hash, all written before it is broadcast: a reconcile drops an intent only when its
+    transaction failed or another transaction took its nonce, never one still in flight."""
 
     __tablename__ = "mint_intents"
 
@@ -155,6 +161,10 @@ class MintIntent(Base):
     living: Mapped[bool] = mapped_column(Boolean, default=False)
     rules_name: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    owner: Mapped[str | None] = mapped_column(String(200))
+    sender: Mapped[str | None] = mapped_column(String(42))
+    nonce: Mapped[int | None] = mapped_column(BigInteger)
+    tx_hash: Mapped[str | None] = mapped_column(String(66))
 
 
 # --- evolution (evolve/): cycles, their per-token journal, the scheduler's job store ------------
@@ -162,9 +172,21 @@ class MintIntent(Base):
 
 class EvolveCycle(Base):
     """One evolution cycle of one collection. `owner` and `heartbeat_at` tell a restarted daemon
-    whether a 'running' cycle belongs to a live process or must be rolled forward."""
+    whether a 'running' cycle belongs to a live process or must be rolled forward.
+
+    At most one cycle per collection runs (dry runs aside): a unique index over the running rows
+    makes the database refuse a second one, whatever the processes saw before inserting it."""
 
     __tablename__ = "evolve_cycles"
+    __table_args__ = (
+        Index(
+            "uq_evolve_cycles_one_running",
+            "collection",
+            unique=True,
+            sqlite_where=text("status = 'running' AND dry_run = 0"),
+            postgresql_where=text("status = 'running' AND dry_run = false"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     collection: Mapped[str] = mapped_column(String(200), index=True)
@@ -204,6 +226,18 @@ class EvolveStep(Base):
     gas_used: Mapped[int | None] = mapped_column(BigInteger)
     error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class EvolveLease(Base):
+    """A lease one process holds until `expires_at` and renews while it lives: the scheduler's
+    ("scheduler": one per database, the others wait for it to expire)."""
+
+    __tablename__ = "evolve_leases"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    acquired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class EvolveSchedulerJob(Base):

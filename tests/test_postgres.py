@@ -89,3 +89,30 @@ def test_draft_mint_and_timeline_on_postgres(studio_settings, postgres_url: str)
         (view,) = tokens.timeline(studio, outcome.token_id)
         assert view.metadata_cid == outcome.published.metadata_cid
         assert tokens.get_token(studio, outcome.token_id).seed == 2**32 - 1
+
+
+def test_two_processes_starting_a_cycle_at_once_get_one_cycle_on_postgres(settings, postgres_url: str) -> None:
+    from tests.evolve.races import assert_one_started_one_busy, begin_two_cycles_at_once
+
+    database = open_database(settings.model_copy(update={"database_url": postgres_url}))
+    database.dispose()
+    assert_one_started_one_busy(begin_two_cycles_at_once(postgres_url, collection="race"))
+
+
+def test_one_scheduler_lease_holder_at_a_time_on_postgres(settings, postgres_url: str) -> None:
+    from datetime import timedelta
+
+    from evolve.scheduler import SchedulerLease
+
+    database = open_database(settings.model_copy(update={"database_url": postgres_url}))
+    try:
+        first, second = SchedulerLease(database, timedelta(seconds=60)), SchedulerLease(database, timedelta(seconds=60))
+        second.holder = "another-host:1:1"
+        assert first.try_acquire() is None
+        assert first.try_acquire() is None  # renewed
+        assert second.try_acquire() == first.holder
+        first.release()
+        assert second.try_acquire() is None
+        assert first.try_acquire() == "another-host:1:1"
+    finally:
+        database.dispose()

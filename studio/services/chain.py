@@ -235,7 +235,9 @@ def _deploy(settings: Settings, db: Database, signer: Signer) -> tuple[LivingNFT
     with db.session() as session:
         session.add(Deployment(chain_id=chain.chain_id, address=expected, deployer=signer.address))
 
-    def record_hash(tx_hash: str) -> None:  # before the transaction leaves: a restart finds its receipt by it
+    def record_hash(
+        tx_hash: str, _nonce: int
+    ) -> None:  # before the transaction leaves: a restart finds its receipt by it
         with db.session() as session:
             _deployment_row(session, chain.chain_id, expected).tx_hash = tx_hash
 

@@ -6,16 +6,20 @@ before anything is pinned or sent, and the token is recorded only once the chain
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from web3 import Web3
 
-from contracts.errors import TransactionTimeoutError
+from contracts.errors import ContractRevertError, TransactionFailedError
 from studio.crashpoints import crash_point
+from studio.owners import owner_alive, process_owner
 from studio.records import Draft, MintIntent, Token, TokenVersion
 from studio.services.drafts import get_draft
 from studio.services.errors import InvalidInputError, NotFoundError
@@ -24,6 +28,10 @@ from studio.services.studio import Studio
 from studio.services.tokens import collection_query
 
 RULES_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+# An intent not yet broadcast whose process runs on another host is taken for abandoned after this long.
+STALE_INTENT = timedelta(minutes=10)
+
+log = logging.getLogger("studio.minting")
 
 
 @dataclass(frozen=True)
@@ -141,17 +149,25 @@ def mint_draft(
         on_step=on_step,
     )
 
-    # Written before the transaction, so a stop between confirmation and recording loses no token.
+    # Written before the transaction, so a stop between confirmation and recording loses no token; the
+    # transaction's hash and nonce are added before it leaves, so a reconcile can tell its fate.
     with studio.db.session() as session:
         session.add(_intent(chain, draft.id, published, name.strip(), description, recipient, living, rules_name))
 
+    def record_broadcast(tx_hash: str, nonce: int) -> None:
+        with studio.db.session() as session:
+            intent = session.scalar(select(MintIntent).where(MintIntent.metadata_cid == published.metadata_cid))
+            intent.tx_hash, intent.nonce = tx_hash, nonce
+
     notify_step(on_step, "transaction", to=recipient, metadata_cid=published.metadata_cid)
     try:
-        minted = chain.client.mint(recipient, published.metadata_cid)
-    except TransactionTimeoutError:
-        raise  # it may still be mined: the intent stays for reconcile_mints
-    except BaseException:
-        _drop_intent(studio, published.metadata_cid)
+        minted = chain.client.mint(recipient, published.metadata_cid, before_broadcast=record_broadcast)
+    except BaseException as exc:
+        # Only what certainly minted nothing drops the intent: nothing broadcast, or a failed receipt.
+        # Anything else (a lost answer, a timeout, Ctrl-C) may still be mined: the intent stays and
+        # reconcile_mints records the token, or drops the intent once its nonce went to another transaction.
+        if _certainly_not_minted(studio, published.metadata_cid, exc):
+            _drop_intent(studio, published.metadata_cid)
         raise
     crash_point("mint:after_confirmation")
     notify_step(
@@ -190,8 +206,21 @@ def _validate_rules(studio: Studio, rules_name: str) -> None:
     load_rules(rules_path(studio, rules_name), default_timezone=studio.settings.evolve.timezone)
 
 
+def _certainly_not_minted(studio: Studio, metadata_cid: str, exc: BaseException) -> bool:
+    with studio.db.session() as session:
+        intent = session.scalar(select(MintIntent).where(MintIntent.metadata_cid == metadata_cid))
+        if intent is None:
+            return False
+        if intent.tx_hash is None:
+            return True  # refused before signing (a revert in the estimate, the fee cap, funds)
+    # Raised from the receipt: the transaction was mined and failed.
+    return isinstance(exc, ContractRevertError | TransactionFailedError)
+
+
 def _intent(chain, draft_id, published, name, description, recipient, living, rules_name) -> MintIntent:
     return MintIntent(
+        owner=process_owner(),
+        sender=chain.address,
         chain_id=chain.chain_id,
         contract_address=chain.contract_address,
         metadata_cid=published.metadata_cid,
@@ -215,45 +244,74 @@ def _drop_intent(studio: Studio, metadata_cid: str) -> None:
 def _record_minted(
     studio: Studio, token_id: int, metadata_cid: str, *, tx_hash: str, block_number: int, gas_used: int | None
 ) -> None:
-    """Turn the mint intent for `metadata_cid` into the token's rows, in one transaction."""
-    with studio.db.session() as session:
-        intent = session.scalar(select(MintIntent).where(MintIntent.metadata_cid == metadata_cid))
-        draft = session.get(Draft, intent.draft_id)
-        token = Token(
-            chain_id=intent.chain_id,
-            contract_address=intent.contract_address,
-            token_id=token_id,
-            name=intent.name,
-            description=intent.description,
-            seed=draft.seed,
-            prompt=draft.prompt,
-            draft_id=draft.id,
-            living=intent.living,
-            rules_name=intent.rules_name,
-            current_version=0,
-            current_metadata_cid=intent.metadata_cid,
-            current_image_cid=intent.image_cid,
+    """Turn the mint intent for `metadata_cid` into the token's rows, in one transaction. Another
+    process's reconcile may have recorded it first (it found the mined token while this one awaited
+    the receipt): then there is nothing left to do."""
+    try:
+        with studio.db.session() as session:
+            intent = session.scalar(select(MintIntent).where(MintIntent.metadata_cid == metadata_cid))
+            if intent is None:
+                if _recorded(studio, session, token_id, metadata_cid):
+                    return
+                raise NotFoundError(
+                    f"token {token_id} was minted with metadata {metadata_cid} but its mint intent is gone, so "
+                    "the studio cannot record it: open the studio again (its reconcile records it from the chain)."
+                )
+            _add_token(session, intent, token_id, tx_hash=tx_hash, block_number=block_number, gas_used=gas_used)
+    except IntegrityError:
+        # Recorded at the same moment by another process (the token's unique key refused the second).
+        with studio.db.session() as session:
+            if not _recorded(studio, session, token_id, metadata_cid):
+                raise
+
+
+def _recorded(studio: Studio, session, token_id: int, metadata_cid: str) -> bool:
+    token = session.scalar(collection_query(studio).where(Token.token_id == token_id))
+    return token is not None and token.versions[0].metadata_cid == metadata_cid
+
+
+def _add_token(
+    session, intent: MintIntent, token_id: int, *, tx_hash: str, block_number: int, gas_used: int | None
+) -> None:
+    draft = session.get(Draft, intent.draft_id)
+    token = Token(
+        chain_id=intent.chain_id,
+        contract_address=intent.contract_address,
+        token_id=token_id,
+        name=intent.name,
+        description=intent.description,
+        seed=draft.seed,
+        prompt=draft.prompt,
+        draft_id=draft.id,
+        living=intent.living,
+        rules_name=intent.rules_name,
+        current_version=0,
+        current_metadata_cid=intent.metadata_cid,
+        current_image_cid=intent.image_cid,
+    )
+    token.versions.append(
+        TokenVersion(
+            version=0,
+            metadata_cid=intent.metadata_cid,
+            image_cid=intent.image_cid,
+            tx_hash=tx_hash,
+            block_number=block_number,
+            gas_used=gas_used,
         )
-        token.versions.append(
-            TokenVersion(
-                version=0,
-                metadata_cid=intent.metadata_cid,
-                image_cid=intent.image_cid,
-                tx_hash=tx_hash,
-                block_number=block_number,
-                gas_used=gas_used,
-            )
-        )
-        session.add(token)
-        session.delete(intent)
+    )
+    session.add(token)
+    session.delete(intent)
 
 
 def reconcile_mints(studio: Studio) -> list[int]:
     """Record tokens the chain minted but the studio did not get to record (it stopped in between).
 
     Each open mint intent is looked up on chain by its metadata CID among the tokens this studio has
-    not recorded; found, it is recorded as a normal mint; not found, the transaction never made it and
-    the intent is dropped (the draft is still there to mint again). Returns the token ids recorded.
+    not recorded; found, it is recorded as a normal mint. One not found is dropped only when nothing
+    can mint it any more (see `_intent_fate`): its transaction failed, another transaction took its
+    nonce, or it was never broadcast and its process is gone. One still in flight, maybe in another
+    process, stays. (A dropped intent's draft is still there to mint again.) Returns the token ids
+    recorded.
     """
     chain = studio.chain
     with studio.db.session() as session:
@@ -267,6 +325,9 @@ def reconcile_mints(studio: Studio) -> list[int]:
         known = set(session.scalars(collection_query(studio, Token.token_id)))
     if not intents:
         return []
+    # Each intent's fate is read BEFORE the chain is searched: an intent seen in flight here and
+    # mined during the search is then found by the search, never dropped.
+    fates = {intent.metadata_cid: _intent_fate(studio, intent) for intent in intents}
     wanted = {intent.metadata_cid: intent for intent in intents}
     recorded = []
     for token_id in range(chain.client.total_supply(), 0, -1):
@@ -283,5 +344,28 @@ def reconcile_mints(studio: Studio) -> list[int]:
             )
             recorded.append(token_id)
     for metadata_cid in wanted:
+        fate = fates[metadata_cid]
+        if fate is None:
+            log.info("mint intent for %s is still in flight: kept", metadata_cid)
+            continue
+        log.warning("dropped the mint intent for %s: %s", metadata_cid, fate)
         _drop_intent(studio, metadata_cid)
     return recorded
+
+
+def _intent_fate(studio: Studio, intent: MintIntent) -> str | None:
+    """Why the intent's mint can never happen any more, or None while it still can."""
+    chain = studio.chain
+    if intent.tx_hash is None:
+        if intent.owner is None:
+            return "recorded before transactions were tracked, and not on chain"
+        if owner_alive(intent.owner, intent.created_at, STALE_INTENT):
+            return None  # its process is about to sign and send it
+        return f"its process {intent.owner} stopped before sending the transaction"
+    receipt = chain.signer.receipt_or_none(intent.tx_hash)
+    if receipt is not None:
+        return f"its transaction {intent.tx_hash} failed" if receipt["status"] != 1 else None
+    sender = intent.sender or chain.address
+    if intent.nonce is not None and chain.signer.mined_nonce(sender) > intent.nonce:
+        return f"its nonce {intent.nonce} was taken by another transaction; {intent.tx_hash} can never be mined"
+    return None  # sent and not mined yet

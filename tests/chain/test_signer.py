@@ -13,10 +13,12 @@ from contracts.errors import (
     FeeCapExceededError,
     InsufficientFundsError,
     RPCUnavailableError,
+    TransactionTimeoutError,
     WrongChainIdError,
 )
 from contracts.localchain import DEV_PRIVATE_KEYS
 from contracts.signer import Signer, TxPolicy, make_web3
+from tests.evolve.conftest import FlakyProxy
 
 
 def _nonce(w3, address: str) -> int:
@@ -108,17 +110,47 @@ def test_nonce_resyncs_after_another_tool_used_the_account(living_nft, funded_ac
 def test_before_broadcast_gets_the_hash_before_the_node_has_the_transaction(living_nft, funded_account):
     """What a crash-safe caller records first (the deploy does): the hash of the transaction that is then mined."""
     signer = Signer(living_nft.w3, funded_account, chain_id=31337)
-    seen: list[tuple[str, bool]] = []
+    seen: list[tuple[str, int, bool]] = []
 
-    def record(tx_hash: str) -> None:
+    def record(tx_hash: str, nonce: int) -> None:
         try:
             living_nft.w3.eth.get_transaction(tx_hash)
             known = True
         except TransactionNotFound:
             known = False
-        seen.append((tx_hash, known))
+        seen.append((tx_hash, nonce, known))
 
     result = signer.send({"to": funded_account.address, "value": 1}, before_broadcast=record)
 
-    assert seen == [(result.tx_hash, False)]
+    assert seen == [(result.tx_hash, living_nft.w3.eth.get_transaction(result.tx_hash)["nonce"], False)]
     assert living_nft.w3.eth.get_transaction_receipt(result.tx_hash)["status"] == 1
+
+
+def test_already_known_is_the_same_transaction_sent_not_a_reason_to_sign_again(living_nft, funded_account):
+    """The node took a transaction but its answer was lost; the caller sends the same transaction again:
+    same nonce, same fees, the same signed bytes, and the node answers "already known". That
+    transaction is sent; signing it again at the next nonce would send it twice."""
+    w3 = living_nft.w3
+    proxy = FlakyProxy(w3.provider.endpoint_uri)
+    # A short receipt timeout: nothing is mined until the test says so.
+    signer = Signer(make_web3(proxy.url), funded_account, chain_id=31337, policy=TxPolicy(receipt_timeout_s=1))
+    before = w3.eth.get_transaction_count(funded_account.address, "latest")
+    w3.provider.make_request("evm_setAutomine", [False])
+    try:
+        proxy.drop_on = ("eth_sendRawTransaction", "after")
+        with pytest.raises(RPCUnavailableError):
+            signer.send({"to": funded_account.address, "value": 7})
+        proxy.up()
+        with pytest.raises(TransactionTimeoutError) as waiting:
+            signer.send({"to": funded_account.address, "value": 7})
+        pending = w3.provider.make_request("txpool_content", [])["result"]["pending"]
+        ours = next(v for k, v in pending.items() if k.lower() == funded_account.address.lower())
+        w3.provider.make_request("evm_mine", [])
+    finally:
+        w3.provider.make_request("evm_setAutomine", [True])
+        proxy.close()
+    assert len(ours) == 1  # one transaction in the pool, not two
+    (first,) = ours.values()
+    assert waiting.value.tx_hash == first["hash"]  # the second send reports the first one's hash
+    assert w3.eth.get_transaction_count(funded_account.address, "latest") == before + 1  # sent once
+    assert w3.eth.get_transaction_receipt(first["hash"])["status"] == 1

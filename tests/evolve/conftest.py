@@ -201,11 +201,15 @@ class FlakyProxy:
       with "before" it is never forwarded;
     - `before_forward = ("eth_sendRawTransaction", action)`: run `action()` once, right before the first
       request whose body contains the text is forwarded (another actor moving in between two steps);
+    - `stall_on = ("eth_estimateGas", skip, count, seconds)`: forward `skip` requests whose body
+      contains the text, then hold the next `count` ones `seconds` each before forwarding them (a
+      node that stalls for a while, through web3's retries);
     - `up()`: service restored.
     """
 
     def __init__(self, target: str) -> None:
         import threading
+        import time
         from http.server import BaseHTTPRequestHandler
 
         import httpx
@@ -215,6 +219,7 @@ class FlakyProxy:
         self.fail_after: int | None = None
         self.drop_on: tuple[str, str] | None = None
         self.before_forward: tuple[str, Callable[[], None]] | None = None
+        self.stall_on: tuple[str, int, int, float] | None = None
         self.forwarded = 0
         self._lock = threading.Lock()
         proxy = self
@@ -239,9 +244,17 @@ class FlakyProxy:
                         action, proxy.before_forward = proxy.before_forward[1], None
                 if action is not None:
                     action()
+                stall = 0.0
                 with proxy._lock:
                     if proxy.down:
                         return self._refuse()
+                    if proxy.stall_on and proxy.stall_on[0].encode() in body:
+                        text, skip, count, seconds = proxy.stall_on
+                        if skip > 0:
+                            proxy.stall_on = (text, skip - 1, count, seconds)
+                        else:
+                            stall = seconds
+                            proxy.stall_on = (text, 0, count - 1, seconds) if count > 1 else None
                     if proxy.drop_on and proxy.drop_on[0].encode() in body:
                         proxy.down = True
                         if proxy.drop_on[1] == "before":
@@ -253,6 +266,8 @@ class FlakyProxy:
                             return self._refuse()
                         proxy.fail_after -= 1
                     proxy.forwarded += 1
+                if stall:
+                    time.sleep(stall)
                 headers = {
                     k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length", "connection")
                 }
@@ -275,7 +290,7 @@ class FlakyProxy:
 
     def up(self) -> None:
         with self._lock:
-            self.down, self.fail_after, self.drop_on = False, None, None
+            self.down, self.fail_after, self.drop_on, self.stall_on = False, None, None, None
 
     def close(self) -> None:
         stop_http_server(self.httpd)

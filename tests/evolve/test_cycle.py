@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
@@ -210,6 +213,28 @@ def test_rpc_outage_after_the_transaction_left_is_reconciled_not_resent(
         assert [v.version for v in versions(studio, token_id)] == [0, 1]
 
 
+def test_an_rpc_stall_while_estimating_is_not_a_batch_too_large(
+    open_studio, evolve_settings, weather_api, flaky_proxy, caplog
+) -> None:
+    studio, proxy = studio_behind_rpc_proxy(open_studio, evolve_settings, flaky_proxy)
+    tokens = setup_collection(studio, weather_api, 4)
+    weather_api.value = -5.0
+    # The cycle's own estimate passes; the next one (right before sending) gets no answer within the
+    # RPC timeout (5 s) through web3's 5 tries: the node stalled. Then it answers again.
+    proxy.stall_on = ("eth_estimateGas", 1, 5, 7.0)
+    with caplog.at_level(logging.ERROR, logger="evolve.cycle"):
+        stalled = run_cycle(studio, "weather")
+    assert stalled.status == "partial"
+    assert stalled.transactions == []  # not cut into smaller batches and sent
+    assert set(stalled.pending) == {str(t) for t in tokens}
+    assert any(getattr(r, "event", None) == "rpc_stall" for r in caplog.records)
+
+    after = run_cycle(studio, "weather")  # the node answers again: one batch, one transaction
+    assert after.status == "done"
+    assert sorted(after.evolved) == tokens
+    assert len(after.transactions) == 1
+
+
 def test_rpc_outage_before_the_transaction_left_resends_it(
     open_studio, evolve_settings, weather_api, flaky_proxy
 ) -> None:
@@ -263,6 +288,47 @@ def test_pinning_outage_mid_cycle_loses_nothing(
         (v1,) = versions(studio, token_id)[1:]
         assert studio.chain.client.token_uri(token_id) == f"ipfs://{v1.metadata_cid}"
         assert pinata_standin_has(pinata_standin, v1.metadata_cid)
+
+
+def set_writable(folder: Path, writable: bool) -> None:
+    """Take write permission from a folder and its subfolders, or give it back. Root ignores
+    permissions, so as root the folders are made immutable instead (ext4's `chattr +i`: EPERM for
+    every user, as a read-only or foreign-owned folder gives)."""
+    folders = [folder, *(p for p in folder.rglob("*") if p.is_dir())]
+    for path in folders:
+        if os.geteuid() != 0:
+            path.chmod(0o755 if writable else 0o555)
+        else:
+            done = subprocess.run(["chattr", "-i" if writable else "+i", str(path)], capture_output=True, check=False)
+            if done.returncode != 0:
+                pytest.skip(f"cannot make a folder unwritable as root here (chattr: {done.stderr.decode().strip()})")
+
+
+def test_a_store_that_cannot_be_written_makes_the_cycle_partial_with_the_cause(
+    open_studio, weather_api, caplog
+) -> None:
+    studio = open_studio()
+    tokens = setup_collection(studio, weather_api, 2)
+    weather_api.value = -5.0
+    blocks = studio.settings.ipfs_dir / "blocks"
+    set_writable(blocks, False)
+    try:
+        with caplog.at_level(logging.ERROR, logger="evolve.cycle"):
+            report = run_cycle(studio, "weather")
+    finally:
+        set_writable(blocks, True)
+    assert report.status == "partial"
+    assert set(report.pending) == {str(t) for t in tokens}
+    assert all("pinning failed (PermissionError: " in reason for reason in report.pending.values())
+    assert "cannot pin the feed snapshot" in report.errors[0]
+    assert any(getattr(r, "event", None) == "pin_error" for r in caplog.records)
+    with studio.db.session() as session:
+        cycle = session.scalar(select(EvolveCycle).order_by(EvolveCycle.id.desc()).limit(1))
+        assert (cycle.status, cycle.error) == ("partial", report.errors[0])
+
+    after = run_cycle(studio, "weather")  # writable again: nothing was lost
+    assert after.status == "done"
+    assert sorted(after.evolved) == tokens
 
 
 def pinata_standin_has(standin, cid: str) -> bool:
@@ -359,8 +425,12 @@ def test_broken_feed_keeps_the_cycle_going(open_studio, weather_api) -> None:
     tokens = setup_collection(studio, weather_api, 2)
     weather_api.value = float("nan")
     report = run_cycle(studio, "weather")
-    assert report.status == "done"
+    # Its only feed failed: the cycle is partial and says why (never "done" with no error).
+    assert report.status == "partial"
     assert "value is nan" in report.feeds["temperature"]
+    assert report.errors == [f"feed temperature: {report.feeds['temperature']}"]
+    with studio.db.session() as session:
+        assert "feed temperature:" in session.scalar(select(EvolveCycle.error).order_by(EvolveCycle.id.desc()))
     assert report.waiting == {str(t): "no value yet for weather" for t in tokens}
     assert report.evolved == []
     snapshot = json.loads(studio.store.cat(report.snapshot_cid))
