@@ -108,8 +108,8 @@ def _mint_with_versions(living_nft, store, owner: str, versions: int) -> tuple[i
         for n in range(versions)
     ]
     token_id = living_nft.mint(owner, cids[0]).token_id
-    for cid in cids[1:]:
-        living_nft.evolve(token_id, cid)
+    for version, cid in enumerate(cids[1:]):
+        living_nft.evolve(token_id, cid, version)
     return token_id, cids
 
 
