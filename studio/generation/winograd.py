@@ -1,0 +1,282 @@
+"""Winograd 3x3 convolutions: fewer multiplications for the float32 VAE decoder on the CPU.
+
+DOCSTRING_PLACEHOLDER
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction as Fr
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class WinogradScheme:
+    """F(m x m, 3x3): output tiles of m x m pixels from input tiles of alpha = m + 2 pixels.
+
+    The 2-D transforms are the 1-D ones applied to rows then columns: V = B^T d B for an input tile
+    d, U = G g G^T for a kernel g, and the output tile A^T (U ⊙ V) A (⊙ summed over input channels,
+    which is what turns the element-wise products into GEMMs)."""
+
+    name: str
+    m: int
+    input_transform: tuple[tuple[Fr, ...], ...]  # B^T, alpha x alpha
+    kernel_transform: tuple[tuple[Fr, ...], ...]  # G, alpha x 3
+    output_transform: tuple[tuple[Fr, ...], ...]  # A^T, m x alpha
+
+    @property
+    def alpha(self) -> int:
+        return self.m + 2
+
+
+def _matrix(rows: list[list[int | Fr]]) -> tuple[tuple[Fr, ...], ...]:
+    return tuple(tuple(Fr(value) for value in row) for row in rows)
+
+
+# Interpolation points 0, 1, -1 and infinity (Lavin & Gray 2016, "Fast Algorithms for Convolutional
+# Neural Networks").
+F2 = WinogradScheme(
+    name="F(2x2,3x3)",
+    m=2,
+    input_transform=_matrix([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]),
+    kernel_transform=_matrix([[1, 0, 0], [Fr(1, 2), Fr(1, 2), Fr(1, 2)], [Fr(1, 2), Fr(-1, 2), Fr(1, 2)], [0, 0, 1]]),
+    output_transform=_matrix([[1, 1, 1, 0], [0, 1, -1, -1]]),
+)
+
+# Points 0, 1, -1, 2, -2 and infinity: the smallest integers, hence the smallest rounding errors.
+F4 = WinogradScheme(
+    name="F(4x4,3x3)",
+    m=4,
+    input_transform=_matrix(
+        [
+            [4, 0, -5, 0, 1, 0],
+            [0, -4, -4, 1, 1, 0],
+            [0, 4, -4, -1, 1, 0],
+            [0, -2, -1, 2, 1, 0],
+            [0, 2, -1, -2, 1, 0],
+            [0, 4, 0, -5, 0, 1],
+        ]
+    ),
+    kernel_transform=_matrix(
+        [
+            [Fr(1, 4), 0, 0],
+            [Fr(-1, 6), Fr(-1, 6), Fr(-1, 6)],
+            [Fr(-1, 6), Fr(1, 6), Fr(-1, 6)],
+            [Fr(1, 24), Fr(1, 12), Fr(1, 6)],
+            [Fr(1, 24), Fr(-1, 12), Fr(1, 6)],
+            [0, 0, 1],
+        ]
+    ),
+    output_transform=_matrix([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]]),
+)
+
+SCHEMES = {"F2": F2, "F4": F4}
+
+# Tiles per chunk are chosen so that one chunk's transformed input and GEMM output (alpha^2 floats per
+# tile and channel each) take about this many bytes: small enough to stay in the 32 MB L3 cache of the
+# CPUs measured, large enough for each GEMM to have a few hundred rows.
+DEFAULT_CHUNK_BYTES = 8 * 2**20
+
+
+def _combine(out: torch.Tensor, coefficients: tuple[Fr, ...], terms: list[torch.Tensor]) -> None:
+    """out = sum(c * term): one pass per non-zero coefficient, each a multiply-add on whole slices."""
+    first = True
+    for coefficient, term in zip(coefficients, terms, strict=True):
+        if coefficient == 0:
+            continue
+        if first:
+            if coefficient == 1:
+                out.copy_(term)
+            else:
+                torch.mul(term, float(coefficient), out=out)
+            first = False
+        else:
+            out.add_(term, alpha=float(coefficient))
+    if first:
+        out.zero_()
+
+
+def transform_weight(weight: torch.Tensor, scheme: WinogradScheme) -> torch.Tensor:
+    """U = G g G^T for every (out, in) kernel, as (alpha^2, C_in, C_out): the right operands of the GEMMs.
+
+    Computed in float64 and rounded once to float32, so that U adds no error of its own."""
+    g = torch.tensor([[float(v) for v in row] for row in scheme.kernel_transform], dtype=torch.float64)
+    u = torch.einsum("ak,oikl,bl->abio", g, weight.detach().to(torch.float64), g)
+    return u.reshape(scheme.alpha * scheme.alpha, weight.shape[1], weight.shape[0]).to(torch.float32).contiguous()
+
+
+class WinogradConv2d(nn.Module):
+    """A 3x3, stride 1, padding 1 float32 Conv2d computed by Winograd minimal filtering.
+
+    The weight is transformed once here and the original dropped, unless fallback_below_pixels is
+    set: inputs with fewer pixels (H*W) than that then go to F.conv2d with the original weight, which
+    is kept for it."""
+
+    def __init__(
+        self,
+        conv: nn.Conv2d,
+        scheme: WinogradScheme = F4,
+        *,
+        chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        fallback_below_pixels: int | None = None,
+    ) -> None:
+        super().__init__()
+        problem = winograd_ineligibility(conv)
+        if problem is not None:
+            raise ValueError(f"WinogradConv2d cannot replace {conv}: {problem}")
+        if chunk_bytes <= 0:
+            raise ValueError(f"chunk_bytes must be positive, got {chunk_bytes}")
+        self.in_channels = conv.in_channels
+        self.out_channels = conv.out_channels
+        self.scheme = scheme
+        self.chunk_bytes = chunk_bytes
+        self.fallback_below_pixels = fallback_below_pixels
+        with torch.no_grad():
+            self.register_buffer("transformed_weight", transform_weight(conv.weight, scheme), persistent=False)
+        self.weight = None if fallback_below_pixels is None else conv.weight
+        self.bias = None if conv.bias is None else conv.bias
+        # Plain float lists: read in every call, they must not be tensors.
+        self._bt = scheme.input_transform
+        self._at = scheme.output_transform
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}, kernel_size=(3, 3), padding=1, {self.scheme.name}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != self.in_channels or x.dtype != torch.float32:
+            raise ValueError(
+                f"WinogradConv2d({self.in_channels}->{self.out_channels}) takes float32 (N, {self.in_channels}, H, W) "
+                f"input, got {x.dtype} {tuple(x.shape)}"
+            )
+        n, c, h, w = x.shape
+        if self.weight is not None and self.fallback_below_pixels is not None and h * w < self.fallback_below_pixels:
+            return F.conv2d(x, self.weight, self.bias, padding=1)
+        with torch.no_grad():
+            return self._winograd(x)
+
+    def _winograd(self, x: torch.Tensor) -> torch.Tensor:
+        m, alpha = self.scheme.m, self.scheme.alpha
+        n, c, h, w = x.shape
+        k = self.out_channels
+        tile_rows, tile_cols = math.ceil(h / m), math.ceil(w / m)
+        padded_width = tile_cols * m + 2
+        # Everything runs channels-last (channels contiguous): the GEMMs' inner dimension, and the
+        # transforms' adds then touch long contiguous runs.
+        x_nhwc = x.permute(0, 2, 3, 1)
+        tiles_per_row = n * tile_cols
+        rows_per_chunk = max(1, min(tile_rows, self.chunk_bytes // (alpha * alpha * 4 * (c + k) * tiles_per_row)))
+        chunk_tiles = rows_per_chunk * tiles_per_row
+
+        # Buffers reused by every chunk: allocating them afresh would fault in new pages each time.
+        slab = x.new_zeros(n, rows_per_chunk * m + 2, padded_width, c)
+        rows = x.new_empty(alpha, n, rows_per_chunk, padded_width, c)
+        v = x.new_empty(alpha * alpha, chunk_tiles, c)
+        products = x.new_empty(alpha * alpha, chunk_tiles, k)
+        half = x.new_empty(m, alpha, chunk_tiles, k)
+        out = x.new_empty(n, tile_rows * m, tile_cols * m, k)
+
+        for first_tile_row in range(0, tile_rows, rows_per_chunk):
+            chunk_rows = min(rows_per_chunk, tile_rows - first_tile_row)
+            tiles = n * chunk_rows * tile_cols
+            # Zero-padded input rows for this chunk: image row (first_tile_row * m - 1 + slab row).
+            top = first_tile_row * m - 1
+            bottom = top + chunk_rows * m + 2
+            source_top, source_bottom = max(top, 0), min(bottom, h)
+            slab_used = slab[:, : chunk_rows * m + 2]
+            slab_used.zero_()
+            slab_used[:, source_top - top : source_bottom - top, 1 : w + 1].copy_(
+                x_nhwc[:, source_top:source_bottom]
+            )
+
+            # Input transform, rows then columns: V = B^T d B. The tiles overlap by 2 pixels; strided
+            # slices pick row (column) a of every tile.
+            row_terms = [slab_used[:, a : a + chunk_rows * m : m] for a in range(alpha)]
+            for r in range(alpha):
+                _combine(rows[r, :, :chunk_rows], self._bt[r], row_terms)
+            v_used = v[:, :tiles].view(alpha, alpha, n, chunk_rows, tile_cols, c)
+            for r in range(alpha):
+                column_terms = [rows[r, :, :chunk_rows, b : b + tile_cols * m : m] for b in range(alpha)]
+                for s in range(alpha):
+                    _combine(v_used[r, s], self._bt[s], column_terms)
+
+            # alpha^2 independent GEMMs (tiles x C_in) @ (C_in x C_out): all of the multiplications.
+            torch.bmm(v[:, :tiles], self.transformed_weight, out=products[:, :tiles])
+
+            # Output transform, rows then columns: Y = A^T M A, written straight into the output.
+            product_terms = list(products[:, :tiles].view(alpha, alpha, tiles, k))
+            half_used = half[:, :, :tiles]
+            for p in range(m):
+                _combine(half_used[p], self._at[p], product_terms)
+            out_rows = out[:, first_tile_row * m : (first_tile_row + chunk_rows) * m]
+            out_tiles = out_rows.view(n, chunk_rows, m, tile_cols, m, k)
+            for p in range(m):
+                half_terms = [half_used[p, s].view(n, chunk_rows, tile_cols, k) for s in range(alpha)]
+                for q in range(m):
+                    target = out_tiles[:, :, p, :, q]
+                    _combine(target, self._at[q], half_terms)
+                    if self.bias is not None:
+                        target.add_(self.bias)
+
+        result = out[:, :h, :w].permute(0, 3, 1, 2)
+        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+            return result.contiguous(memory_format=torch.channels_last)
+        return result.contiguous()
+
+
+def winograd_ineligibility(module: nn.Module) -> str | None:
+    """Why module cannot become a WinogradConv2d, or None if it can."""
+    if type(module) is not nn.Conv2d:
+        return "only exact nn.Conv2d modules are replaced (a subclass may do more in forward)"
+    problems = []
+    if module.kernel_size != (3, 3):
+        problems.append(f"kernel_size {module.kernel_size} is not (3, 3)")
+    if module.stride != (1, 1):
+        problems.append(f"stride {module.stride} is not 1")
+    if module.padding != (1, 1) or module.padding_mode != "zeros":
+        problems.append(f"padding {module.padding!r} ({module.padding_mode}) is not 1 with zeros")
+    if module.dilation != (1, 1):
+        problems.append(f"dilation {module.dilation} is not 1")
+    if module.groups != 1:
+        problems.append(f"groups {module.groups} is not 1")
+    if module.weight.dtype != torch.float32 or module.weight.device.type != "cpu":
+        problems.append(f"weight is {module.weight.dtype} on {module.weight.device}, not float32 on the CPU")
+    return "; ".join(problems) or None
+
+
+def winograd_convs(
+    model: nn.Module,
+    *,
+    scheme: WinogradScheme = F4,
+    min_channels: int = 64,
+    max_weight_bytes: int | None = None,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    fallback_below_pixels: int | None = None,
+) -> int:
+    """Swap every eligible nn.Conv2d of a float32 CPU model for a WinogradConv2d; returns how many.
+
+    Eligible: an exact 3x3, stride 1, padding 1, ungrouped float32 Conv2d with at least min_channels
+    input and output channels (below that the transforms cost more than the multiplications saved),
+    and, if max_weight_bytes is set, a float32 weight of at most that many bytes (a size-based stand-in
+    for "the activations are large beside the weights", since the image size is known only later).
+    """
+    names = [
+        name
+        for name, module in model.named_modules()
+        if winograd_ineligibility(module) is None
+        and min(module.in_channels, module.out_channels) >= min_channels
+        and (max_weight_bytes is None or module.weight.numel() * 4 <= max_weight_bytes)
+    ]
+    for qualified_name in names:
+        parent_name, _, child_name = qualified_name.rpartition(".")
+        parent = model.get_submodule(parent_name)
+        child = getattr(parent, child_name)
+        replacement = WinogradConv2d(
+            child, scheme, chunk_bytes=chunk_bytes, fallback_below_pixels=fallback_below_pixels
+        )
+        setattr(parent, child_name, replacement)
+        del child, replacement
+    return len(names)
