@@ -84,21 +84,23 @@ DEFAULT_CHUNK_BYTES = 32 * 2**20
 
 
 def _combine(out: torch.Tensor, coefficients: tuple[Fr, ...], terms: list[torch.Tensor]) -> None:
-    """out = sum(c * term): one pass per non-zero coefficient, each a multiply-add on whole slices."""
-    first = True
-    for coefficient, term in zip(coefficients, terms, strict=True):
-        if coefficient == 0:
-            continue
-        if first:
-            if coefficient == 1:
-                out.copy_(term)
-            else:
-                torch.mul(term, float(coefficient), out=out)
-            first = False
-        else:
-            out.add_(term, alpha=float(coefficient))
-    if first:
-        out.zero_()
+    """out = sum(c * term) over the non-zero coefficients, as whole-slice multiply-adds.
+
+    These passes are memory-bound, so the first two terms go in one three-operand add (read, read,
+    write) rather than a copy and an add (read, write, read, read, write)."""
+    pairs = [(float(c), term) for c, term in zip(coefficients, terms, strict=True) if c != 0]
+    pairs.sort(key=lambda pair: pair[0] != 1)  # a term with coefficient 1 first: it needs no multiply
+    (c0, t0), rest = pairs[0], pairs[1:]
+    if not rest:
+        torch.mul(t0, c0, out=out)
+        return
+    if c0 == 1:
+        torch.add(t0, rest[0][1], alpha=rest[0][0], out=out)
+    else:
+        torch.mul(t0, c0, out=out)
+        out.add_(rest[0][1], alpha=rest[0][0])
+    for c, term in rest[1:]:
+        out.add_(term, alpha=c)
 
 
 def transform_weight(weight: torch.Tensor, scheme: WinogradScheme) -> torch.Tensor:
@@ -143,6 +145,8 @@ class WinogradConv2d(nn.Module):
         # Plain float lists: read in every call, they must not be tensors.
         self._bt = scheme.input_transform
         self._at = scheme.output_transform
+        ones = next(r for r in range(scheme.alpha) if all(row[r] == 1 for row in scheme.output_transform))
+        self._bias_slice = ones * scheme.alpha + ones
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, kernel_size=(3, 3), padding=1, {self.scheme.name}"
@@ -204,6 +208,10 @@ class WinogradConv2d(nn.Module):
 
             # alpha^2 independent GEMMs (tiles x C_in) @ (C_in x C_out): all of the multiplications.
             torch.bmm(v[:, :tiles], self.transformed_weight, out=products[:, :tiles])
+            if self.bias is not None:
+                # Column `ones` of A^T is all ones, so a bias added to the one product slice M[ones, ones]
+                # reaches every output pixel once: 1/alpha^2 of the adds of adding it to the output.
+                products[self._bias_slice, :tiles].add_(self.bias)
 
             # Output transform, rows then columns: Y = A^T M A, written straight into the output.
             product_terms = list(products[:, :tiles].view(alpha, alpha, tiles, k))
@@ -217,8 +225,6 @@ class WinogradConv2d(nn.Module):
                 for q in range(m):
                     target = out_tiles[:, :, p, :, q]
                     _combine(target, self._at[q], half_terms)
-                    if self.bias is not None:
-                        target.add_(self.bias)
 
         result = out[:, :h, :w].permute(0, 3, 1, 2)
         if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
