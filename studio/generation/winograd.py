@@ -42,12 +42,13 @@ AVX2, busy machine).
 
 Memory: the transformed weight U = G g G^T has alpha^2 instead of 9 values per channel pair, 16/9 times
 the weight for F2 and 36/9 = 4 times for F4; the original weight is dropped unless a fallback to the
-direct convolution is asked for. The SD VAE decoder's 31 eligible convolutions hold 189 MB of weights:
-327 MB transformed with F2 (+138 MB), 736 MB with F4 (+547 MB). Per call, the buffers of one chunk
-(about 1.7 x chunk_bytes, 55 MB by default) come on top of the output; the whole tile tensors of the
-decoder's 256-channel 512x512 convolution would take 600 MB each for input and products. The UNet's
-3x3 convolution weights are 2.0 GB, most of them 1280 channels at 8x8 and 16x16 where the
-activations are tiny beside the weights: max_weight_bytes keeps those out (see winograd_convs).
+direct convolution is asked for. The SD VAE decoder's 31 eligible convolutions hold 189 MiB of
+weights: 327 MiB transformed with F2 (+138 MiB), 736 MiB with F4 (+547 MiB). Per call, the buffers of
+one chunk (about 1.7 x chunk_bytes, 55 MiB by default) come on top of the output; unchunked, the tile
+tensors of the decoder's 256-channel 512x512 convolutions would take 576 MiB each for the input and
+the products. Peak RSS of a process loading the SD VAE and decoding one 512x512 image: 1.77 GiB stock, 2.43 GiB with F4.
+The UNet's 3x3 convolution weights are 2.0 GiB, most of them 1280 channels at 8x8 and 16x16 where
+the activations are tiny beside the weights: max_weight_bytes keeps those out (see winograd_convs).
 
 Inference only (no autograd), float32 on the CPU, 3x3 stride 1 padding 1 ungrouped convolutions.
 """
@@ -128,8 +129,8 @@ F4 = WinogradScheme(
 SCHEMES = {"F2": F2, "F4": F4}
 
 # Tiles per chunk are chosen so that one chunk's transformed input and GEMM output (alpha^2 floats per
-# tile and channel each) take about this many bytes. Measured on a Zen 4 with a 32 MB L3 (one thread,
-# F4, 512->512 at 128x128): 8 MB 1.04 s, 32 MB 0.56 s, 128 MB 0.68 s, no chunking 1.11 s. Smaller
+# tile and channel each) take about this many bytes. Measured on a Zen 4 with a 32 MiB L3 (one thread,
+# F4, 512->512 at 128x128): 8 MiB 1.04 s, 32 MiB 0.56 s, 128 MiB 0.68 s, no chunking 1.11 s. Smaller
 # chunks give GEMMs of too few rows (MKL repacks each weight slice per call), larger ones leave the cache.
 DEFAULT_CHUNK_BYTES = 32 * 2**20
 
@@ -340,8 +341,8 @@ def winograd_convs(
     fallback_below_pixels: keep the original weight too (9/alpha^2 more memory) and use the direct
     convolution for inputs of fewer pixels, where the tiles are too few for the GEMMs to pay.
 
-    For the SD VAE decoder the defaults swap its 31 3x3 convolutions (F4: 189 MB of weights become
-    736 MB).
+    For the SD VAE decoder the defaults swap its 31 3x3 convolutions (F4: 189 MiB of weights become
+    736 MiB).
     """
     names = [
         name
