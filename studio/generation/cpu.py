@@ -131,6 +131,7 @@ class CpuPlan:
     prepack_convs: bool = False
     prepack_linears: bool = False
     blocked_attention: bool = False
+    winograd_convs: bool = False
     warnings: tuple[str, ...] = ()
 
     @property
@@ -145,10 +146,12 @@ class CpuPlan:
             names.append("onednn_prepack_conv")
         if self.blocked_attention:
             names.append("blocked_attention")
+        if self.winograd_convs:
+            names.append("winograd_conv")
         return names
 
 
-OPTIMIZATIONS = frozenset({"prepack_convs", "prepack_linears", "blocked_attention"})
+OPTIMIZATIONS = frozenset({"prepack_convs", "prepack_linears", "blocked_attention", "winograd_convs"})
 
 
 def plan_for(
@@ -184,8 +187,10 @@ def _plan(dtype: torch.dtype, caps: CpuCapabilities, optimize: bool) -> CpuPlan:
         # Measured on x86-64 only; other CPUs (aarch64) keep the stock kernels until measured.
         # On AVX2 the prepacked 3x3 convolutions ran slower than ATen's (oneDNN chooses their layout
         # without the input size); prepacked linears were as fast or faster on every class.
+        # Winograd F(4x4,3x3) does a quarter of the multiplications of the wide 3x3 convolutions that
+        # dominate the VAE decoder and the UNet's outer levels (studio/generation/winograd.py).
         avx512 = caps.aten_capability.startswith("AVX512")
-        return CpuPlan(prepack_convs=avx512, prepack_linears=True, warnings=warnings)
+        return CpuPlan(prepack_convs=avx512, prepack_linears=True, winograd_convs=True, warnings=warnings)
     if dtype == torch.bfloat16 and caps.native_bf16:
         # With AMX tiles PyTorch's own SDPA computes bf16 attention in bf16; without, in fp32.
         return CpuPlan(prepack_convs=True, prepack_linears=True, blocked_attention=not caps.amx, warnings=warnings)

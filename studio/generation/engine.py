@@ -44,6 +44,7 @@ from studio.generation.errors import (
 from studio.generation.loading import PIPELINES, LoadedModel, is_local_path, load_model
 from studio.generation.prepack import prepack, prepack_supported
 from studio.generation.presets import PRESETS, Preset, uses_tiny_decoder
+from studio.generation.winograd import winograd_convs
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,9 @@ MAX_GUIDANCE = 30.0
 MAX_PROMPT_CHARS = 4000  # the provenance schema's limit (metadata/schemas)
 
 ProgressCallback = Callable[[int, int], None]
+# The UNet's 3x3 convolutions Winograd takes: the 320- and 640-channel levels (weights up to 21 MiB);
+# the 1280-channel ones (56-112 MiB each) would need 4x their memory for a small gain at 8x8 and 16x16.
+UNET_WINOGRAD_MAX_WEIGHT_BYTES = 24 * 2**20
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -587,6 +591,15 @@ def _optimize_for_cpu(model: LoadedModel, plan: CpuPlan) -> list[str]:
 
     Each changes the last bits of some values (rounding happens in another order), so an image's
     provenance says which were on (STUDIO_MODEL__CPU_OPTIMIZATIONS=false reproduces one made without)."""
+    swapped = 0
+    if plan.winograd_convs and model.placement.dtype == torch.float32:
+        # Before prepacking, which takes the convolutions left. UNet: only its 320- and 640-channel
+        # levels, where the activations are large beside the weights (which Winograd makes 4x larger).
+        swapped = winograd_convs(model.pipe.unet, max_weight_bytes=UNET_WINOGRAD_MAX_WEIGHT_BYTES)
+        swapped += sum(winograd_convs(vae) for vae in (model.pipe.vae, model.tiny_vae) if vae is not None)
+        log.info("%d 3x3 convolutions computed with Winograd F(4x4,3x3)", swapped)
+    if not (plan.winograd_convs and model.placement.dtype == torch.float32 and swapped):
+        plan = dataclasses.replace(plan, winograd_convs=False)  # provenance records only what ran
     if (plan.prepack_convs or plan.prepack_linears) and prepack_supported(model.placement.dtype):
         swapped = sum(
             prepack(module, convs=plan.prepack_convs, linears=plan.prepack_linears)

@@ -18,6 +18,7 @@ from studio.generation import attention as blocked
 from studio.generation.attention import BlockedAttnProcessor, blocked_attention
 from studio.generation.cpu import CpuCapabilities, cpu_capabilities, plan_for
 from studio.generation.prepack import PrepackedConv2d, PrepackedLinear, prepack, prepack_supported
+from tests.fixtures.generation import tiny_model_optimizations
 
 needs_onednn = pytest.mark.skipif(not prepack_supported(torch.float32), reason="this PyTorch build has no oneDNN")
 # oneDNN's bf16 kernels need AVX512BW/VL/DQ or AVX-NE-CONVERT; the float32 cases run everywhere.
@@ -191,7 +192,7 @@ def test_engine_on_cpu_is_reproducible_with_optimizations_records_them_and_match
 
     plan = plan_for(getattr(torch, dtype))
     assert first.png == again.png
-    assert first.record["cpu_optimizations"] == plan.names
+    assert first.record["cpu_optimizations"] == tiny_model_optimizations(getattr(torch, dtype))
     pipe = optimized._model.pipe
     processors = [*pipe.unet.attn_processors.values(), *pipe.vae.attn_processors.values()]
     assert processors
@@ -228,9 +229,9 @@ SAPPHIRE_RAPIDS = _caps(
 @pytest.mark.parametrize(
     ("caps", "dtype", "names", "warned"),
     [
-        (ZEN3, torch.float32, ["onednn_prepack_linear"], False),  # prepacked 3x3 convs were slower on AVX2
+        (ZEN3, torch.float32, ["onednn_prepack_linear", "winograd_conv"], False),  # prepacked 3x3 convs: slower
         (ZEN3, torch.bfloat16, [], True),  # oneDNN's bf16 reorder would raise: stock kernels, and a warning
-        (ZEN4, torch.float32, ["onednn_prepack"], False),
+        (ZEN4, torch.float32, ["onednn_prepack", "winograd_conv"], False),
         (ZEN4, torch.bfloat16, ["onednn_prepack", "blocked_attention"], False),
         (SKYLAKE_X, torch.bfloat16, [], True),  # no native bf16: slower than fp32, 'auto' never picks it
         (SAPPHIRE_RAPIDS, torch.bfloat16, ["onednn_prepack"], False),  # SDPA uses the AMX tiles itself

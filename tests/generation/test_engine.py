@@ -15,7 +15,8 @@ from studio.generation import (
     GenerationRequest,
     get_engine,
 )
-from studio.generation.cpu import cpu_capabilities, plan_for
+from studio.generation.cpu import cpu_capabilities
+from tests.fixtures.generation import tiny_model_optimizations
 
 
 def _txt2img(seed: int = 7, **fields) -> GenerationRequest:
@@ -94,7 +95,7 @@ def test_record_is_the_provenance_generation_block(engine, tiny_model_dir):
         "decoder": "vae",
         "device": "cpu",
         "dtype": "float32",
-        "cpu_optimizations": plan_for(torch.float32).names,  # what this CPU class runs in fp32
+        "cpu_optimizations": tiny_model_optimizations(torch.float32),  # what this CPU class runs in fp32
         "libraries": record["libraries"],
     }
     assert len(record["weights_sha256"]) == 64

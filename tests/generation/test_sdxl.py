@@ -10,6 +10,7 @@ from studio.config import ModelSettings
 from studio.generation import Engine, GenerationRequest, init_image_from_png
 from studio.generation.cpu import cpu_capabilities, plan_for
 from studio.generation.prepack import PrepackedLinear
+from tests.fixtures.generation import tiny_model_optimizations
 
 
 def _engine(model_dir, dtype: str) -> Engine:
@@ -60,7 +61,7 @@ def test_sdxl_runs_with_the_cpu_optimizations_this_cpu_class_gets(tiny_sdxl_dir,
     result = engine.generate(request)
 
     plan = plan_for(getattr(torch, dtype))
-    assert result.record["cpu_optimizations"] == plan.names
+    assert result.record["cpu_optimizations"] == tiny_model_optimizations(getattr(torch, dtype))
     pipe = engine._model.pipe
     for module in (pipe.text_encoder, pipe.text_encoder_2, pipe.unet):
         assert any(isinstance(m, PrepackedLinear) for m in module.modules()) == plan.prepack_linears
