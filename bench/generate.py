@@ -34,6 +34,7 @@ Prints ONE JSON line:
   aten_capability, onednn_bf16,       ISA flags that matter, what ATen and oneDNN use in this process (held
   isa_limit, torch, onednn, threads   back by ONEDNN_MAX_CPU_ISA / ATEN_CPU_CAPABILITY: isa_limit), versions
 Usage: .venv/bin/python bench/generate.py   (about 10 minutes; about 9 GiB of memory at its peak, 15 with the peer)
+       BENCH_GENERATE_ROUNDS=5 takes fewer rounds (default 9) for a quicker, noisier figure.
        BENCH_GENERATE_DIR=/tmp/x keeps the built model and the peer's OpenVINO export there for the next run
        (the export takes about 13 minutes on 2 cores the first time).
        ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 .venv/bin/python bench/generate.py measures a bigger
@@ -67,7 +68,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 # Rounds of the five measured requests (default, fast, quality, two img2img), taking turns; each figure is
 # the median of its rounds. Run one after the other, the fp32 default alone swung from 10.5 to 12.9 s
 # between bench runs, and 5 rounds left img2img_ratio, two nearly equal times, anywhere in 0.99-1.02.
-ROUNDS = 9
+ROUNDS = int(os.environ.get("BENCH_GENERATE_ROUNDS", "9"))
 RUNS = 5  # timed runs of the stock-kernel engine
 SIZE = 512
 PROMPT = "a lighthouse on a cliff at dawn, oil painting"

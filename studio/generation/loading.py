@@ -76,6 +76,7 @@ class LoadedModel:
     warnings: list[str] = field(default_factory=list)  # about the fast preset's tiny autoencoder
     dtype_warnings: list[str] = field(default_factory=list)  # about the dtype on this device: every image
     cpu_optimizations: list[str] = field(default_factory=list)  # applied at load: see Engine._load_locked
+    winograd_vae_pending: bool = False  # the full VAE takes Winograd on its first use (fast never needs it)
 
 
 def is_local_path(model_id: str) -> bool:
