@@ -10,35 +10,37 @@ alpha^2 independent GEMMs (tiles x C_in) @ (C_in x C_out), which MKL runs near p
 around them are additions of whole slices scaled by 0/±1/±2/±4/±5/±8, memory-bound and cheap when the
 image is processed in chunks of tile rows that stay in the L3 cache.
 
-Measured with one thread, oneDNN/ATen/MKL held to AVX2, medians of 3 interleaved runs on a shared,
-busy 2-core Zen 4 (so ±20%), in seconds per call on a channels-last input:
+Measured with oneDNN/ATen/MKL held to AVX2 on a shared 2-core Zen 4, medians of 3 interleaved runs, in
+seconds per call on a channels-last input. One thread while the machine was busy (±20%); two threads
+while it was quiet, for the rows where it stayed quiet (-: a busy machine made two-thread runs
+meaningless, as each of the transforms' many element-wise passes waited for a descheduled thread):
 
-    layer (C_in->C_out @ H=W)   direct  prepacked  F(4x4)  F(2x2)
-    VAE 512@64                   0.31     0.34      0.17    0.25
-    VAE 512@128                  0.88     0.88      0.33    0.47
-    VAE 512->256@256             2.56     2.33      0.78    1.18
-    VAE 256@256                  0.78     0.82      0.39    0.58
-    VAE 256->128@512             1.62     1.50      0.95    1.38
-    VAE 256@512 (upsampler)      3.14     3.09      1.55    2.27
-    VAE 128@512                  0.85     0.85      0.65    0.87
-    UNet 320@64                  0.069    0.069     0.032   0.049
-    UNet 640@32                  0.069    0.068     0.030   0.040
-    UNet 1280@16                 0.109    0.072     0.044   0.046
+                                 ------- one thread --------   --- two threads ---
+    layer (C_in->C_out @ H=W)    direct prepacked  F4     F2    direct   F4     F2
+    VAE 512@64                    0.31    0.34    0.17   0.25    0.090  0.049  0.054
+    VAE 512@128                   0.88    0.88    0.33   0.47    0.37   0.16   0.22
+    VAE 512->256@256              2.56    2.33    0.78   1.18    0.75   0.35   0.52
+    VAE 256@256                   0.78    0.82    0.39   0.58    0.38   0.20   0.30
+    VAE 256->128@512              1.62    1.50    0.95   1.38    0.77   0.53   0.74
+    VAE 256@512 (upsampler)       3.14    3.09    1.55   2.27     -      -      -
+    VAE 128@512                   0.85    0.85    0.65   0.87     -      -      -
+    UNet 320@64                   0.069   0.069   0.032  0.049    -      -      -
+    UNet 640@32                   0.069   0.068   0.030  0.040    -      -      -
+    UNet 1280@16                  0.109   0.072   0.044  0.046    -      -      -
 
-F(4x4) is the faster of the two at every shape measured; the gain falls with the channel count, as
-the transforms (per channel) grow beside the GEMMs (per channel pair). With two threads on the busy
-machine the many element-wise passes of the transforms each waited for a descheduled second thread
-and ran several times slower than with one; measure two threads on a quiet machine before relying
-on them.
+A whole SD VAE decode of a 512x512 image (channels-last, every 3x3 convolution but conv_in and
+conv_out swapped) took 14.7 s stock and 8.9 s with F4 on two threads of the quiet machine; on one
+thread of the busy one 30.0 s stock, 16.8 s with F4, 21.7 s with F2. F(4x4) is the faster of the two
+at every shape measured; the gain falls with the channel count, as the transforms (per channel) grow
+beside the GEMMs (per channel pair).
 
 Numerical error, against a float64 reference, relative to the largest output magnitude, random
 unit-variance inputs and default-initialised weights, 128 to 1280 input channels: direct float32
 convolution about 2.5e-6, F(2x2,3x3) about 5e-7 (all its transform coefficients are exact in binary),
 F(4x4,3x3) about 1e-5 (the kernel transform's 1/6, 1/12 and 1/24 round, and the output transform
 scales products by up to 8 before they cancel: about two bits more than direct). A whole SD VAE
-decode of a 512x512 image (random weights, same architecture) with F4 differed from the stock one by
-at most 5.3e-5 in [-1, 1], 0.007 of an 8-bit step, and took 17.8 s instead of 30.5 s (one thread,
-AVX2, busy machine).
+decode of a 512x512 image (random weights, same architecture) differed from the stock one by at
+most 5.3e-5 in [-1, 1] with F4 and 3.9e-5 with F2, below 0.01 of an 8-bit step.
 
 Memory: the transformed weight U = G g G^T has alpha^2 instead of 9 values per channel pair, 16/9 times
 the weight for F2 and 36/9 = 4 times for F4; the original weight is dropped unless a fallback to the
@@ -46,9 +48,10 @@ direct convolution is asked for. The SD VAE decoder's 31 eligible convolutions h
 weights: 327 MiB transformed with F2 (+138 MiB), 736 MiB with F4 (+547 MiB). Per call, the buffers of
 one chunk (about 1.7 x chunk_bytes, 55 MiB by default) come on top of the output; unchunked, the tile
 tensors of the decoder's 256-channel 512x512 convolutions would take 576 MiB each for the input and
-the products. Peak RSS of a process loading the SD VAE and decoding one 512x512 image: 1.77 GiB stock, 2.43 GiB with F4.
-The UNet's 3x3 convolution weights are 2.0 GiB, most of them 1280 channels at 8x8 and 16x16 where
-the activations are tiny beside the weights: max_weight_bytes keeps those out (see winograd_convs).
+the products. Peak RSS of a process loading the SD VAE and decoding one 512x512 image (one thread):
+1.79 GiB stock, 2.05 GiB with F2, 2.43 GiB with F4. The UNet's 3x3 convolution weights are 2.0 GiB,
+most of them 1280 channels at 8x8 and 16x16 where the activations are tiny beside the weights:
+max_weight_bytes keeps those out (see winograd_convs).
 
 Inference only (no autograd), float32 on the CPU, 3x3 stride 1 padding 1 ungrouped convolutions.
 """
