@@ -61,18 +61,24 @@ DEV_PRIVATE_KEYS: tuple[str, ...] = (
 _PR_SET_PDEATHSIG = 1
 
 
-def anvil_binary() -> Path:
-    """The platform's anvil ELF inside node_modules (never the node wrapper: killing the wrapper
-    would orphan the real anvil on its port)."""
-    override = os.environ.get("STUDIO_ANVIL_BIN")
+def foundry_binary(tool: str) -> Path:
+    """The platform's binary of a Foundry tool (anvil, forge) inside node_modules, where its npm
+    package installed it; STUDIO_<TOOL>_BIN overrides. Not checked for existence."""
+    override = os.environ.get(f"STUDIO_{tool.upper()}_BIN")
     if override:
         return Path(override)
     system = {"Linux": "linux", "Darwin": "darwin", "Windows": "win32"}.get(platform.system(), platform.system())
     machine = {"x86_64": "amd64", "AMD64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(
         platform.machine(), platform.machine()
     )
-    name = "anvil.exe" if system == "win32" else "anvil"
-    path = REPO_ROOT / "node_modules" / "@foundry-rs" / f"anvil-{system}-{machine}" / "bin" / name
+    name = f"{tool}.exe" if system == "win32" else tool
+    return REPO_ROOT / "node_modules" / "@foundry-rs" / f"{tool}-{system}-{machine}" / "bin" / name
+
+
+def anvil_binary() -> Path:
+    """The platform's anvil ELF inside node_modules (never the node wrapper: killing the wrapper
+    would orphan the real anvil on its port)."""
+    path = foundry_binary("anvil")
     if not path.exists():
         raise LocalChainError(
             f"anvil not found at {path}: run `make run` or `make test` (they run `npm ci`), "

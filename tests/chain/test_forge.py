@@ -7,8 +7,6 @@ reads its settings from foundry.toml: 256 runs per fuzz property and per invaria
 
 from __future__ import annotations
 
-import os
-import platform
 import re
 import shutil
 import subprocess
@@ -16,26 +14,15 @@ from pathlib import Path
 
 import pytest
 
+from contracts.localchain import foundry_binary
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SOLC_SHIM = REPO_ROOT / "contracts" / "test" / "solc"
 MIN_RUNS = 256
 
 
-def forge_binary() -> Path:
-    """The platform's forge ELF inside node_modules (the package's node wrapper is not needed)."""
-    override = os.environ.get("STUDIO_FORGE_BIN")
-    if override:
-        return Path(override)
-    system = {"Linux": "linux", "Darwin": "darwin", "Windows": "win32"}.get(platform.system(), platform.system())
-    machine = {"x86_64": "amd64", "AMD64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(
-        platform.machine(), platform.machine()
-    )
-    name = "forge.exe" if system == "win32" else "forge"
-    return REPO_ROOT / "node_modules" / "@foundry-rs" / f"forge-{system}-{machine}" / "bin" / name
-
-
 def test_foundry_suite_passes_with_256_runs_per_property():
-    forge = forge_binary()
+    forge = foundry_binary("forge")  # the platform's ELF, not the package's node wrapper
     if not forge.exists():
         pytest.fail(f"forge not found at {forge}: run `make test` (it runs `npm ci`) or set STUDIO_FORGE_BIN")
     if shutil.which("node") is None:
