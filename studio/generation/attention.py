@@ -19,20 +19,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from studio.generation.cpu import cpu_capabilities
-
 # Below this many keys SDPA is as fast (measured: 1024 queries x 1024 keys, 14 ms either way).
 MIN_KEYS = 2048
 # One block of scores (batch x heads x queries x keys). 8 to 24 MiB ran equally fast on a 32 MiB L3;
 # 32 MiB fell back to SDPA's speed. 8 MiB leaves room on laptop CPUs with smaller caches.
 BLOCK_BYTES = 8 * 2**20
-
-
-def blocked_attention_useful(dtype: torch.dtype) -> bool:
-    """Whether blocked attention beats PyTorch's SDPA for this dtype on this CPU: bf16 with native bf16
-    matrix products (AVX512-BF16) but no AMX, whose tiles PyTorch's SDPA uses itself."""
-    caps = cpu_capabilities()
-    return dtype == torch.bfloat16 and caps.native_bf16 and not caps.amx
 
 
 def blocked_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,7 @@ from studio.generation import (
     get_engine,
 )
 from studio.generation.cpu import cpu_capabilities
-from tests.fixtures.generation import tiny_model_optimizations
+from tests.fixtures.generation import float32_and_native_bf16, tiny_model_optimizations
 
 
 def _txt2img(seed: int = 7, **fields) -> GenerationRequest:
@@ -244,16 +244,7 @@ def test_describe_reports_model_device_and_dtype_before_and_after_loading(tiny_m
 
 @pytest.mark.parametrize(
     "dtype",
-    [
-        "float32",
-        pytest.param(
-            "bfloat16",
-            marks=pytest.mark.skipif(
-                not cpu_capabilities().native_bf16,
-                reason="this CPU has no native bf16 (AVX512-BF16 or AMX); the emulated path is tested below",
-            ),
-        ),
-    ],
+    float32_and_native_bf16("this CPU has no native bf16 (AVX512-BF16 or AMX); the emulated path is tested below"),
 )
 def test_engine_keeps_its_weights_in_their_dtype_across_presets_and_img2img(tiny_model_settings, dtype):
     """The pipelines for fast/img2img share the weights; making them must not re-cast those weights

@@ -8,9 +8,9 @@ import torch
 from metadata.png import read_png_metadata
 from studio.config import ModelSettings
 from studio.generation import Engine, GenerationRequest, init_image_from_png
-from studio.generation.cpu import cpu_capabilities, plan_for
+from studio.generation.cpu import plan_for
 from studio.generation.prepack import PrepackedLinear
-from tests.fixtures.generation import tiny_model_optimizations
+from tests.fixtures.generation import float32_and_native_bf16, tiny_model_optimizations
 
 
 def _engine(model_dir, dtype: str) -> Engine:
@@ -43,16 +43,7 @@ def test_sdxl_text_to_image_and_img2img_are_reproducible_and_recorded(tiny_sdxl_
 
 @pytest.mark.parametrize(
     "dtype",
-    [
-        "float32",
-        pytest.param(
-            "bfloat16",
-            marks=pytest.mark.skipif(
-                not cpu_capabilities().native_bf16,
-                reason="this CPU has no native bf16 (AVX512-BF16 or AMX): bf16 runs on the stock kernels there",
-            ),
-        ),
-    ],
+    float32_and_native_bf16("this CPU has no native bf16 (AVX512-BF16 or AMX): bf16 runs on the stock kernels there"),
 )
 def test_sdxl_runs_with_the_cpu_optimizations_this_cpu_class_gets(tiny_sdxl_dir, dtype):
     """Both text encoders (one with a projection) and the text-time embedding go through prepacked layers."""
