@@ -31,6 +31,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from contracts.chainjournal import ChainJournal, JournalBlock
 from contracts.errors import LocalChainBusyError, LocalChainError
@@ -370,7 +371,7 @@ class LocalChain:
                     raise
                 time.sleep(0.05)
 
-    def _rpc(self, method: str, params: list[object], *, timeout: float | None = None) -> str:
+    def _rpc(self, method: str, params: list[object], *, timeout: float | None = None) -> Any:
         body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
         request = urllib.request.Request(  # noqa: S310 - a local http:// URL we built ourselves
             self.rpc_url, data=body, headers={"Content-Type": "application/json"}

@@ -207,7 +207,7 @@ class SchedulerLease:
                     )
                     .execution_options(synchronize_session=False)
                 )
-                if taken.rowcount == 1:
+                if taken.rowcount == 1:  # type: ignore[attr-defined]  # an UPDATE gives a CursorResult
                     return None
         except IntegrityError:
             pass  # another process inserted the first row at the same moment

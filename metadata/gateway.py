@@ -38,7 +38,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse,
 
 from metadata.cid import parse_cid
 from metadata.errors import BlockNotFoundError, ContentPathError, CorruptBlockError, InvalidCIDError
-from metadata.store import ContentReader, LocalStore
+from metadata.store import ContentReader, DirectoryEntry, LocalStore
 
 IMMUTABLE_CACHE = "public, max-age=29030400, immutable"
 VERIFY_WHOLE_BYTES = 16 * 1024 * 1024
@@ -193,7 +193,7 @@ def _parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
     return start, end
 
 
-def _listing(cid: str, path: str, entries: list) -> str:
+def _listing(cid: str, path: str, entries: list[DirectoryEntry]) -> str:
     title = html.escape(f"/ipfs/{cid}/{path}".rstrip("/"))
     rows = []
     if path.strip("/"):

@@ -90,7 +90,7 @@ def _varint_field(field_number: int, value: int) -> bytes:
     return _key(field_number, 0) + encode_varint(value)
 
 
-def _iter_fields(data: bytes | memoryview) -> Iterator[tuple[int, int, object]]:
+def _iter_fields(data: bytes | memoryview) -> Iterator[tuple[int, int, int | bytes]]:
     pos = 0
     while pos < len(data):
         key, pos = decode_varint(data, pos)
@@ -106,6 +106,19 @@ def _iter_fields(data: bytes | memoryview) -> Iterator[tuple[int, int, object]]:
             pos += length
         else:
             raise ValueError(f"unsupported protobuf wire type {wire}")
+
+
+# The wire type decides the value's Python type; these narrow it for the field being read.
+def _int(value: int | bytes) -> int:
+    if not isinstance(value, int):
+        raise ValueError("expected a varint field")
+    return value
+
+
+def _bytes(value: int | bytes) -> bytes:
+    if not isinstance(value, bytes):
+        raise ValueError("expected a length-delimited field")
+    return value
 
 
 # --- dag-pb and UnixFS ---------------------------------------------------------------------------
@@ -170,23 +183,23 @@ def decode_unixfs(data: bytes) -> UnixFSData:
     fanout = None
     for number, wire, value in _iter_fields(data):
         if number == 1 and wire == 0:
-            kind = int(value)  # type: ignore[arg-type]
+            kind = _int(value)
         elif number == 2 and wire == 2:
-            payload = value  # type: ignore[assignment]
+            payload = _bytes(value)
         elif number == 3 and wire == 0:
-            filesize = int(value)  # type: ignore[arg-type]
+            filesize = _int(value)
         elif number == 4 and wire == 0:
-            blocksizes.append(int(value))  # type: ignore[arg-type]
+            blocksizes.append(_int(value))
         elif number == 4 and wire == 2:  # packed encoding, accepted when reading
-            raw = value  # type: ignore[assignment]
+            raw = _bytes(value)
             pos = 0
-            while pos < len(raw):  # type: ignore[arg-type]
-                size, pos = decode_varint(raw, pos)  # type: ignore[arg-type]
+            while pos < len(raw):
+                size, pos = decode_varint(raw, pos)
                 blocksizes.append(size)
         elif number == 5 and wire == 0:
-            hash_type = int(value)  # type: ignore[arg-type]
+            hash_type = _int(value)
         elif number == 6 and wire == 0:
-            fanout = int(value)  # type: ignore[arg-type]
+            fanout = _int(value)
     if kind is None:
         raise ValueError("UnixFS data without a Type")
     return UnixFSData(kind, payload, filesize, tuple(blocksizes), hash_type, fanout)
@@ -212,18 +225,18 @@ def decode_dag_pb(block: bytes | memoryview) -> PBNode:
             cid = b""
             name = ""
             tsize = 0
-            for lnum, lwire, lvalue in _iter_fields(value):  # type: ignore[arg-type]
+            for lnum, lwire, lvalue in _iter_fields(_bytes(value)):
                 if lnum == 1 and lwire == 2:
-                    cid = lvalue  # type: ignore[assignment]
+                    cid = _bytes(lvalue)
                 elif lnum == 2 and lwire == 2:
-                    name = lvalue.decode("utf-8")  # type: ignore[union-attr]
+                    name = _bytes(lvalue).decode("utf-8")
                 elif lnum == 3 and lwire == 0:
-                    tsize = int(lvalue)  # type: ignore[arg-type]
+                    tsize = _int(lvalue)
             if not cid:
                 raise ValueError("dag-pb link without a Hash")
             links.append(PBLink(cid, name, tsize))
         elif number == 1 and wire == 2:
-            data = value  # type: ignore[assignment]
+            data = _bytes(value)
         else:
             raise ValueError(f"unexpected dag-pb field {number}")
     return PBNode(tuple(links), data)

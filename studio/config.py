@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
@@ -67,7 +67,7 @@ class IpfsSettings(BaseModel):
     """Where content is pinned and how it is served."""
 
     backends: list[Literal["local", "pinata", "kubo"]] = Field(
-        default_factory=lambda: ["local"],
+        default_factory=lambda: ["local"],  # type: ignore[arg-type]  # pydantic validates the literal
         description="Pinning backends; content goes to every one listed and all must agree on the CID.",
     )
     max_file_mb: float = Field(50.0, gt=0, description="Largest file the studio pins or serves.")
@@ -270,6 +270,6 @@ def check_content_reachable(settings: Settings) -> None:
     )
 
 
-def load_settings(**overrides: object) -> Settings:
+def load_settings(**overrides: Any) -> Settings:
     """Read settings from all sources; `overrides` win over everything (used by tests and CLIs)."""
     return Settings(**overrides)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from eth_typing import ChecksumAddress
 from web3 import Web3
 
 from contracts.urls import redact_urls
@@ -31,23 +32,21 @@ class ActivityFeed:
         if self.web3 is None or not self.contract_address:
             return FeedConfigError(self.name, "no chain connection or contract address for the activity feed")
         try:
-            per_token = self._scan(now)
+            address = Web3.to_checksum_address(self.contract_address)
+            per_token = self._scan(self.web3, address, now)
         except Exception as exc:  # an RPC failure is this feed's failure
             # The message of a connection error quotes the RPC URL, whose path may hold an API key.
             detail = redact_urls(str(exc))[:300]
             return FeedUnreachable(self.name, f"cannot read Transfer events ({type(exc).__name__}: {detail})")
         return FeedValue(
             feed=self.name,
-            source=f"transfers:{Web3.to_checksum_address(self.contract_address)}",
+            source=f"transfers:{address}",
             fetched_at=datetime.now(UTC),
             per_token=per_token,
         )
 
-    def _scan(self, now: datetime) -> dict[int, dict[str, Scalar | None]]:
-        w3 = self.web3
-        assert w3 is not None
+    def _scan(self, w3: Web3, address: ChecksumAddress, now: datetime) -> dict[int, dict[str, Scalar | None]]:
         latest = w3.eth.block_number
-        address = Web3.to_checksum_address(self.contract_address)
         logs = []
         start = self.from_block
         while start <= latest:

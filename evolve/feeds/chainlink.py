@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from web3 import Web3
 from web3.providers import JSONBaseProvider
@@ -83,9 +83,14 @@ class GuardedRPCProvider(JSONBaseProvider):
         )
         if answer.status >= 300:
             raise FetchUnavailable(f"HTTP {answer.status} from {redact_url(self.url)}")
-        return load_json_bounded(
+        reply = load_json_bounded(
             answer.body, max_bytes=self.policy.max_body_bytes, what=f"the answer of {redact_url(self.url)}"
         )
+        if not isinstance(reply, dict):
+            raise FetchUnavailable(
+                f"{redact_url(self.url)} answered JSON-RPC with {type(reply).__name__}, not an object"
+            )
+        return cast(RPCResponse, reply)
 
     def is_connected(self, show_traceback: bool = False) -> bool:
         try:

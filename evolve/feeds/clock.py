@@ -11,7 +11,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from evolve.errors import FeedConfigError
-from evolve.feeds.base import FeedResult, FeedValue
+from evolve.feeds.base import FeedResult, FeedValue, Scalar
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 # Meteorological seasons (whole months), the convention weather services use.
@@ -62,7 +62,7 @@ class ClockFeed:
         except FeedConfigError as exc:
             return exc
         local = now.astimezone(zone)
-        value = {
+        value: dict[str, Scalar] = {
             "hour": local.hour,
             "minute": local.minute,
             "part_of_day": part_of_day(local.hour),

@@ -210,7 +210,9 @@ def _one_request(
     deadline: float,
 ) -> tuple[int, dict[str, str], bytes]:
     timeouts = {"connect": min(timeout_s, 5.0), "read": timeout_s, "write": timeout_s, "pool": timeout_s}
-    with pool.stream(method, url, headers=headers, content=content, extensions={"timeout": timeouts}) as response:
+    with pool.stream(
+        method, url, headers=list(headers.items()), content=content, extensions={"timeout": timeouts}
+    ) as response:
         response_headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in response.headers}
         if response.status in REDIRECT_STATUS or response.status >= 400:
             return response.status, response_headers, b""

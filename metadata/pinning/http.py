@@ -118,7 +118,7 @@ class RetryPolicy:
             hinted = _retry_after(response)
             if hinted is not None:
                 return hinted
-        base = min(self.backoff_s * (2**attempt), self.max_backoff_s)
+        base = min(self.backoff_s * 2.0**attempt, self.max_backoff_s)
         return base * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not security
 
 

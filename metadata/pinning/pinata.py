@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -66,7 +67,7 @@ class PinataPinning(PinningBackend):
             headers["Content-Length"] = str(body.length)
         return headers
 
-    def _post(self, url: str, body: MultipartBody) -> dict:
+    def _post(self, url: str, body: MultipartBody) -> dict[str, Any]:
         with httpx.Client(timeout=self.timeouts) as client:
             response = send(
                 "Pinata",

@@ -107,4 +107,5 @@ class BlockedAttnProcessor:
             hidden_states = hidden_states.transpose(-1, -2).reshape(batch_size, channel, height, width)
         if attn.residual_connection:
             hidden_states = hidden_states + residual
-        return hidden_states / attn.rescale_output_factor
+        out: torch.Tensor = hidden_states / attn.rescale_output_factor
+        return out

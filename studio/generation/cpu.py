@@ -166,7 +166,7 @@ def plan_for(
     unknown = set(without) - OPTIMIZATIONS
     if unknown:
         raise ValueError(f"unknown CPU optimizations {sorted(unknown)}: choose from {sorted(OPTIMIZATIONS)}")
-    return dataclasses.replace(plan, **dict.fromkeys(without, False))
+    return dataclasses.replace(plan, **dict.fromkeys(without, False))  # type: ignore[arg-type]  # only bool fields: checked above
 
 
 def _plan(dtype: torch.dtype, caps: CpuCapabilities, optimize: bool) -> CpuPlan:

@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 Family = Literal["sd", "sdxl"]
 
 # Pipeline classes per family: (text-to-image, img2img). Both share one set of weights via from_pipe.
-PIPELINES: dict[Family, tuple[type[DiffusionPipeline], type[DiffusionPipeline]]] = {
+PIPELINES: dict[Family, tuple[type[Any], type[Any]]] = {
     "sd": (StableDiffusionPipeline, StableDiffusionImg2ImgPipeline),
     "sdxl": (StableDiffusionXLPipeline, StableDiffusionXLImg2ImgPipeline),
 }
@@ -250,7 +250,7 @@ def _stream_unet(folder: Path, variant: str | None, dtype: torch.dtype) -> UNet2
     if any(info.get("dtype") not in _SAFETENSORS_DTYPES for info in header.values()):
         return None
     with init_empty_weights():
-        unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(subfolder))
+        unet: UNet2DConditionModel = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(subfolder))
     expected = {name: list(tensor.shape) for name, tensor in unet.state_dict().items()}
     if {name: list(info["shape"]) for name, info in header.items()} != expected:
         return None
@@ -268,7 +268,8 @@ def _stream_unet(folder: Path, variant: str | None, dtype: torch.dtype) -> UNet2
     if any(p.is_meta for p in unet.parameters()) or any(b.is_meta for b in unet.buffers()):
         return None
     unet.register_to_config(_name_or_path=folder)  # as from_pretrained records it
-    return unet.eval()
+    unet.eval()
+    return unet
 
 
 def _load_folder(
@@ -417,7 +418,7 @@ def _load_tiny_autoencoder(settings: ModelSettings, loaded: LoadedModel) -> Any 
             "cache it, or set STUDIO_MODEL__TINY_AUTOENCODER_ID to a local AutoencoderTiny folder."
         )
         return None
-    latent_channels = loaded.pipe.vae.config.latent_channels
+    latent_channels = loaded.pipe.vae.config.latent_channels  # type: ignore[attr-defined]  # every SD family has a VAE
     if tiny.config.latent_channels != latent_channels:
         loaded.warnings.append(
             f"The tiny autoencoder {tiny_id!r} has {tiny.config.latent_channels} latent channels but the model "

@@ -58,7 +58,7 @@ class PrepackedConv2d(nn.Module):
         self.in_channels = conv.in_channels
         self.out_channels = conv.out_channels
         self.kernel_size = conv.kernel_size
-        self.padding = list(conv.padding)  # type: ignore[arg-type]  # packable convs have numeric padding
+        self.padding = list(conv.padding)  # packable convs have numeric padding, never "same"
         self.stride = list(conv.stride)
         self.dilation = list(conv.dilation)
         self.groups = conv.groups
@@ -69,9 +69,10 @@ class PrepackedConv2d(nn.Module):
         self.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach(), requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.ops.mkldnn._convolution_pointwise(
+        out: torch.Tensor = torch.ops.mkldnn._convolution_pointwise(
             x, self.packed_weight, self.bias, self.padding, self.stride, self.dilation, self.groups, "none", [], ""
         )
+        return out
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, prepacked"
@@ -89,7 +90,8 @@ class PrepackedLinear(nn.Module):
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach(), requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.ops.mkldnn._linear_pointwise(x, self.packed_weight, self.bias, "none", [], "")
+        out: torch.Tensor = torch.ops.mkldnn._linear_pointwise(x, self.packed_weight, self.bias, "none", [], "")
+        return out
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, prepacked"

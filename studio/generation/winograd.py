@@ -195,6 +195,7 @@ class WinogradConv2d(nn.Module):
             raise ValueError(f"WinogradConv2d cannot replace {conv}: {problem}")
         if chunk_bytes <= 0:
             raise ValueError(f"chunk_bytes must be positive, got {chunk_bytes}")
+        self.transformed_weight: torch.Tensor  # a buffer: moves with .to() and stays out of state_dict
         self.in_channels = conv.in_channels
         self.out_channels = conv.out_channels
         self.scheme = scheme
