@@ -1,7 +1,8 @@
 """Shared test set-up. Every test runs offline, against real components started on 127.0.0.1.
 
-Area fixtures live in tests/fixtures/<area>.py and are registered below, so any test can use them
-(the evolution and app tests use the chain, content and generation fixtures).
+Every fixture and test helper lives in tests/fixtures/<thing>.py, one module per thing, registered
+below so any test can use its fixtures; a test module imports helpers from there, never from another
+test module or conftest.
 """
 
 from __future__ import annotations
@@ -11,6 +12,11 @@ from pathlib import Path
 
 import pytest
 
+# Fixture modules import one another: have pytest rewrite their asserts whichever is imported first.
+pytest.register_assert_rewrite("tests.fixtures")
+
+from tests.fixtures.paths import REPO_ROOT  # noqa: E402
+
 # Before anything imports huggingface_hub or gradio: no hub, no telemetry, no analytics.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
@@ -18,14 +24,15 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 pytest_plugins = [
+    "tests.fixtures.app",
     "tests.fixtures.chain",
+    "tests.fixtures.cid_vectors",
     "tests.fixtures.content",
+    "tests.fixtures.evolve",
     "tests.fixtures.generation",
+    "tests.fixtures.http",
     "tests.fixtures.studio",
 ]
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DIR = REPO_ROOT.parent / "shared"
 
 
 @pytest.fixture(autouse=True)

@@ -92,7 +92,7 @@ def test_draft_mint_and_timeline_on_postgres(studio_settings, postgres_url: str)
 
 
 def test_two_processes_starting_a_cycle_at_once_get_one_cycle_on_postgres(settings, postgres_url: str) -> None:
-    from tests.evolve.races import assert_one_started_one_busy, begin_two_cycles_at_once
+    from tests.fixtures.races import assert_one_started_one_busy, begin_two_cycles_at_once
 
     database = open_database(settings.model_copy(update={"database_url": postgres_url}))
     database.dispose()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.fixtures.paths import REPO_ROOT
 
 # A key that is not one of anvil's dev keys (those are refused on real networks before this check runs).
 STRANGER_KEY = "0x" + "5a" * 32

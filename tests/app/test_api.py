@@ -81,7 +81,7 @@ def test_pinning_outage_keeps_the_draft_and_mints_nothing(tmp_path, app_settings
     from studio.services.studio import Studio
     from studio.services.tokens import list_tokens
     from studio.ui.server import create_app
-    from tests.app.conftest import serve
+    from tests.fixtures.http import serve_asgi
 
     ipfs = app_settings.ipfs.model_copy(
         update={
@@ -94,7 +94,8 @@ def test_pinning_outage_keeps_the_draft_and_mints_nothing(tmp_path, app_settings
         }
     )
     studio = Studio.open(app_settings.model_copy(update={"ipfs": ipfs}))
-    server, thread, port = serve(create_app(studio))
+    served = serve_asgi(create_app(studio))
+    port = served.port
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=str(tmp_path / "dl"))
         client.predict("a stormy sea", "", 11, 0, 64, 64, "fast", api_name="/generate")
@@ -109,8 +110,7 @@ def test_pinning_outage_keeps_the_draft_and_mints_nothing(tmp_path, app_settings
         png = client.predict(draft_id, api_name="/draft_png")
         assert Path(png).read_bytes() == studio.store.cat(list_drafts(studio)[0].image_cid)
     finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+        served.stop()
         studio.close()
 
 

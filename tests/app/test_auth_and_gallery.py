@@ -13,7 +13,7 @@ import pytest
 from gradio_client import Client
 from pydantic import SecretStr
 
-from tests.app.conftest import serve
+from tests.fixtures.http import serve_asgi
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RPC_KEY = "SECRET-API-KEY-0123456789"
@@ -47,7 +47,8 @@ def test_login_protects_the_studio_but_not_the_gallery(app_settings, tmp_path) -
         update={"host": "192.0.2.10", "auth_username": "artist", "auth_password": SecretStr("s3cret-pass")}
     )
     studio = Studio.open(app_settings.model_copy(update={"app": app}))
-    server, thread, port = serve(create_app(studio))  # served on 127.0.0.1 in the test
+    served = serve_asgi(create_app(studio))
+    port = served.port  # served on 127.0.0.1 in the test
     url = f"http://127.0.0.1:{port}"
     try:
         assert httpx.get(f"{url}/config", timeout=30).status_code == 401
@@ -63,8 +64,7 @@ def test_login_protects_the_studio_but_not_the_gallery(app_settings, tmp_path) -
         assert studio.settings.chain.private_key.get_secret_value() not in overview
         assert "set" in overview
     finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+        served.stop()
         studio.close()
 
 
@@ -93,7 +93,8 @@ def test_gallery_reads_a_contract_on_another_network_through_a_gateway(
     )
     ipfs = app_settings.ipfs.model_copy(update={"public_gateway": gateway_base})
     studio = Studio.open(app_settings.model_copy(update={"app": app, "ipfs": ipfs}))
-    server, thread, port = serve(create_app(studio))
+    served = serve_asgi(create_app(studio))
+    port = served.port
     try:
         assert not studio.store.has(versions[0])
         page = httpx.get(f"http://127.0.0.1:{port}/gallery/{minted.token_id}", timeout=60)
@@ -109,8 +110,7 @@ def test_gallery_reads_a_contract_on_another_network_through_a_gateway(
         assert missing.status_code == 404
         assert "does not exist" in missing.text
     finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+        served.stop()
         studio.close()
 
 
@@ -121,7 +121,8 @@ def test_a_dns_rebinding_host_is_refused(app_settings, tmp_path) -> None:
 
     app = app_settings.app.model_copy(update={"allowed_hosts": ["studio.example"]})
     studio = Studio.open(app_settings.model_copy(update={"app": app}))
-    server, thread, port = serve(create_app(studio))
+    served = serve_asgi(create_app(studio))
+    port = served.port
     url = f"http://127.0.0.1:{port}"
     try:
         cid = studio.store.add_bytes(b"public content")
@@ -134,8 +135,7 @@ def test_a_dns_rebinding_host_is_refused(app_settings, tmp_path) -> None:
             assert httpx.get(url + "/gallery", headers={"Host": host}, timeout=30).status_code == 200, host
         assert httpx.get(url + "/config", headers={"Host": f"localhost:{port}"}, timeout=30).status_code == 200
     finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+        served.stop()
         studio.close()
 
 
@@ -150,7 +150,8 @@ def test_the_public_gallery_never_shows_the_rpc_key(app_settings) -> None:
         }
     )
     studio = Studio.open(app_settings.model_copy(update={"app": app}))
-    server, thread, port = serve(create_app(studio))
+    served = serve_asgi(create_app(studio))
+    port = served.port
     try:
         for path in ("/gallery", "/gallery/1"):
             page = httpx.get(f"http://127.0.0.1:{port}{path}", timeout=60)
@@ -158,6 +159,5 @@ def test_the_public_gallery_never_shows_the_rpc_key(app_settings) -> None:
             assert "127.0.0.1" in page.text  # which node failed is still said
             assert RPC_KEY not in page.text
     finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+        served.stop()
         studio.close()

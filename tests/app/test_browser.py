@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.app.conftest import chromium_path
+from tests.fixtures.app import chromium_path
 
 LAUNCH_ARGS = [
     "--headless",

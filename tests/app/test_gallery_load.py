@@ -9,12 +9,12 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import httpx
 import pytest
 
-from tests.app.conftest import serve
+from tests.fixtures.http import serve_asgi, start_http_server, stop_http_server
 
 
 class CountingGateway:
@@ -54,14 +54,10 @@ class CountingGateway:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.server, self.url = start_http_server(Handler)
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        stop_http_server(self.server)
 
 
 @pytest.fixture
@@ -88,14 +84,13 @@ def gallery_for(app_settings):
         )
         ipfs = app_settings.ipfs.model_copy(update={"public_gateway": gateway.url})
         studio = Studio.open(app_settings.model_copy(update={"app": app, "ipfs": ipfs}))
-        server, thread, port = serve(create_app(studio))
-        running.append((studio, server, thread))
-        return f"http://127.0.0.1:{port}"
+        served = serve_asgi(create_app(studio))
+        running.append((studio, served))
+        return served.url
 
     yield start
-    for studio, server, thread in running:
-        server.should_exit = True
-        thread.join(timeout=30)
+    for studio, served in running:
+        served.stop()
         studio.close()
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import REPO_ROOT
+from tests.fixtures.paths import REPO_ROOT
 
 
 def _run_once(data_dir: Path) -> dict[str, str]:

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from studio.records import Deployment
 from studio.services.chain import create_address, open_chain
-from tests.conftest import REPO_ROOT
+from tests.fixtures.paths import REPO_ROOT
 
 OPEN_IN_CHILD = """
 from studio.config import load_settings

@@ -9,16 +9,16 @@ import os
 import subprocess
 import sys
 import textwrap
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from contracts.errors import ChainError, RPCUnavailableError
 from contracts.signer import make_web3, rpc_call
 from contracts.urls import redact_url
-from tests.conftest import REPO_ROOT
+from tests.fixtures.http import start_http_server, stop_http_server
+from tests.fixtures.paths import REPO_ROOT
 
 KEY = "SECRET-API-KEY-0123456789"
 
@@ -51,14 +51,10 @@ class RPCStandIn:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.server, self.base = start_http_server(Handler)
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        stop_http_server(self.server)
 
 
 @pytest.fixture

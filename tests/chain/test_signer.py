@@ -18,7 +18,7 @@ from contracts.errors import (
 )
 from contracts.localchain import DEV_PRIVATE_KEYS
 from contracts.signer import Signer, TxPolicy, make_web3
-from tests.evolve.conftest import FlakyProxy
+from tests.fixtures.http import FlakyProxy
 
 
 def _nonce(w3, address: str) -> int:

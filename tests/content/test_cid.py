@@ -19,8 +19,8 @@ from metadata.cid import (
     raw_cid_from_digest,
 )
 from metadata.errors import ContentReadError, InvalidCIDError
-from tests.conftest import REPO_ROOT
-from tests.content.conftest import oracle_cid
+from tests.fixtures.cid_vectors import oracle_cid
+from tests.fixtures.paths import REPO_ROOT
 
 FILES = ["hello.txt", "empty.bin", "a_1KiB.bin", "f_256KiB_plus1.bin", "b_1MiB.bin", "c_5MiB.bin"]
 

@@ -128,7 +128,7 @@ def test_every_block_is_durable_before_its_cid_is_reported(tmp_path, vector_data
     import subprocess
     import sys
 
-    from tests.conftest import REPO_ROOT
+    from tests.fixtures.paths import REPO_ROOT
 
     if not sys.platform.startswith("linux"):
         pytest.skip("strace, which shows the order of the system calls, is Linux only")

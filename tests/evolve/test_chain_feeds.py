@@ -13,7 +13,7 @@ from evolve.feeds.activity import ActivityFeed
 from evolve.feeds.base import FeedValue
 from evolve.feeds.chainlink import ChainlinkFeed
 from evolve.feeds.fetch import FetchPolicy
-from tests.evolve.conftest import call_aggregator, deploy_aggregator
+from tests.fixtures.evolve import call_aggregator, deploy_aggregator
 
 CID = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
 

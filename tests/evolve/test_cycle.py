@@ -16,8 +16,9 @@ from sqlalchemy import select
 
 from evolve.cycle import run_cycle
 from evolve.errors import CycleBusy
+from studio.owners import process_start
 from studio.records import EvolveCycle, EvolveStep, Token, TokenVersion
-from tests.evolve.conftest import mint_living, weather_rules
+from tests.fixtures.evolve import mint_living, weather_rules
 
 
 def write_rules(studio, url: str, name: str = "weather") -> None:
@@ -287,7 +288,7 @@ def test_pinning_outage_mid_cycle_loses_nothing(
     for token_id in tokens:
         (v1,) = versions(studio, token_id)[1:]
         assert studio.chain.client.token_uri(token_id) == f"ipfs://{v1.metadata_cid}"
-        assert pinata_standin_has(pinata_standin, v1.metadata_cid)
+        assert pinata_standin.holds(v1.metadata_cid)
 
 
 def set_writable(folder: Path, writable: bool) -> None:
@@ -329,12 +330,6 @@ def test_a_store_that_cannot_be_written_makes_the_cycle_partial_with_the_cause(
     after = run_cycle(studio, "weather")  # writable again: nothing was lost
     assert after.status == "done"
     assert sorted(after.evolved) == tokens
-
-
-def pinata_standin_has(standin, cid: str) -> bool:
-    return any(cid in json.dumps(request, default=str) for request in standin.requests) or cid in json.dumps(
-        getattr(standin, "pins", []), default=str
-    )
 
 
 def test_token_frozen_on_chain_is_left_alone(open_studio, weather_api) -> None:
@@ -511,8 +506,12 @@ def test_batches_split_under_the_per_transaction_budget(open_studio, weather_api
 def test_one_cycle_per_collection_at_a_time_and_dead_owners_are_taken_over(open_studio, weather_api) -> None:
     studio = open_studio()
     setup_collection(studio, weather_api, 1)
-    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead_pid = int(finished.stdout)
+    # A dead owner as the studio writes one (host:pid:start), taken while its process ran: a reused pid
+    # has another start time, so the owner stays dead whichever process gets that pid later.
+    ended = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead_owner = f"{socket.gethostname()}:{ended.pid}:{process_start(ended.pid)}"
+    ended.kill()
+    ended.wait()
     alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         with studio.db.session() as session:
@@ -524,7 +523,7 @@ def test_one_cycle_per_collection_at_a_time_and_dead_owners_are_taken_over(open_
         alive.wait()
     with studio.db.session() as session:
         busy = session.scalar(select(EvolveCycle).where(EvolveCycle.status == "running"))
-        busy.owner = f"{socket.gethostname()}:{dead_pid}"
+        busy.owner = dead_owner
     report = run_cycle(studio, "weather")
     assert report.status == "done"
     with studio.db.session() as session:

@@ -4,77 +4,17 @@ several points of a cycle and started again; the CLI commands and their status o
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from studio.records import EvolveCycle, EvolveStep, Token
-from tests.conftest import REPO_ROOT
-from tests.evolve.conftest import mint_living, weather_rules
+from tests.fixtures.evolve import mint_living, weather_rules
+from tests.fixtures.processes import evolve_cli, process_env, start_daemon, wait_until
 
 pytestmark = pytest.mark.slow
-
-
-def process_env(settings, tmp_path: Path, **extra: str) -> dict[str, str]:
-    """The daemon's environment: the same settings as the test's Studio, from STUDIO_* variables."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STUDIO_")}
-    model = settings.model
-    env.update(
-        {
-            "STUDIO_CONFIG": str(tmp_path / "no-studio.toml"),
-            "STUDIO_DATA_DIR": str(settings.data_dir),
-            "STUDIO_CHAIN__NETWORK": "rpc",
-            "STUDIO_CHAIN__RPC_URL": settings.chain.rpc_url,
-            "STUDIO_CHAIN__CHAIN_ID": str(settings.chain.chain_id),
-            "STUDIO_CHAIN__PRIVATE_KEY": settings.chain.private_key.get_secret_value(),
-            "STUDIO_MODEL__MODEL_ID": model.model_id,
-            "STUDIO_MODEL__DEVICE": model.device,
-            "STUDIO_MODEL__DTYPE": model.dtype,
-            "STUDIO_MODEL__PRESET": model.preset,
-            "STUDIO_MODEL__TINY_AUTOENCODER_ID": model.tiny_autoencoder_id or "",
-            "STUDIO_MODEL__MAX_SIDE": str(model.max_side),
-            "STUDIO_EVOLVE__ALLOW_PRIVATE_FEEDS": "true",  # the weather API runs on 127.0.0.1
-            "HF_HUB_OFFLINE": "1",
-            "OMP_NUM_THREADS": "1",
-            "PYTHONPATH": str(REPO_ROOT),
-        }
-    )
-    env.update(extra)
-    return env
-
-
-def evolve_cli(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "evolve", *args],
-        env=env,
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def start_daemon(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    with open(log_path, "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "evolve", "run"], env=env, cwd=REPO_ROOT, stdout=log, stderr=log)
-
-
-def wait_until(condition, timeout: float, what: str, process: subprocess.Popen[bytes] | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        if process is not None and process.poll() is not None:
-            raise AssertionError(f"the daemon exited with {process.returncode} while waiting for {what}")
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def settled(studio, after_cycle: int) -> bool:

@@ -31,8 +31,8 @@ from evolve.feeds.http_json import HeaderSpec, HttpJsonFeed
 from evolve.logs import JsonFormatter
 from metadata.errors import BoundedJSONError
 from metadata.jsonsafe import json_depth, load_json_bounded
-from tests.conftest import REPO_ROOT
-from tests.evolve.conftest import send_json, start_http_server, stop_http_server
+from tests.fixtures.http import send_json, start_http_server, stop_http_server
+from tests.fixtures.paths import REPO_ROOT
 
 
 class FeedServer:
@@ -535,7 +535,7 @@ class EndlessDrip:
 
 @pytest.mark.slow
 def test_endless_drip_fails_one_feed_and_the_cycle_completes(open_studio, evolve_settings, tmp_path) -> None:
-    from tests.evolve.test_daemon import evolve_cli, process_env
+    from tests.fixtures.processes import evolve_cli, process_env
 
     drip = EndlessDrip()
     try:

@@ -13,10 +13,10 @@ from sqlalchemy import select
 from evolve.cycle import run_cycle
 from evolve.status import collection_status
 from studio.records import EvolveCycle
-from tests.conftest import REPO_ROOT
-from tests.evolve.conftest import mint_living, weather_rules
-from tests.evolve.races import assert_one_started_one_busy, begin_two_cycles_at_once
-from tests.evolve.test_daemon import evolve_cli, process_env, start_daemon, wait_until
+from tests.fixtures.evolve import mint_living, weather_rules
+from tests.fixtures.paths import REPO_ROOT
+from tests.fixtures.processes import evolve_cli, process_env, start_daemon, wait_until
+from tests.fixtures.races import assert_one_started_one_busy, begin_two_cycles_at_once
 
 
 def test_two_processes_starting_a_cycle_at_once_get_one_cycle(settings, db) -> None:

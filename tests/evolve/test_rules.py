@@ -215,7 +215,7 @@ def test_feed_outage_keeps_earlier_fragment_or_waits(tmp_path: Path) -> None:
 
 
 def test_readme_example_is_a_valid_rules_file(tmp_path: Path) -> None:
-    from tests.conftest import REPO_ROOT
+    from tests.fixtures.paths import REPO_ROOT
 
     readme = (REPO_ROOT / "README.md").read_text()
     section = readme.split("### A rules file", 1)[1]
@@ -281,7 +281,7 @@ fragment = "soft light"
 
 @pytest.mark.slow
 def test_hostile_rules_file_is_refused_and_the_other_collections_run(open_studio, evolve_settings, tmp_path) -> None:
-    from tests.evolve.test_daemon import evolve_cli, process_env
+    from tests.fixtures.processes import evolve_cli, process_env
 
     studio = open_studio()
     rules_dir = studio.settings.rules_dir

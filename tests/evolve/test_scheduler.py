@@ -4,12 +4,14 @@ schedule changes picked up, a new collection's first cycle at once."""
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
 from evolve.scheduler import JOB_PREFIX, build_scheduler, start_background, sync_jobs
 from studio.records import EvolveCycle, EvolveSchedulerJob
-from tests.evolve.conftest import mint_living, weather_rules
+from tests.fixtures.evolve import mint_living, weather_rules
 
 
 def write(studio, text: str, name: str = "weather") -> None:
@@ -36,8 +38,16 @@ def test_jobs_persist_with_coalesce_single_instance_and_grace(open_studio, weath
         assert job.coalesce is True
         assert job.max_instances == 1
         assert job.misfire_grace_time == 900
-        assert "interval[0:15:00]" in str(job.trigger)
-        assert "hour='6'" in str(scheduler.get_job(JOB_PREFIX + "dawn").trigger)
+        # When the jobs fire: every 15 minutes, and daily at 06:00 in the studio's time zone.
+        now = datetime.now(UTC)
+        first = job.trigger.get_next_fire_time(None, now)
+        assert job.trigger.get_next_fire_time(first, first) - first == timedelta(minutes=15)
+        dawn = scheduler.get_job(JOB_PREFIX + "dawn").trigger
+        zone = ZoneInfo(studio.settings.evolve.timezone)
+        fires = [dawn.get_next_fire_time(None, now)]
+        fires.append(dawn.get_next_fire_time(fires[0], fires[0] + timedelta(seconds=1)))
+        assert [(t.astimezone(zone).hour, t.astimezone(zone).minute) for t in fires] == [(6, 0), (6, 0)]
+        assert fires[1].astimezone(zone).date() - fires[0].astimezone(zone).date() == timedelta(days=1)
         assert sync_jobs(scheduler, studio)["weather"] == "kept"  # unchanged: keeps its stored next run
         write(studio, weather_rules(weather_api.url, every="2h"))
         assert sync_jobs(scheduler, studio)["weather"] == "replaced"

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from studio.records import MintIntent, Token
 from studio.services import drafts
 from studio.services.studio import Studio
-from tests.conftest import REPO_ROOT
+from tests.fixtures.paths import REPO_ROOT
 
 RECIPIENT = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"  # anvil account 2
 

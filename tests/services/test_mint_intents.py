@@ -13,7 +13,7 @@ from contracts.errors import ChainError
 from studio.records import MintIntent, Token
 from studio.services import drafts, minting
 from studio.services.studio import Studio
-from tests.evolve.conftest import FlakyProxy
+from tests.fixtures.http import FlakyProxy
 
 RECIPIENT = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"  # anvil account 2
 
