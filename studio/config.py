@@ -24,6 +24,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from studio.errors import StudioError
+
 ENV_PREFIX = "STUDIO_"
 CONFIG_FILE_ENV = "STUDIO_CONFIG"
 LOCAL_CHAIN_ID = 31337
@@ -250,7 +252,7 @@ class Settings(BaseSettings):
             path.mkdir(parents=True, exist_ok=True)
 
 
-class UnreachableContentError(ValueError):
+class UnreachableContentError(StudioError, ValueError):
     """A real network whose tokens would point at content that only this machine holds."""
 
 
