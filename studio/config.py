@@ -85,6 +85,11 @@ class IpfsSettings(BaseModel):
     read_timeout_s: float = Field(120.0, gt=0)
     retries: int = Field(4, ge=0)
 
+    @property
+    def max_file_bytes(self) -> int:
+        """`max_file_mb` in bytes."""
+        return int(self.max_file_mb * 1024 * 1024)
+
 
 class ModelSettings(BaseModel):
     """The Stable Diffusion model and how it runs."""
