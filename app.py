@@ -20,6 +20,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import uvicorn
+from pydantic import ValidationError
 
 from contracts.errors import ChainError
 from contracts.urls import redact_url
@@ -42,13 +43,13 @@ def _start_scheduler(studio: Studio, stop: threading.Event) -> threading.Thread:
 def main() -> None:
     try:
         settings = load_settings()
-    except ValueError as exc:  # pydantic's ValidationError: each message names the setting and the fix
+    except ValidationError as exc:  # each message names the setting and the fix
         raise SystemExit(f"error: settings refused: {exc}") from None
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         check_binding(settings)  # before anything starts
         check_content_reachable(settings)
-    except (StudioError, ValueError) as exc:
+    except StudioError as exc:
         raise SystemExit(f"error: {exc}") from None
     studio = Studio.open(settings)
     try:

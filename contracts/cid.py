@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 
-from contracts.errors import InvalidCIDError
+from contracts.errors import UnstorableCIDError
 
 _RAW_SHA256_PREFIX = bytes([0x01, 0x55, 0x12, 0x20])
 
@@ -17,7 +17,7 @@ _RAW_SHA256_PREFIX = bytes([0x01, 0x55, 0x12, 0x20])
 def raw_cid_from_digest(digest: bytes) -> str:
     """`bafkrei...` for a 32-byte sha2-256 digest: base32 of 0x01 0x55 0x12 0x20 || digest."""
     if len(digest) != 32:
-        raise InvalidCIDError(f"a sha2-256 digest has 32 bytes, got {len(digest)}")
+        raise UnstorableCIDError(f"a sha2-256 digest has 32 bytes, got {len(digest)}")
     encoded = base64.b32encode(_RAW_SHA256_PREFIX + digest).decode("ascii").lower().rstrip("=")
     return "b" + encoded
 
@@ -28,7 +28,7 @@ def raw_cid_digest(cid: str) -> bytes:
     if text.startswith("ipfs://"):
         text = text[len("ipfs://") :]
     if not text.startswith("b"):
-        raise InvalidCIDError(
+        raise UnstorableCIDError(
             f"{cid!r} is not a base32 CIDv1: the contract stores CIDv1 raw sha2-256 CIDs (bafkrei...); "
             "pin the metadata JSON as a single raw block with CID version 1."
         )
@@ -36,9 +36,9 @@ def raw_cid_digest(cid: str) -> bytes:
     try:
         raw = base64.b32decode(body + "=" * (-len(body) % 8))
     except ValueError as exc:
-        raise InvalidCIDError(f"{cid!r} is not valid base32: {exc}") from None
+        raise UnstorableCIDError(f"{cid!r} is not valid base32: {exc}") from None
     if len(raw) != 36 or raw[:4] != _RAW_SHA256_PREFIX:
-        raise InvalidCIDError(
+        raise UnstorableCIDError(
             f"{cid!r} is not a CIDv1 with raw codec and sha2-256 (bafkrei...): the contract stores only those. "
             "Build the metadata JSON as one raw block (at most 256 KiB) and pin it with CID version 1."
         )

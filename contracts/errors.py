@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from studio.errors import StudioError
 
-class ChainError(Exception):
+
+class ChainError(StudioError):
     """Base of every chain-layer error."""
 
 
@@ -27,7 +29,7 @@ class InvalidAddressError(ChainError, ValueError):
         )
 
 
-class InvalidCIDError(ChainError, ValueError):
+class UnstorableCIDError(ChainError, ValueError):
     """A metadata CID the contract cannot store (it stores CIDv1, raw codec, sha2-256 only)."""
 
 

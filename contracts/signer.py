@@ -56,22 +56,13 @@ ROLE_NAMES = {
 
 @dataclass(frozen=True)
 class TxPolicy:
-    """How transactions are priced and awaited (mirrors studio ChainSettings; contracts/ does not import it)."""
+    """The signer's options: how transactions are priced and awaited (the studio builds them from its
+    ChainSettings: studio.services.options.tx_policy; contracts/ does not read settings)."""
 
     max_fee_gwei: float = 200.0
     priority_fee_gwei: float = 1.0
     gas_buffer: float = 1.25
     receipt_timeout_s: float = 120.0
-
-    @classmethod
-    def from_settings(cls, chain_settings: Any) -> TxPolicy:
-        """Take the four fields from any object that has them (the studio's ChainSettings)."""
-        return cls(
-            max_fee_gwei=chain_settings.max_fee_gwei,
-            priority_fee_gwei=chain_settings.priority_fee_gwei,
-            gas_buffer=chain_settings.gas_buffer,
-            receipt_timeout_s=chain_settings.receipt_timeout_s,
-        )
 
 
 @dataclass(frozen=True)

@@ -140,13 +140,16 @@ def _status_text(entry: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from pydantic import ValidationError
+
     from studio.config import check_content_reachable, load_settings
+    from studio.errors import StudioError
 
     try:
         settings = load_settings()
         if args.command != "status":  # status only reads the database: it must work to diagnose this
             check_content_reachable(settings)
-    except ValueError as exc:
+    except (ValidationError, StudioError) as exc:
         print(f"settings refused: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)

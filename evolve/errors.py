@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from studio.errors import StudioError
 
-class EvolveError(Exception):
+
+class EvolveError(StudioError):
     """Base of every error the evolution engine raises."""
 
 

@@ -25,13 +25,13 @@ def _gateway(args: argparse.Namespace) -> int:
     import uvicorn
 
     from metadata.gateway import create_standalone_app
-    from metadata.store import LocalStore
+    from metadata.store import LocalStore, StoreOptions
     from studio.config import load_settings
 
     overrides = {"data_dir": Path(args.data_dir)} if args.data_dir else {}
     settings = load_settings(**overrides)
     settings.ensure_dirs()
-    store = LocalStore.from_settings(settings)
+    store = LocalStore.from_options(StoreOptions(root=settings.ipfs_dir, max_file_bytes=settings.ipfs.max_file_bytes))
     print(f"Serving {store.root} at http://{args.host}:{args.port}/ipfs/<cid>", file=sys.stderr)
     uvicorn.run(create_standalone_app(store), host=args.host, port=args.port, log_level="warning")
     return 0

@@ -1,13 +1,15 @@
 """The content layer's exceptions: each message names the problem and the fix.
 
-They share one base, `ContentError`, so callers (services, the app) can catch everything that comes
-out of metadata/ in one place and show the message as it is.
+They share one base, `ContentError` (a `studio.errors.StudioError`), so callers (services, the app) can
+catch everything that comes out of metadata/ in one place and show the message as it is.
 """
 
 from __future__ import annotations
 
+from studio.errors import StudioError
 
-class ContentError(Exception):
+
+class ContentError(StudioError):
     """Base of every error raised by the content layer."""
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from PIL import Image, PngImagePlugin
 
+from metadata.errors import ContentError
 from metadata.jsonsafe import load_json_bounded
 
 PARAMETERS_KEY = "parameters"
@@ -48,7 +49,7 @@ _SAMPLER_NAMES = {
 }
 
 
-class PngMetadataError(ValueError):
+class PngMetadataError(ContentError, ValueError):
     """The bytes are not a PNG, or its provenance chunk is not valid JSON."""
 
 

@@ -95,6 +95,15 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
+@dataclass(frozen=True, kw_only=True)
+class StoreOptions:
+    """Where the local store lives and the largest file it takes (the studio builds them from its
+    settings: studio.services.options.store_options)."""
+
+    root: Path
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+
+
 class LocalStore:
     """Content-addressed block store under `root`; see the module docstring for its guarantees."""
 
@@ -107,10 +116,9 @@ class LocalStore:
         self._blocks.mkdir(parents=True, exist_ok=True)
 
     @classmethod
-    def from_settings(cls, settings: object) -> LocalStore:
-        """The store in `settings.ipfs_dir`, with the size limit from `settings.ipfs.max_file_mb`."""
-        ipfs = settings.ipfs  # type: ignore[attr-defined]
-        return cls(settings.ipfs_dir, max_file_bytes=int(ipfs.max_file_mb * 1024 * 1024))  # type: ignore[attr-defined]
+    def from_options(cls, options: StoreOptions) -> LocalStore:
+        """The store `options` describe."""
+        return cls(options.root, max_file_bytes=options.max_file_bytes)
 
     # --- blocks ----------------------------------------------------------------------------------
 

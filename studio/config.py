@@ -24,6 +24,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from studio.errors import StudioError
+
 ENV_PREFIX = "STUDIO_"
 CONFIG_FILE_ENV = "STUDIO_CONFIG"
 LOCAL_CHAIN_ID = 31337
@@ -82,6 +84,11 @@ class IpfsSettings(BaseModel):
     connect_timeout_s: float = Field(10.0, gt=0)
     read_timeout_s: float = Field(120.0, gt=0)
     retries: int = Field(4, ge=0)
+
+    @property
+    def max_file_bytes(self) -> int:
+        """`max_file_mb` in bytes."""
+        return int(self.max_file_mb * 1024 * 1024)
 
 
 class ModelSettings(BaseModel):
@@ -250,7 +257,7 @@ class Settings(BaseSettings):
             path.mkdir(parents=True, exist_ok=True)
 
 
-class UnreachableContentError(ValueError):
+class UnreachableContentError(StudioError, ValueError):
     """A real network whose tokens would point at content that only this machine holds."""
 
 

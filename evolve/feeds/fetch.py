@@ -31,6 +31,7 @@ from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 import httpcore
 
 from contracts.urls import redact_url
+from evolve.errors import EvolveError
 
 if TYPE_CHECKING:
     from studio.config import EvolveSettings
@@ -64,8 +65,9 @@ class FetchPolicy:
         )
 
 
-class FetchError(Exception):
-    """A request that gave no usable answer. `retryable`: another attempt may do better."""
+class FetchError(EvolveError):
+    """A request that gave no usable answer. `retryable`: another attempt may do better. The feeds
+    turn it into a FeedError; it never leaves evolve/feeds."""
 
     retryable = False
 

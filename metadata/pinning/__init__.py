@@ -14,7 +14,7 @@ from metadata.pinning.http import RetryPolicy
 from metadata.pinning.kubo import KuboPinning
 from metadata.pinning.local import LocalPinning
 from metadata.pinning.pinata import PinataPinning
-from metadata.pinning.pinner import PinnedContent, Pinner, create_pinner
+from metadata.pinning.pinner import PinnedContent, Pinner, PinnerOptions, create_pinner
 
 __all__ = [
     "BackendHealth",
@@ -26,6 +26,7 @@ __all__ = [
     "PinataPinning",
     "PinnedContent",
     "Pinner",
+    "PinnerOptions",
     "PinningAuthError",
     "PinningBackend",
     "PinningError",

@@ -8,7 +8,7 @@ answer is compared again here. Any error stops the pin and is raised: the caller
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -21,6 +21,22 @@ from metadata.pinning.kubo import KuboPinning
 from metadata.pinning.local import LocalPinning
 from metadata.pinning.pinata import FIX_AUTH, PinataPinning
 from metadata.store import DEFAULT_MAX_FILE_BYTES, LocalStore
+
+
+@dataclass(frozen=True, kw_only=True)
+class PinnerOptions:
+    """Which pinning backends to use, in order ('local', 'pinata', 'kubo'), and how to reach them (the
+    studio builds them from its settings: studio.services.options.pinner_options)."""
+
+    backends: tuple[str, ...]
+    max_file_bytes: int
+    connect_timeout_s: float
+    read_timeout_s: float
+    retries: int
+    pinata_jwt: str | None = field(repr=False)  # a secret: never in a repr, a log line or an error
+    pinata_api_url: str
+    pinata_files_api_url: str
+    kubo_api_url: str
 
 
 @dataclass(frozen=True)
@@ -96,38 +112,35 @@ class Pinner:
         return [backend.health() for backend in self.backends]
 
 
-def create_pinner(ipfs: object, store: LocalStore | None) -> Pinner:
-    """The Pinner for `settings.ipfs` (studio.config.IpfsSettings): one backend per `ipfs.backends` entry."""
+def create_pinner(options: PinnerOptions, store: LocalStore | None) -> Pinner:
+    """The Pinner `options` describe: one backend per `options.backends` entry, in that order."""
     timeouts = httpx.Timeout(
-        connect=ipfs.connect_timeout_s,  # type: ignore[attr-defined]
-        read=ipfs.read_timeout_s,  # type: ignore[attr-defined]
-        write=ipfs.read_timeout_s,  # type: ignore[attr-defined]
-        pool=ipfs.connect_timeout_s,  # type: ignore[attr-defined]
+        connect=options.connect_timeout_s,
+        read=options.read_timeout_s,
+        write=options.read_timeout_s,
+        pool=options.connect_timeout_s,
     )
-    policy = RetryPolicy(retries=ipfs.retries)  # type: ignore[attr-defined]
+    policy = RetryPolicy(retries=options.retries)
     backends: list[PinningBackend] = []
-    for name in ipfs.backends:  # type: ignore[attr-defined]
+    for name in options.backends:
         if name == "local":
             if store is None:
                 raise PinningError("ipfs.backends lists 'local' but no local store was given to create_pinner")
             backends.append(LocalPinning(store))
         elif name == "pinata":
-            secret = ipfs.pinata_jwt  # type: ignore[attr-defined]
-            jwt = secret.get_secret_value() if secret is not None else ""
-            if not jwt:
+            if not options.pinata_jwt:
                 raise PinningAuthError(f"ipfs.backends lists 'pinata' but no JWT is set. {FIX_AUTH}")
             backends.append(
                 PinataPinning(
-                    jwt,
-                    upload_url=ipfs.pinata_api_url,  # type: ignore[attr-defined]
-                    api_url=ipfs.pinata_files_api_url,  # type: ignore[attr-defined]
+                    options.pinata_jwt,
+                    upload_url=options.pinata_api_url,
+                    api_url=options.pinata_files_api_url,
                     timeouts=timeouts,
                     retries=policy,
                 )
             )
         elif name == "kubo":
-            backends.append(KuboPinning(ipfs.kubo_api_url, timeouts=timeouts, retries=policy))  # type: ignore[attr-defined]
+            backends.append(KuboPinning(options.kubo_api_url, timeouts=timeouts, retries=policy))
         else:
             raise PinningError(f"unknown pinning backend {name!r}: use 'local', 'pinata' or 'kubo'")
-    max_bytes = int(ipfs.max_file_mb * 1024 * 1024)  # type: ignore[attr-defined]
-    return Pinner(backends, max_file_bytes=max_bytes)
+    return Pinner(backends, max_file_bytes=options.max_file_bytes)

@@ -2,8 +2,10 @@
 
 from studio.generation.engine import (
     Engine,
+    GenerationRecord,
     GenerationRequest,
     GenerationResult,
+    ResolvedRequest,
     get_engine,
     init_image_from_png,
 )
@@ -22,11 +24,13 @@ __all__ = [
     "Engine",
     "GenerationCancelled",
     "GenerationError",
+    "GenerationRecord",
     "GenerationRequest",
     "GenerationResult",
     "InvalidRequestError",
     "ModelNotAvailableError",
     "OutOfMemoryError",
+    "ResolvedRequest",
     "UnsupportedCheckpointError",
     "get_engine",
     "init_image_from_png",

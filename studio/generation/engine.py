@@ -20,11 +20,11 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -89,17 +89,71 @@ class GenerationRequest:
         return self.init_image is not None
 
 
+@dataclass(frozen=True, kw_only=True)
+class ResolvedRequest:
+    """A request's values after checking, the model's usual values filled in (what the pipeline runs)."""
+
+    preset: Preset
+    img2img: bool
+    steps: int
+    guidance_scale: float
+    width: int
+    height: int
+    strength: float | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerationRecord:
+    """The provenance `generation` block of one image: exactly the properties of `$defs/generation` in
+    metadata/schemas/token-metadata.schema.json, in the order they are written (a test checks the two
+    agree). `as_schema_dict()` is the JSON object the PNG and the token metadata carry."""
+
+    model_id: str
+    model_revision: str | None
+    weights_sha256: str | None
+    pipeline: str
+    scheduler: str
+    prompt: str
+    negative_prompt: str
+    steps: int
+    guidance_scale: float
+    seed: int
+    width: int
+    height: int
+    strength: float | None
+    init_image: str | None  # ipfs://<cid> of the init image (img2img)
+    init_from: Literal["latents", "pixels"] | None  # what img2img started from
+    preset: Preset
+    decoder: str  # the tiny autoencoder's name, or "vae"
+    device: str
+    dtype: str
+    cpu_optimizations: tuple[str, ...]
+    libraries: Mapping[str, str]
+
+    def as_schema_dict(self) -> dict[str, Any]:
+        """The record as the schema's JSON object (a fresh dict: changing it changes nothing here)."""
+        record = {item.name: getattr(self, item.name) for item in dataclasses.fields(self)}
+        record["cpu_optimizations"] = list(self.cpu_optimizations)
+        record["libraries"] = dict(self.libraries)
+        return record
+
+
 @dataclass
 class GenerationResult:
     """One generated image, its PNG, its provenance `generation` record, warnings and timings (seconds)."""
 
     image: Image.Image
     png: bytes
-    record: dict[str, Any]
+    generation: GenerationRecord
     warnings: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     nsfw: bool = False
     latents: PngLatents | None = None
+
+    @property
+    def record(self) -> dict[str, Any]:
+        """The generation record as the JSON object provenance carries (`generation.as_schema_dict()`)."""
+        return self.generation.as_schema_dict()
 
     def png_with(self, provenance_extra: dict[str, Any]) -> bytes:
         """The PNG again, its provenance chunk holding `provenance_extra` (version, previous,
@@ -122,6 +176,23 @@ def library_versions() -> dict[str, str]:
             continue
     versions["torch"] = versions.get("torch", torch.__version__).split("+")[0]
     return versions
+
+
+def is_few_step_model(model: LoadedModel) -> bool:
+    """Whether the model is distilled to make an image in 1-4 steps without guidance (SD-Turbo,
+    SDXL-Turbo and the like): its defaults are then 1 step (img2img: enough for one step at the
+    strength) and guidance 0, instead of 25 steps at guidance 7.5.
+
+    The model's own scheduler config says so first: sd-turbo and sdxl-turbo ship Euler with
+    `timestep_spacing = "trailing"` (the last step lands on the last training timestep, which a
+    1-step model needs), where full-step models ship "leading" or "linspace". Zero-terminal-SNR
+    fine-tunes also use trailing spacing, but with `rescale_betas_zero_snr`, and they want many steps.
+    Where the config does not say it (a single .safetensors file loaded offline gets diffusers'
+    default scheduler config), "turbo" in the model id is the fallback."""
+    config = getattr(model.pipe.scheduler, "config", None) or {}
+    if config.get("timestep_spacing") == "trailing" and not config.get("rescale_betas_zero_snr", False):
+        return True
+    return "turbo" in model.model_id.lower()
 
 
 def public_model_name(model_id: str) -> str:
@@ -336,7 +407,7 @@ class Engine:
         pipe = model.pipe
         return int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
 
-    def _resolve(self, request: GenerationRequest, model: LoadedModel) -> dict[str, Any]:
+    def _resolve(self, request: GenerationRequest, model: LoadedModel) -> ResolvedRequest:
         """Check every field and fill in the model's usual values; InvalidRequestError names the fix."""
         s = self.settings
         if not isinstance(request.prompt, str) or not isinstance(request.negative_prompt, str):
@@ -357,7 +428,7 @@ class Engine:
             raise InvalidRequestError("strength and init_image_cid need an init_image (img2img); leave them out.")
         if img2img and not isinstance(request.init_image, Image.Image):
             raise InvalidRequestError("init_image must be a PIL image.")
-        turbo = "turbo" in model.model_id.lower()
+        turbo = is_few_step_model(model)
         strength = request.strength
         if img2img:
             if strength is None:
@@ -397,15 +468,15 @@ class Engine:
                 raise InvalidRequestError(
                     f"{name} {value} is outside {MIN_SIDE}..{s.max_side} pixels (model.max_side in the settings)."
                 )
-        return {
-            "preset": preset,
-            "img2img": img2img,
-            "steps": steps,
-            "guidance_scale": float(guidance),
-            "width": width,
-            "height": height,
-            "strength": strength,
-        }
+        return ResolvedRequest(
+            preset=preset,
+            img2img=img2img,
+            steps=steps,
+            guidance_scale=float(guidance),
+            width=width,
+            height=height,
+            strength=strength,
+        )
 
     def _prompt_warnings(self, pipe: Any, prompt: str, what: str) -> list[str]:
         """The text encoder reads a fixed number of tokens; say what was cut instead of dropping it silently."""
@@ -453,7 +524,7 @@ class Engine:
                     if torch.cuda.is_available():
                         torch.cuda.empty_cache()
                     raise OutOfMemoryError(
-                        f"Out of memory generating {values['width']}×{values['height']} on "
+                        f"Out of memory generating {values.width}×{values.height} on "
                         f"{model.placement.device}: use a smaller size, the fast preset, or free memory "
                         "(other programs, other models on the GPU) and try again."
                     ) from exc
@@ -466,14 +537,14 @@ class Engine:
         self,
         model: LoadedModel,
         request: GenerationRequest,
-        values: dict[str, Any],
+        values: ResolvedRequest,
         timings: dict[str, float],
         progress: ProgressCallback | None,
         cancel: threading.Event | None,
     ) -> GenerationResult:
-        preset: Preset = values["preset"]
+        preset = values.preset
         tiny = uses_tiny_decoder(preset, model.tiny_vae is not None)
-        pipe = self._pipe(model, values["img2img"], tiny)
+        pipe = self._pipe(model, values.img2img, tiny)
         warnings: list[str] = list(model.dtype_warnings)
         if preset == "fast" and not tiny:
             warnings.extend(model.warnings)
@@ -494,27 +565,27 @@ class Engine:
         kwargs: dict[str, Any] = {
             "prompt": request.prompt,
             "negative_prompt": request.negative_prompt or None,
-            "num_inference_steps": values["steps"],
-            "guidance_scale": values["guidance_scale"],
+            "num_inference_steps": values.steps,
+            "guidance_scale": values.guidance_scale,
             "generator": torch.Generator("cpu").manual_seed(request.seed),
             "callback_on_step_end": on_step_end,
             "output_type": "pil",
         }
         space = latent_space(model)
-        init_from = None
-        if values["img2img"]:
+        init_from: Literal["latents", "pixels"] | None = None
+        if values.img2img:
             init_latents = self._usable_latents(model, request.init_latents, space, values)
             if init_latents is not None:
                 init_from = "latents"
-                kwargs.update(image=init_latents, strength=values["strength"])
+                kwargs.update(image=init_latents, strength=values.strength)
             else:
                 init_from = "pixels"
                 init = request.init_image.convert("RGB")
-                if init.size != (values["width"], values["height"]):
-                    init = init.resize((values["width"], values["height"]), Image.Resampling.LANCZOS)
-                kwargs.update(image=init, strength=values["strength"])
+                if init.size != (values.width, values.height):
+                    init = init.resize((values.width, values.height), Image.Resampling.LANCZOS)
+                kwargs.update(image=init, strength=values.strength)
         else:
-            kwargs.update(width=values["width"], height=values["height"])
+            kwargs.update(width=values.width, height=values.height)
 
         timer = _StageTimer()
         vae = pipe.vae
@@ -537,46 +608,49 @@ class Engine:
                 "The model's safety checker flagged this image and replaced it with a black image. Change the "
                 "prompt or seed (or turn model.safety_checker off in the settings if you accept the risk)."
             )
-        record = {
+        record = GenerationRecord(
             # A local path would publish the artist's folder layout (often their user name): name only.
-            "model_id": public_model_name(model.model_id),
-            "model_revision": model.model_revision,
-            "weights_sha256": model.weights_sha256,
-            "pipeline": type(pipe).__name__,
-            "scheduler": type(pipe.scheduler).__name__,
-            "prompt": request.prompt,
-            "negative_prompt": request.negative_prompt,
-            "steps": values["steps"],
-            "guidance_scale": values["guidance_scale"],
-            "seed": request.seed,
-            "width": values["width"],
-            "height": values["height"],
-            "strength": values["strength"],
-            "init_image": f"ipfs://{request.init_image_cid}" if request.init_image_cid else None,
-            "init_from": init_from,
-            "preset": preset,
-            "decoder": public_model_name(model.tiny_vae_id or "") if tiny else "vae",
-            "device": model.placement.device,
-            "dtype": model.placement.dtype_name,
-            "cpu_optimizations": list(model.cpu_optimizations),
-            "libraries": library_versions(),
-        }
+            model_id=public_model_name(model.model_id),
+            model_revision=model.model_revision,
+            weights_sha256=model.weights_sha256,
+            pipeline=type(pipe).__name__,
+            scheduler=type(pipe.scheduler).__name__,
+            prompt=request.prompt,
+            negative_prompt=request.negative_prompt,
+            steps=values.steps,
+            guidance_scale=values.guidance_scale,
+            seed=request.seed,
+            width=values.width,
+            height=values.height,
+            strength=values.strength,
+            init_image=f"ipfs://{request.init_image_cid}" if request.init_image_cid else None,
+            init_from=init_from,
+            preset=preset,
+            decoder=public_model_name(model.tiny_vae_id or "") if tiny else "vae",
+            device=model.placement.device,
+            dtype=model.placement.dtype_name,
+            cpu_optimizations=tuple(model.cpu_optimizations),
+            libraries=library_versions(),
+        )
         # A flagged image was replaced by black pixels: its latents would bring the content back.
         latents = None if nsfw or "latents" not in final else _to_png_latents(final["latents"], space)
         png_start = time.perf_counter()
-        png = encode_png(image, parameters=a1111_parameters(record), provenance={"generation": record}, latents=latents)
+        document = record.as_schema_dict()
+        png = encode_png(
+            image, parameters=a1111_parameters(document), provenance={"generation": document}, latents=latents
+        )
         timings["png"] = time.perf_counter() - png_start
-        return GenerationResult(image=image, png=png, record=record, warnings=warnings, nsfw=nsfw, latents=latents)
+        return GenerationResult(image=image, png=png, generation=record, warnings=warnings, nsfw=nsfw, latents=latents)
 
     def _usable_latents(
-        self, model: LoadedModel, latents: PngLatents | None, space: str, values: dict[str, Any]
+        self, model: LoadedModel, latents: PngLatents | None, space: str, values: ResolvedRequest
     ) -> torch.Tensor | None:
         """The init latents as a tensor when they fit this model and size; None means encode the pixels."""
         if latents is None or latents.space != space:
             return None
         factor = int(model.pipe.vae_scale_factor)
         channels = int(model.pipe.vae.config.latent_channels)
-        if latents.shape != (1, channels, values["height"] // factor, values["width"] // factor):
+        if latents.shape != (1, channels, values.height // factor, values.width // factor):
             return None
         array = np.frombuffer(latents.float16, dtype="<f2").reshape(latents.shape)
         return torch.from_numpy(array.astype(np.float32)).to(model.placement.device, model.placement.dtype)

@@ -6,8 +6,10 @@ try again without restarting the studio.
 
 from __future__ import annotations
 
+from studio.errors import StudioError
 
-class GenerationError(Exception):
+
+class GenerationError(StudioError):
     """Base class: anything the generation engine refuses or fails to do."""
 
 

@@ -26,11 +26,12 @@ from web3.exceptions import TransactionNotFound
 from contracts.client import LivingNFTClient
 from contracts.errors import ChainError, DevKeyRefusedError, SignerConfigError, TransactionTimeoutError
 from contracts.localchain import DEV_PRIVATE_KEYS, LocalChain
-from contracts.signer import Signer, TxPolicy, make_web3, to_address, wait_for_rpc
+from contracts.signer import Signer, make_web3, to_address, wait_for_rpc
 from studio.config import Settings
 from studio.crashpoints import crash_point
 from studio.db import Database
 from studio.records import Deployment
+from studio.services.options import tx_policy
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ def open_chain(settings: Settings, db: Database) -> ChainSession:
             w3,
             account,
             chain_id=chain.chain_id,
-            policy=TxPolicy.from_settings(chain),
+            policy=tx_policy(chain),
             on_confirmed=local_chain.checkpoint if local_chain is not None else None,
         )
         signer.check_chain_id()

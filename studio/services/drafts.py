@@ -106,17 +106,17 @@ def _generate_and_store(
 ) -> DraftResult:
     result = studio.engine.generate(request, progress=progress, cancel=cancel)
     image_cid = studio.store.add_bytes(result.png, name="draft.png")
-    record = result.record  # the values actually used, defaults resolved
+    record = result.generation  # the values actually used, defaults resolved
     with studio.db.session() as session:
         draft = Draft(
-            prompt=record["prompt"],
-            negative_prompt=record["negative_prompt"],
-            seed=record["seed"],
-            steps=record["steps"],
-            guidance_scale=record["guidance_scale"],
-            width=record["width"],
-            height=record["height"],
-            strength=record["strength"],
+            prompt=record.prompt,
+            negative_prompt=record.negative_prompt,
+            seed=record.seed,
+            steps=record.steps,
+            guidance_scale=record.guidance_scale,
+            width=record.width,
+            height=record.height,
+            strength=record.strength,
             parent_id=parent_id,
             image_cid=image_cid,
             provenance=result.record,

@@ -1,12 +1,12 @@
 """Errors the services raise on top of those of the layers below (chain, content, generation).
 
-Every error the UI may show derives from one of these bases or from the lower layers' own bases, and
-its message names the problem and the fix.
+Every error the UI may show derives from `studio.errors.StudioError` (re-exported here), through the
+lower layers' own bases or directly, and its message names the problem and the fix.
 """
 
+from studio.errors import StudioError
 
-class StudioError(Exception):
-    """Base of the services' own errors."""
+__all__ = ["InvalidInputError", "NotFoundError", "StudioError"]
 
 
 class NotFoundError(StudioError):

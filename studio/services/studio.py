@@ -15,6 +15,7 @@ from metadata.pinning import Pinner, create_pinner
 from metadata.store import LocalStore
 from studio.config import Settings, load_settings
 from studio.db import Database, open_database
+from studio.services.options import pinner_options, store_options
 
 if TYPE_CHECKING:
     from studio.generation import Engine
@@ -40,8 +41,8 @@ class Studio:
         settings = settings or load_settings()
         settings.ensure_dirs()
         db = open_database(settings)
-        store = LocalStore(settings.ipfs_dir, max_file_bytes=int(settings.ipfs.max_file_mb * 1024 * 1024))
-        pinner = create_pinner(settings.ipfs, store)
+        store = LocalStore.from_options(store_options(settings))
+        pinner = create_pinner(pinner_options(settings.ipfs), store)
         return cls(settings, db, store, pinner)
 
     @property

@@ -9,6 +9,7 @@ import inspect
 import logging
 import queue
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -17,20 +18,14 @@ import gradio as gr
 from contracts.errors import ChainError
 from evolve.errors import EvolveError
 from metadata.errors import ContentError
+from studio.errors import StudioError
 from studio.generation import GenerationError
-from studio.services.errors import StudioError
 
 log = logging.getLogger("studio.ui")
 
-# Errors whose message was written for a person (it names the problem and the fix).
-READABLE_ERRORS: tuple[type[BaseException], ...] = (
-    StudioError,
-    ChainError,
-    ContentError,
-    GenerationError,
-    EvolveError,
-    ValueError,
-)
+# Errors whose message was written for a person (it names the problem and the fix): every layer's
+# errors derive from StudioError. Anything else (a bare ValueError, KeyError...) is a bug.
+READABLE_ERRORS: tuple[type[BaseException], ...] = (StudioError,)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -41,9 +36,10 @@ def as_gr_error(exc: BaseException) -> gr.Error:
         return exc
     if isinstance(exc, READABLE_ERRORS):
         return gr.Error(str(exc), title=_title(exc), print_exception=False)
-    log.exception("unexpected error in the studio UI", exc_info=exc)
+    error_id = uuid.uuid4().hex[:8]  # names the log entry without showing the bug's text on the page
+    log.error("internal error %s in the studio UI", error_id, exc_info=exc)
     return gr.Error(
-        f"Unexpected {type(exc).__name__} inside the studio; the details are in the studio's log. "
+        f"Internal error inside the studio; see the studio's log (id {error_id}). "
         "What you entered is kept: try again, and report it if it happens again.",
         print_exception=False,
     )

@@ -127,7 +127,7 @@ def create_gallery_router(studio: Studio) -> APIRouter:
     def reader_or_error() -> tuple[GalleryReader | None, HTMLResponse | None]:
         try:
             return gallery_reader(studio, shared), None
-        except (StudioError, ChainError, ContentError, ValueError) as exc:
+        except StudioError as exc:
             body = f'<div class="err">The gallery cannot reach its chain: {esc(exc)}</div>'
             return None, _page("Gallery", body, None, status=503)
 

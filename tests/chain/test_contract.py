@@ -16,10 +16,10 @@ from contracts.errors import (
     ChainError,
     ContractRevertError,
     InvalidAddressError,
-    InvalidCIDError,
     MissingRoleError,
     TokenFrozenError,
     UnknownTokenError,
+    UnstorableCIDError,
     VersionMismatchError,
 )
 from contracts.signer import Signer
@@ -288,9 +288,9 @@ def test_bad_input_is_refused_with_named_errors(living_nft, stranger, make_cid):
         living_nft.mint(stranger.address.lower()[:-1] + "A", make_cid("a"))
     with pytest.raises(InvalidAddressError):  # one letter of a checksummed address flipped
         living_nft.mint(_flip_one_letter(stranger.address), make_cid("a"))
-    with pytest.raises(InvalidCIDError):
+    with pytest.raises(UnstorableCIDError):
         living_nft.mint(stranger.address, "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG")
-    with pytest.raises(InvalidCIDError):  # dag-pb CIDv1, not raw
+    with pytest.raises(UnstorableCIDError):  # dag-pb CIDv1, not raw
         living_nft.mint(stranger.address, "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi")
     with pytest.raises(UnknownTokenError) as unknown:
         living_nft.evolve(42, make_cid("a"), 0)

@@ -18,6 +18,7 @@ from metadata.errors import (
 )
 from metadata.pinning import LocalPinning, Pinner, RetryPolicy, create_pinner
 from studio.config import IpfsSettings
+from studio.services.options import pinner_options
 
 METADATA = json.dumps({"name": "Living #7", "image": "ipfs://bafy/7.png"}, separators=(",", ":")).encode()
 
@@ -175,10 +176,10 @@ def test_create_pinner_from_settings(local_store, pinata_standin, tmp_path):
         pinata_files_api_url=pinata_standin.url,
         max_file_mb=0.001,
     )
-    pinner = create_pinner(settings, local_store)
+    pinner = create_pinner(pinner_options(settings), local_store)
     assert [b.name for b in pinner.backends] == ["local", "pinata"]
     assert all(h.ok for h in pinner.health())
     with pytest.raises(ContentTooLargeError):
         pinner.pin_bytes(b"x" * 2000, name="big.bin")
     with pytest.raises(PinningAuthError, match="STUDIO_IPFS__PINATA_JWT"):
-        create_pinner(IpfsSettings(backends=["pinata"]), None)
+        create_pinner(pinner_options(IpfsSettings(backends=["pinata"])), None)
