@@ -135,7 +135,7 @@ def mint_draft(
         _validate_rules(studio, rules_name)
     draft = get_draft(studio, draft_id)
     image_png = studio.store.cat(draft.image_cid)
-    chain = studio.chain  # started before pinning, so a chain that cannot start costs no pins
+    chain = studio.chain  # checked before pinning: without a started chain nothing is pinned
 
     published = publish_version(
         studio,
@@ -266,7 +266,7 @@ def _record_minted(
 
 
 def _recorded(studio: Studio, session, token_id: int, metadata_cid: str) -> bool:
-    token = session.scalar(collection_query(studio).where(Token.token_id == token_id))
+    token = session.scalar(collection_query(studio.identity).where(Token.token_id == token_id))
     return token is not None and token.versions[0].metadata_cid == metadata_cid
 
 
@@ -322,7 +322,7 @@ def reconcile_mints(studio: Studio) -> list[int]:
                 )
             )
         )
-        known = set(session.scalars(collection_query(studio, Token.token_id)))
+        known = set(session.scalars(collection_query(chain.identity, Token.token_id)))
     if not intents:
         return []
     # Each intent's fate is read BEFORE the chain is searched: an intent seen in flight here and

@@ -13,6 +13,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from studio.records import Token, TokenVersion
+from studio.services.chain import CollectionIdentity
 from studio.services.errors import InvalidInputError, NotFoundError
 from studio.services.publishing import PublishedVersion
 from studio.services.studio import Studio
@@ -35,23 +36,30 @@ class VersionView:
     created_at: str
 
 
-def collection_query(studio: Studio, *columns: Any) -> Select:
-    """SELECT of this collection's tokens (the configured chain and contract), or of `columns` of them."""
-    chain = studio.chain
+def collection_query(identity: CollectionIdentity, *columns: Any) -> Select:
+    """SELECT of the collection's tokens (its chain and contract), or of `columns` of them."""
     return select(*(columns or (Token,))).where(
-        Token.chain_id == chain.chain_id, Token.contract_address == chain.contract_address
+        Token.chain_id == identity.chain_id, Token.contract_address == identity.contract_address
+    )
+
+
+def living_tokens_query(identity: CollectionIdentity, rules_name: str, *columns: Any) -> Select:
+    """SELECT of the collection's tokens that evolve by the rules file `rules_name` (living, not frozen):
+    what an evolution cycle considers, and what `python -m evolve status` counts."""
+    return collection_query(identity, *columns).where(
+        Token.living.is_(True), Token.frozen.is_(False), Token.rules_name == rules_name
     )
 
 
 def list_tokens(studio: Studio) -> list[Token]:
     """The collection's tokens on the configured chain and contract, newest first."""
     with studio.db.session() as session:
-        return list(session.scalars(collection_query(studio).order_by(Token.token_id.desc())))
+        return list(session.scalars(collection_query(studio.identity).order_by(Token.token_id.desc())))
 
 
 def get_token(studio: Studio, token_id: int, *, session: Session | None = None) -> Token:
     def _load(s: Session) -> Token:
-        token = s.scalar(collection_query(studio).where(Token.token_id == int(token_id)))
+        token = s.scalar(collection_query(studio.identity).where(Token.token_id == int(token_id)))
         if token is None:
             raise NotFoundError(f"Token {token_id} is not in this collection: pick one from the Collection tab.")
         return token

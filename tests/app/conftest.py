@@ -57,6 +57,7 @@ def app_studio(app_settings) -> Iterator:
     from studio.services.studio import Studio
 
     instance = Studio.open(app_settings)
+    instance.start_chain()
     yield instance
     instance.close()
 

@@ -94,6 +94,7 @@ def test_pinning_outage_keeps_the_draft_and_mints_nothing(tmp_path, app_settings
         }
     )
     studio = Studio.open(app_settings.model_copy(update={"ipfs": ipfs}))
+    studio.start_chain()
     server, thread, port = serve(create_app(studio))
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=str(tmp_path / "dl"))

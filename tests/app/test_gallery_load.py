@@ -88,6 +88,7 @@ def gallery_for(app_settings):
         )
         ipfs = app_settings.ipfs.model_copy(update={"public_gateway": gateway.url})
         studio = Studio.open(app_settings.model_copy(update={"app": app, "ipfs": ipfs}))
+        studio.start_chain()
         server, thread, port = serve(create_app(studio))
         running.append((studio, server, thread))
         return f"http://127.0.0.1:{port}"

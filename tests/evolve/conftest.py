@@ -184,6 +184,7 @@ def open_studio(evolve_settings):
     def make(settings=None):
         studio = Studio.open(settings or evolve_settings)
         opened.append(studio)
+        studio.start_chain()
         return studio
 
     yield make
