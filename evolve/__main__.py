@@ -18,8 +18,9 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from evolve.cycle import CycleReport, run_cycle
-from evolve.errors import CycleBusy, EvolveError, RulesError
+from evolve.errors import CycleBusy, EvolveError
 from evolve.logs import configure_logging
+from studio.rules import RulesError, list_rules
 
 if TYPE_CHECKING:
     from studio.services.studio import Studio
@@ -80,11 +81,10 @@ def _start(studio: Studio) -> str | None:
 
 
 def _cycles(args: argparse.Namespace, *, dry_run: bool) -> int:
-    from evolve.scheduler import rules_files
     from studio.services.studio import Studio
 
     with Studio.open() as studio:
-        names = [args.collection] if args.collection else list(rules_files(studio.settings.rules_dir))
+        names = [args.collection] if args.collection else list(list_rules(studio.settings.rules_dir))
         if not names:
             print(f"no rules files in {studio.settings.rules_dir}: write <collection>.toml there (README: Evolution)")
             return 2
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "status":
             return _status(args)
         return _cycles(args, dry_run=args.command == "dry-run")
-    except EvolveError as exc:
+    except (EvolveError, RulesError) as exc:
         print(str(exc), file=sys.stderr)
         return 2
 

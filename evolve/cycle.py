@@ -40,10 +40,10 @@ from evolve.evaluation import Decision, TokenInput, evaluate
 from evolve.feeds import FetchPolicy, build_feeds
 from evolve.feeds.base import FeedValue, error_json, iso
 from evolve.journal import PINNED, PLANNED, RECORDED, SENDING, SUPERSEDED, Journal, OpenStep
-from evolve.rules import Rules, load_collection
 from metadata.errors import ContentError
 from studio.crashpoints import crash_point as studio_crash_point
 from studio.records import Token
+from studio.rules import Rules, load_collection
 from studio.services.publishing import pin_content, publish_version
 from studio.services.studio import Studio
 from studio.services.tokens import living_tokens_query, record_version

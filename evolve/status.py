@@ -10,11 +10,10 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from evolve.errors import RulesError
 from evolve.journal import OPEN_STEPS, owner_alive
-from evolve.rules import load_rules
-from evolve.scheduler import JOB_PREFIX, lease_status, rules_files
+from evolve.scheduler import JOB_PREFIX, lease_status
 from studio.records import EvolveCycle, EvolveSchedulerJob, EvolveStep, Token
+from studio.rules import RulesError, list_rules, load_rules, rules_path
 from studio.services.chain import recorded_identity
 from studio.services.studio import Studio
 from studio.services.tokens import collection_query, living_tokens_query
@@ -22,7 +21,7 @@ from studio.services.tokens import collection_query, living_tokens_query
 
 def collection_status(studio: Studio) -> list[dict[str, Any]]:
     settings = studio.settings
-    files = rules_files(settings.rules_dir)
+    files = list_rules(settings.rules_dir)
     scheduler = lease_status(studio.db)
     scheduling = scheduler is not None and scheduler["alive"]
     identity = recorded_identity(settings, studio.db)  # None: nothing deployed here yet, so no tokens
@@ -37,7 +36,10 @@ def collection_status(studio: Studio) -> list[dict[str, Any]]:
             entry: dict[str, Any] = {"collection": name}
             path = files.get(name)
             if path is None:
-                entry["rules"] = f"missing: write {settings.rules_dir / (name + '.toml')}"
+                try:
+                    entry["rules"] = f"missing: write {rules_path(settings.rules_dir, name)}"
+                except RulesError as exc:
+                    entry["rules"] = f"invalid: {exc}"
             else:
                 try:
                     rules = load_rules(path, default_timezone=settings.evolve.timezone)

@@ -18,6 +18,7 @@ from contracts.errors import ChainError
 from evolve.errors import EvolveError
 from metadata.errors import ContentError
 from studio.generation import GenerationError
+from studio.rules import RulesError
 from studio.services.errors import StudioError
 
 log = logging.getLogger("studio.ui")
@@ -29,6 +30,7 @@ READABLE_ERRORS: tuple[type[BaseException], ...] = (
     ContentError,
     GenerationError,
     EvolveError,
+    RulesError,
     ValueError,
 )
 
@@ -56,7 +58,7 @@ def _title(exc: BaseException) -> str:
         return "IPFS"
     if isinstance(exc, GenerationError):
         return "Generation"
-    if isinstance(exc, EvolveError):
+    if isinstance(exc, EvolveError | RulesError):
         return "Evolution"
     return "Error"
 
