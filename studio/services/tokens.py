@@ -1,5 +1,5 @@
-"""Tokens after the mint: listing, a token's timeline, recording new versions, freezing, the
-evolution animation."""
+"""Tokens after the mint: listing, a token's timeline, its history as the chain records it, recording
+new versions, freezing, the evolution animation."""
 
 from __future__ import annotations
 
@@ -154,6 +154,61 @@ def timeline(studio: Studio, token_id: int) -> list[VersionView]:
             )
         )
     return views
+
+
+@dataclass(frozen=True)
+class ChainEvent:
+    """One event of a token on chain: a MetadataSet (`version`, `metadata_cid`) or a Transfer
+    (`from_address`, `to_address`; the mint comes from the zero address)."""
+
+    kind: str
+    block_number: int
+    log_index: int
+    tx_hash: str
+    timestamp: int
+    version: int | None = None
+    metadata_cid: str | None = None
+    from_address: str | None = None
+    to_address: str | None = None
+
+
+@dataclass(frozen=True)
+class ChainHistory:
+    """A token as the chain records it: whether it is frozen, and its events in chain order."""
+
+    frozen: bool
+    events: list[ChainEvent]
+
+
+def chain_history(studio: Studio, token_id: int) -> ChainHistory:
+    """The token's MetadataSet and Transfer events from the studio's contract, oldest first."""
+    client = studio.chain.client
+    events = [
+        ChainEvent(
+            kind="MetadataSet",
+            block_number=change.block_number,
+            log_index=change.log_index,
+            tx_hash=change.tx_hash,
+            timestamp=change.timestamp,
+            version=change.version,
+            metadata_cid=change.metadata_cid,
+        )
+        for change in client.history(int(token_id))
+    ]
+    events += [
+        ChainEvent(
+            kind="Transfer",
+            block_number=transfer.block_number,
+            log_index=transfer.log_index,
+            tx_hash=transfer.tx_hash,
+            timestamp=transfer.timestamp,
+            from_address=transfer.from_address,
+            to_address=transfer.to_address,
+        )
+        for transfer in client.transfers(int(token_id))
+    ]
+    events.sort(key=lambda event: (event.block_number, event.log_index))
+    return ChainHistory(frozen=client.is_frozen(int(token_id)), events=events)
 
 
 def freeze_token(studio: Studio, token_id: int) -> str:
