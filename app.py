@@ -26,6 +26,7 @@ from contracts.errors import ChainError
 from contracts.urls import redact_url
 from studio.config import check_content_reachable, load_settings
 from studio.services.errors import StudioError
+from studio.services.minting import reconcile_mints
 from studio.services.studio import Studio
 from studio.ui.server import check_binding, create_app
 
@@ -51,12 +52,15 @@ def main() -> None:
         check_content_reachable(settings)
     except StudioError as exc:
         raise SystemExit(f"error: {exc}") from None
-    studio = Studio.open(settings)
+    studio = Studio.open(settings)  # database, IPFS store, pinner
     try:
-        chain = studio.chain
+        chain = studio.start_chain()  # the embedded anvil or the RPC network; deploys on first start
+        recorded = reconcile_mints(studio)  # mints an earlier stop confirmed but did not record
     except ChainError as exc:
         studio.close()
         raise SystemExit(f"error: {exc}") from None
+    if recorded:
+        logging.getLogger("studio").warning("recorded tokens minted before the last stop: %s", recorded)
 
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -82,6 +82,7 @@ def main() -> None:
             ),
         )
         with Studio.open(settings) as studio:
+            studio.start_chain()
             settings.rules_dir.mkdir(parents=True, exist_ok=True)
             rules = weather_rules(url).replace('timestamp_path = "current.time"\nmax_age_s = 600\n', "")
             (settings.rules_dir / "bench.toml").write_text(rules)

@@ -1,4 +1,5 @@
-"""The LivingNFT chain client: deploy, mint, evolve (single and batched), freeze, reads, history, roles.
+"""The LivingNFT chain client: deploy, mint, evolve (single and batched), freeze, roles; the reads and
+the history come from `LivingNFTReader` (contracts/reader.py), which it extends with a signer.
 
 Metadata is addressed by its CIDv1 string (`bafkrei...`); the client converts it to the 32-byte digest
 the contract stores and back. Every write goes through a `Signer` (fees under the cap, gas buffer,
@@ -13,16 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_abi import encode as abi_encode
-from eth_utils import keccak
-from hexbytes import HexBytes
-from web3.contract import Contract
-from web3.exceptions import ContractLogicError
 from web3.logs import DISCARD
 
 from contracts.artifacts import ContractArtifact, load_artifact
-from contracts.cid import raw_cid_digest, raw_cid_from_digest
-from contracts.errors import ChainError, ContractRevertError, RPCUnavailableError, VersionMismatchError
-from contracts.signer import ROLE_NAMES, TX_GAS_CAP, RevertDecoder, Signer, TxResult, rpc_call, to_address
+from contracts.cid import raw_cid_digest
+from contracts.errors import ChainError, ContractRevertError, RPCUnavailableError
+from contracts.reader import LivingNFTReader, LivingNFTRevertDecoder, role_id
+from contracts.signer import TX_GAS_CAP, Signer, TxResult, rpc_call, to_address
 
 
 @dataclass(frozen=True)
@@ -35,38 +33,14 @@ class MintResult:
     gas_used: int
 
 
-@dataclass(frozen=True)
-class MetadataChange:
-    """One entry of a token's metadata history, read from a MetadataSet event (version 0 = the mint)."""
-
-    version: int
-    metadata_cid: str
-    block_number: int
-    tx_hash: str
-    log_index: int
-    timestamp: int
-
-
-@dataclass(frozen=True)
-class TransferRecord:
-    """One ERC-721 Transfer of a token (the mint has from_address = 0x0)."""
-
-    from_address: str
-    to_address: str
-    block_number: int
-    tx_hash: str
-    log_index: int
-    timestamp: int
-
-
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 
 # One token of a batch evolve: (token id, new metadata CID, the token's current version as the caller knows it).
 EvolveItem = tuple[int, str, int]
 
 
-class LivingNFTClient:
-    """Talks to one deployed LivingNFT contract through one Signer."""
+class LivingNFTClient(LivingNFTReader):
+    """Talks to one deployed LivingNFT contract through one Signer: the reader's reads, and the writes."""
 
     def __init__(
         self,
@@ -76,14 +50,8 @@ class LivingNFTClient:
         from_block: int = 0,
         artifact: ContractArtifact | None = None,
     ) -> None:
+        super().__init__(signer.w3, address, from_block=from_block, artifact=artifact)
         self.signer = signer
-        self.w3 = signer.w3
-        self.artifact = artifact or load_artifact("LivingNFT")
-        self.address = to_address(address)
-        self.from_block = from_block
-        self.contract: Contract = self.w3.eth.contract(address=self.address, abi=self.artifact.abi)
-        self.decoder = LivingNFTRevertDecoder(self.artifact.abi)
-        self._timestamps: dict[int, int] = {}
 
     # ----------------------------------------------------------------- deployment
 
@@ -244,69 +212,6 @@ class LivingNFTClient:
         """Transfer a token the signer owns (or may move) to `to`."""
         return self._send("transferFrom", self.signer.address, to_address(to), int(token_id))
 
-    # ----------------------------------------------------------------- reads
-
-    def has_role(self, role: str | bytes, account: str) -> bool:
-        return bool(self._call("hasRole", role_id(role), to_address(account)))
-
-    def token_uri(self, token_id: int) -> str:
-        return str(self._call("tokenURI", int(token_id)))
-
-    def metadata_cid(self, token_id: int) -> str:
-        return raw_cid_from_digest(bytes(self._call("metadataDigest", int(token_id))))
-
-    def metadata_version(self, token_id: int) -> int:
-        return int(self._call("metadataVersion", int(token_id)))
-
-    def owner_of(self, token_id: int) -> str:
-        return str(self._call("ownerOf", int(token_id)))
-
-    def is_frozen(self, token_id: int) -> bool:
-        return bool(self._call("isFrozen", int(token_id)))
-
-    def total_supply(self) -> int:
-        return int(self._call("totalSupply"))
-
-    def contract_uri(self) -> str:
-        return str(self._call("contractURI"))
-
-    def royalty_info(self, token_id: int, sale_price: int) -> tuple[str, int]:
-        receiver, amount = self._call("royaltyInfo", int(token_id), int(sale_price))
-        return str(receiver), int(amount)
-
-    def supports_interface(self, interface_id: bytes | str) -> bool:
-        value = HexBytes(interface_id)
-        return bool(self._call("supportsInterface", bytes(value)))
-
-    def history(self, token_id: int) -> list[MetadataChange]:
-        """Every metadata version of a token, oldest first, from the contract's MetadataSet events alone."""
-        logs = self._logs("MetadataSet", token_id)
-        return [
-            MetadataChange(
-                version=int(log["args"]["version"]),
-                metadata_cid=raw_cid_from_digest(bytes(log["args"]["metadataDigest"])),
-                block_number=int(log["blockNumber"]),
-                tx_hash=HexBytes(log["transactionHash"]).to_0x_hex(),
-                log_index=int(log["logIndex"]),
-                timestamp=self._timestamp(int(log["blockNumber"])),
-            )
-            for log in logs
-        ]
-
-    def transfers(self, token_id: int) -> list[TransferRecord]:
-        """Every ERC-721 Transfer of a token, oldest first (the mint comes from the zero address)."""
-        return [
-            TransferRecord(
-                from_address=str(log["args"]["from"]),
-                to_address=str(log["args"]["to"]),
-                block_number=int(log["blockNumber"]),
-                tx_hash=HexBytes(log["transactionHash"]).to_0x_hex(),
-                log_index=int(log["logIndex"]),
-                timestamp=self._timestamp(int(log["blockNumber"])),
-            )
-            for log in self._logs("Transfer", token_id)
-        ]
-
     # ----------------------------------------------------------------- internals
 
     def _send(
@@ -321,35 +226,6 @@ class LivingNFTClient:
             {"to": self.address, "data": data}, self.decoder, gas=gas, before_broadcast=before_broadcast
         )
 
-    def _call(self, function: str, *args: Any) -> Any:
-        fn = getattr(self.contract.functions, function)(*args)
-        try:
-            return rpc_call(self.w3, lambda: fn.call())
-        except ContractLogicError as exc:
-            decoded = self.decoder.decode(exc.data)
-            raise (decoded or ContractRevertError("unknown", {}, str(exc))) from None
-
-    def _logs(self, event: str, token_id: int) -> list[Any]:
-        """Logs of `event` whose token id topic equals token_id, sorted by position in the chain."""
-        event_obj = getattr(self.contract.events, event)()
-        topic0 = HexBytes(keccak(text=event_obj.abi_element_identifier)).to_0x_hex()
-        token_topic = "0x" + int(token_id).to_bytes(32, "big").hex()
-        topics: list[Any] = [topic0, token_topic] if event == "MetadataSet" else [topic0, None, None, token_topic]
-        raw = rpc_call(
-            self.w3,
-            lambda: self.w3.eth.get_logs(
-                {"address": self.address, "fromBlock": self.from_block, "toBlock": "latest", "topics": topics}
-            ),
-        )
-        decoded = [event_obj.process_log(entry) for entry in raw]
-        return sorted(decoded, key=lambda log: (log["blockNumber"], log["logIndex"]))
-
-    def _timestamp(self, block_number: int) -> int:
-        if block_number not in self._timestamps:
-            block = rpc_call(self.w3, lambda: self.w3.eth.get_block(block_number))
-            self._timestamps[block_number] = int(block["timestamp"])
-        return self._timestamps[block_number]
-
 
 class BatchEvolveError(ChainError):
     """A batch evolve stopped part-way: `done` holds the transactions that did go through."""
@@ -362,35 +238,6 @@ class BatchEvolveError(ChainError):
 
 def _partial(done: list[TxResult], cause: ChainError) -> ChainError:
     return BatchEvolveError(done, cause) if done else cause
-
-
-def role_id(role: str | bytes) -> bytes:
-    """The 32-byte AccessControl id of a role given by name (MINTER_ROLE...) or as 32 bytes / hex."""
-    if isinstance(role, bytes):
-        if len(role) != 32:
-            raise ChainError(f"a role id has 32 bytes, got {len(role)}")
-        return role
-    if role in ROLE_NAMES:
-        return ROLE_NAMES[role]
-    value = HexBytes(role) if role.startswith("0x") else b""
-    if len(value) == 32:
-        return bytes(value)
-    raise ChainError(f"unknown role {role!r}: use MINTER_ROLE, EVOLVER_ROLE or DEFAULT_ADMIN_ROLE")
-
-
-class LivingNFTRevertDecoder(RevertDecoder):
-    """RevertDecoder that also knows LivingNFT's own errors worth a class of their own."""
-
-    def decode(self, data: bytes | str | None) -> ContractRevertError | None:
-        decoded = super().decode(data)
-        if (
-            decoded is not None
-            and decoded.error_name == "VersionMismatch"
-            and {"tokenId", "expected", "actual"} <= set(decoded.error_args)
-        ):
-            args = decoded.error_args
-            return VersionMismatchError(int(args["tokenId"]), int(args["expected"]), int(args["actual"]))
-        return decoded
 
 
 def _version(value: int) -> int:

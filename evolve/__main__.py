@@ -15,11 +15,15 @@ import argparse
 import json
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evolve.cycle import CycleReport, run_cycle
-from evolve.errors import CycleBusy, EvolveError, RulesError
+from evolve.errors import CycleBusy, EvolveError
 from evolve.logs import configure_logging
+from studio.rules import RulesError, list_rules
+
+if TYPE_CHECKING:
+    from studio.services.studio import Studio
 
 log = logging.getLogger("evolve")
 
@@ -60,15 +64,34 @@ def _summary(report: CycleReport) -> str:
     return "\n".join(lines)
 
 
+def _start(studio: Studio) -> str | None:
+    """The studio's start-up step for commands that send: start the chain, then record the mints an
+    earlier stop left unrecorded. Returns why it failed (the command then exits 1), or None."""
+    from contracts.errors import ChainError
+    from studio.services.minting import reconcile_mints
+
+    try:
+        studio.start_chain()
+        recorded = reconcile_mints(studio)
+    except ChainError as exc:
+        return str(exc)
+    if recorded:
+        log.warning("recorded tokens minted before the last stop: %s", recorded)
+    return None
+
+
 def _cycles(args: argparse.Namespace, *, dry_run: bool) -> int:
-    from evolve.scheduler import rules_files
     from studio.services.studio import Studio
 
     with Studio.open() as studio:
-        names = [args.collection] if args.collection else list(rules_files(studio.settings.rules_dir))
+        names = [args.collection] if args.collection else list(list_rules(studio.settings.rules_dir))
         if not names:
             print(f"no rules files in {studio.settings.rules_dir}: write <collection>.toml there (README: Evolution)")
             return 2
+        problem = _start(studio)
+        if problem is not None:
+            print(f"error: {problem}", file=sys.stderr)
+            return 1
         code = 0
         for name in names:
             try:
@@ -159,11 +182,15 @@ def main(argv: list[str] | None = None) -> int:
             from studio.services.studio import Studio
 
             with Studio.open(settings) as studio:
+                problem = _start(studio)
+                if problem is not None:
+                    print(f"error: {problem}", file=sys.stderr)
+                    return 1
                 return run_daemon(studio)
         if args.command == "status":
             return _status(args)
         return _cycles(args, dry_run=args.command == "dry-run")
-    except EvolveError as exc:
+    except (EvolveError, RulesError) as exc:
         print(str(exc), file=sys.stderr)
         return 2
 

@@ -40,13 +40,13 @@ from evolve.evaluation import Decision, TokenInput, evaluate
 from evolve.feeds import FetchPolicy, build_feeds
 from evolve.feeds.base import FeedValue, error_json, iso
 from evolve.journal import PINNED, PLANNED, RECORDED, SENDING, SUPERSEDED, Journal, OpenStep
-from evolve.rules import Rules, load_collection
 from metadata.errors import ContentError
 from studio.crashpoints import crash_point as studio_crash_point
 from studio.records import Token
+from studio.rules import Rules, load_collection
 from studio.services.publishing import pin_content, publish_version
 from studio.services.studio import Studio
-from studio.services.tokens import collection_query, record_version
+from studio.services.tokens import living_tokens_query, record_version
 
 log = logging.getLogger("evolve.cycle")
 
@@ -169,7 +169,7 @@ class Cycle:
         is stored: it did nothing, and is no failure of the collection (other errors opening the
         chain are the cycle's own and are recorded with it)."""
         try:
-            self.studio.chain  # noqa: B018 - opens the chain on first use
+            self.studio.start_chain()  # a no-op when the process's start-up already started it
         except LocalChainBusyError as exc:
             raise CycleBusy(f"collection '{self.collection}': {exc}") from None
         except Exception:  # noqa: S110 - met again inside the cycle, which records it
@@ -260,9 +260,7 @@ class Cycle:
     def living_tokens(self) -> list[LiveToken]:
         with self.studio.db.session() as session:
             rows = session.scalars(
-                collection_query(self.studio)
-                .where(Token.living.is_(True), Token.frozen.is_(False), Token.rules_name == self.collection)
-                .order_by(Token.token_id)
+                living_tokens_query(self.studio.identity, self.collection).order_by(Token.token_id)
             ).all()
             return [
                 LiveToken(

@@ -57,18 +57,6 @@ class FeedConfigError(FeedError):
     kind = "config"
 
 
-class RulesError(EvolveError):
-    """A rules file is wrong. `line` and `field` say where; the message says how to fix it."""
-
-    def __init__(self, path: str, field: str, message: str, line: int | None = None) -> None:
-        where = f"{path}:{line}" if line else path
-        super().__init__(f"{where}: {field}: {message}")
-        self.path = path
-        self.field = field
-        self.line = line
-        self.detail = message
-
-
 class CycleBusy(EvolveError):
     """Another live process is running a cycle of the same collection."""
 

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from evolve.rules import Case, Rules
+from studio.rules import Case, Rules
 
 MIN_STRENGTH = 0.05
 

@@ -23,7 +23,6 @@ import logging
 import signal
 import threading
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -35,12 +34,12 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from evolve.cycle import run_cycle
-from evolve.errors import CycleBusy, EvolveError, RulesError
+from evolve.errors import CycleBusy, EvolveError
 from evolve.journal import OPEN_STEPS
-from evolve.rules import Rules, load_rules
 from studio.db import Database
 from studio.owners import owner_alive, process_owner
 from studio.records import EvolveCycle, EvolveLease, EvolveStep
+from studio.rules import Rules, RulesError, list_rules, load_rules
 from studio.services.studio import Studio
 
 log = logging.getLogger("evolve.scheduler")
@@ -53,10 +52,6 @@ LEASE_NAME = "scheduler"
 # daemon's Studio through these module globals, set by run_daemon().
 _STUDIO: Studio | None = None
 _STOP = threading.Event()
-
-
-def rules_files(rules_dir: Path) -> dict[str, Path]:
-    return {path.stem: path for path in sorted(rules_dir.glob("*.toml"))} if rules_dir.is_dir() else {}
 
 
 def trigger_for(rules: Rules, default_timezone: str) -> IntervalTrigger | CronTrigger:
@@ -86,7 +81,7 @@ def sync_jobs(scheduler: BackgroundScheduler, studio: Studio) -> dict[str, str]:
     with a mistake is reported and its collection left as it was."""
     outcome: dict[str, str] = {}
     settings = studio.settings
-    files = rules_files(settings.rules_dir)
+    files = list_rules(settings.rules_dir)
     for name, path in files.items():
         try:
             rules = load_rules(path, default_timezone=settings.evolve.timezone)
@@ -134,7 +129,7 @@ def scheduled_cycle(collection: str) -> None:
         run_cycle(studio, collection, stop=_STOP)
     except CycleBusy as exc:
         log.warning(str(exc), extra={"event": "cycle_skipped", "collection": collection})
-    except EvolveError as exc:
+    except (EvolveError, RulesError) as exc:
         log.error(str(exc), extra={"event": "cycle_refused", "collection": collection})
     except Exception:
         log.exception("cycle crashed", extra={"event": "cycle_crashed", "collection": collection})

@@ -1,6 +1,7 @@
 """What `python -m evolve status` shows, read from the studio database alone (it starts no chain
 and loads no model): per collection, its rules file, next run, last cycle and its outcome, gas spent
-and the tokens waiting."""
+and the tokens waiting. Living tokens are counted with the query the cycle uses, for the configured
+deployment only (its chain id and contract, as recorded in the database)."""
 
 from __future__ import annotations
 
@@ -9,29 +10,36 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from evolve.errors import RulesError
 from evolve.journal import OPEN_STEPS, owner_alive
-from evolve.rules import load_rules
-from evolve.scheduler import JOB_PREFIX, lease_status, rules_files
+from evolve.scheduler import JOB_PREFIX, lease_status
 from studio.records import EvolveCycle, EvolveSchedulerJob, EvolveStep, Token
+from studio.rules import RulesError, list_rules, load_rules, rules_path
+from studio.services.chain import recorded_identity
 from studio.services.studio import Studio
+from studio.services.tokens import collection_query, living_tokens_query
 
 
 def collection_status(studio: Studio) -> list[dict[str, Any]]:
     settings = studio.settings
-    files = rules_files(settings.rules_dir)
+    files = list_rules(settings.rules_dir)
     scheduler = lease_status(studio.db)
     scheduling = scheduler is not None and scheduler["alive"]
+    identity = recorded_identity(settings, studio.db)  # None: nothing deployed here yet, so no tokens
     with studio.db.session() as session:
         names = set(files) | set(session.scalars(select(EvolveCycle.collection).distinct()))
-        names |= {n for n in session.scalars(select(Token.rules_name).where(Token.living.is_(True))) if n}
+        if identity is not None:
+            living = collection_query(identity, Token.rules_name).where(Token.living.is_(True))
+            names |= {n for n in session.scalars(living) if n}
         jobs = {row.id: row.next_run_time for row in session.scalars(select(EvolveSchedulerJob))}
         result = []
         for name in sorted(names):
             entry: dict[str, Any] = {"collection": name}
             path = files.get(name)
             if path is None:
-                entry["rules"] = f"missing: write {settings.rules_dir / (name + '.toml')}"
+                try:
+                    entry["rules"] = f"missing: write {rules_path(settings.rules_dir, name)}"
+                except RulesError as exc:
+                    entry["rules"] = f"invalid: {exc}"
             else:
                 try:
                     rules = load_rules(path, default_timezone=settings.evolve.timezone)
@@ -49,10 +57,8 @@ def collection_status(studio: Studio) -> list[dict[str, Any]]:
                 if not scheduling:
                     entry["next_run"] += " (but no scheduler is running: start python -m evolve run)"
             entry["scheduler"] = scheduler
-            entry["living_tokens"] = session.scalar(
-                select(func.count())
-                .select_from(Token)
-                .where(Token.living.is_(True), Token.frozen.is_(False), Token.rules_name == name)
+            entry["living_tokens"] = (
+                session.scalar(living_tokens_query(identity, name, func.count())) if identity is not None else 0
             )
             last = session.scalars(
                 select(EvolveCycle)

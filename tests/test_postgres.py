@@ -82,6 +82,7 @@ def test_migrations_create_the_same_schema_on_postgres(settings, postgres_url: s
 def test_draft_mint_and_timeline_on_postgres(studio_settings, postgres_url: str) -> None:
     settings = studio_settings.model_copy(update={"database_url": postgres_url})
     with Studio.open(settings) as studio:
+        studio.start_chain()
         draft = drafts.create_draft(studio, prompt="granite coast", seed=2**32 - 1, width=64, height=64).draft
         outcome = minting.mint_draft(
             studio, draft.id, name="Coast", recipient="0x70997970C51812dc3A010C7d01b50e0d17dc79C8"

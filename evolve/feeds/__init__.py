@@ -10,7 +10,7 @@ from evolve.feeds.chainlink import ChainlinkFeed
 from evolve.feeds.clock import ClockFeed
 from evolve.feeds.fetch import FetchPolicy
 from evolve.feeds.http_json import HeaderSpec, HttpJsonFeed
-from evolve.rules import HeaderFromEnv, Rules
+from studio.rules import HeaderFromEnv, Rules
 
 __all__ = ["Feed", "FeedResult", "FeedValue", "FetchPolicy", "build_feeds"]
 

@@ -38,6 +38,16 @@ log = logging.getLogger(__name__)
 DEV_ADDRESSES = frozenset(Account.from_key(key).address for key in DEV_PRIVATE_KEYS)
 
 
+@dataclass(frozen=True)
+class CollectionIdentity:
+    """Which collection the studio serves: the chain id and the LivingNFT contract on it. Resolved once
+    at start-up and passed to every query of the collection's tokens, so that tokens of another
+    deployment sharing the database are never listed, counted or evolved."""
+
+    chain_id: int
+    contract_address: str
+
+
 @dataclass
 class ChainSession:
     """An open connection to the studio's chain and contract. Close it to stop the local chain."""
@@ -55,6 +65,10 @@ class ChainSession:
     @property
     def signer(self) -> Signer:
         return self.client.signer
+
+    @property
+    def identity(self) -> CollectionIdentity:
+        return CollectionIdentity(self.chain_id, self.contract_address)
 
     def close(self) -> None:
         """Stop the embedded chain (after a final checkpoint); a no-op for remote networks."""
@@ -150,6 +164,20 @@ def open_chain(settings: Settings, db: Database) -> ChainSession:
         local_chain=local_chain,
         deployed_now=deployed_now,
     )
+
+
+def recorded_identity(settings: Settings, db: Database) -> CollectionIdentity | None:
+    """The collection's identity from the settings and the database alone (no chain I/O): the
+    configured contract address, else the deployment `open_chain` would reuse (the latest recorded on
+    the configured chain). None when the studio never deployed on this chain."""
+    chain = settings.chain
+    if chain.contract_address:
+        return CollectionIdentity(chain.chain_id, to_address(chain.contract_address))
+    with db.session() as session:
+        latest = session.scalar(
+            select(Deployment).where(Deployment.chain_id == chain.chain_id).order_by(Deployment.id.desc()).limit(1)
+        )
+        return CollectionIdentity(chain.chain_id, latest.address) if latest is not None else None
 
 
 def _contract(settings: Settings, db: Database, signer: Signer) -> tuple[LivingNFTClient, bool]:

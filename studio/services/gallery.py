@@ -1,51 +1,31 @@
 """Reading tokens exactly as a marketplace does: from the chain and IPFS alone, never the studio database.
 
 The collector gallery (`/gallery`) uses this so what it shows is what any marketplace would show: the
-token's `tokenURI` read from the contract through a read-only client (an RPC URL and an address, no
-signer, so it works for any deployment on any network), then the metadata JSON and its image from
-IPFS. Content comes from the studio's local store when it holds the CID, else over HTTP from the
-public gateway (`settings.ipfs.public_gateway`) with timeouts and a size cap, and is checked against
-its CID before it is used. A token's history is its list of `MetadataSet` events, each version's
+token's `tokenURI` read from the contract through a read-only `LivingNFTReader` (an RPC URL and an
+address, no signer, so it works for any deployment on any network), then the metadata JSON and its
+image through an `IpfsReader` (metadata/ipfs_reader.py: the local store, else the public gateway,
+verified against the CID). A token's history is its list of `MetadataSet` events, each version's
 metadata fetched the same way.
 
 The gallery is public, so one request must not cost the studio (or the gateway and RPC node it uses)
-an unbounded amount of work: content from the gateway is verified and then kept in a `ContentCache` by
-CID (content addressed, so it never goes stale; bounded by bytes, least recently used first out);
-at most `GalleryShared.max_concurrent_fetches` gateway fetches run at once across all requests; a
-token's history is read one page at a time; and every reader has a budget of RPC calls per request.
-Metadata from outside is size- and depth-checked before it is parsed (metadata.jsonsafe).
+an unbounded amount of work: verified content is cached and gateway fetches are bounded across all
+requests (`SharedContent`, one per process); a token's history is read one page at a time; and every
+reader has a budget of RPC calls per request.
 """
 
 from __future__ import annotations
 
-import hashlib
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-from hexbytes import HexBytes
-from web3 import Web3
-from web3.exceptions import ContractLogicError
-
-from contracts.artifacts import load_artifact
-from contracts.errors import ChainError
-from contracts.signer import make_web3, rpc_call, to_address
+from contracts.errors import ChainError, ContractRevertError
+from contracts.reader import LivingNFTReader, MetadataChange
 from contracts.urls import redact_url
-from metadata.cid import cid_for_bytes, parse_cid, raw_cid_from_digest
-from metadata.errors import BoundedJSONError, ContentError
-from metadata.jsonsafe import load_json_bounded
-from metadata.store import LocalStore
+from metadata.errors import ContentError
+from metadata.ipfs_reader import IpfsReader, SharedContent, split_ipfs_uri
 from studio.services.errors import NotFoundError, StudioError
 from studio.services.studio import Studio
 
-MAX_METADATA_BYTES = 262_144
-# Token metadata (provenance with feed values included) nests well under this.
-MAX_METADATA_DEPTH = 32
-CODEC_RAW = 0x55
-CACHE_BYTES = 64 * 1024 * 1024
-MAX_CONCURRENT_FETCHES = 4
 # Reads of the chain one gallery request may make: a page of 24 cards takes 2 + 24 x 4.
 MAX_RPC_CALLS_PER_REQUEST = 120
 HISTORY_PAGE_SIZE = 10
@@ -53,10 +33,6 @@ HISTORY_PAGE_SIZE = 10
 
 class GalleryError(StudioError):
     """A token that cannot be read as a marketplace would read it (chain or IPFS)."""
-
-
-class ContentUnavailableError(GalleryError):
-    """IPFS content that neither the local store nor the public gateway could give (intact)."""
 
 
 @dataclass(frozen=True)
@@ -110,182 +86,9 @@ class GalleryCard:
     error: str | None = None
 
 
-class ContentCache:
-    """Verified IPFS content by CID, bounded by total bytes, least recently used evicted first. Safe across
-    threads. An entry larger than an eighth of the budget is not kept (one file must not flush the rest)."""
-
-    def __init__(self, max_bytes: int = CACHE_BYTES) -> None:
-        self.max_bytes = max_bytes
-        self._entries: OrderedDict[str, bytes] = OrderedDict()
-        self._size = 0
-        self._lock = threading.Lock()
-
-    def get(self, cid: str) -> bytes | None:
-        with self._lock:
-            data = self._entries.get(cid)
-            if data is not None:
-                self._entries.move_to_end(cid)
-            return data
-
-    def put(self, cid: str, data: bytes) -> None:
-        if len(data) > self.max_bytes // 8:
-            return
-        with self._lock:
-            if cid in self._entries:
-                self._entries.move_to_end(cid)
-                return
-            self._entries[cid] = data
-            self._size += len(data)
-            while self._size > self.max_bytes:
-                _old, evicted = self._entries.popitem(last=False)
-                self._size -= len(evicted)
-
-    @property
-    def size(self) -> int:
-        return self._size
-
-
-@dataclass
-class GalleryShared:
-    """What all gallery requests of one process share: the content cache and the bound on concurrent
-    gateway fetches (a semaphore; a request that cannot get a turn in time fails that one token)."""
-
-    cache: ContentCache = field(default_factory=ContentCache)
-    max_concurrent_fetches: int = MAX_CONCURRENT_FETCHES
-    fetch_slots: threading.BoundedSemaphore = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.fetch_slots = threading.BoundedSemaphore(self.max_concurrent_fetches)
-
-
-def split_ipfs_uri(uri: str) -> tuple[str, str]:
-    """`ipfs://CID/path` (or `/ipfs/CID/path`) -> (CID, path). Other schemes are refused with a reason."""
-    text = (uri or "").strip()
-    for prefix in ("ipfs://ipfs/", "ipfs://", "/ipfs/"):
-        if text.startswith(prefix):
-            rest = text[len(prefix) :]
-            cid, _, path = rest.partition("/")
-            parse_cid(cid)  # raises InvalidCIDError with a reason
-            return cid, path
-    raise GalleryError(f"{text!r} is not an ipfs:// URI: this gallery reads only content-addressed tokens.")
-
-
-class IpfsReader:
-    """IPFS content by CID: the local store first, else the public gateway over HTTP, verified."""
-
-    def __init__(
-        self,
-        store: LocalStore | None,
-        public_gateway: str,
-        *,
-        connect_timeout_s: float = 10.0,
-        read_timeout_s: float = 30.0,
-        max_bytes: int = 50 * 1024 * 1024,
-        shared: GalleryShared | None = None,
-    ) -> None:
-        self.store = store
-        self.public_gateway = public_gateway.rstrip("/")
-        self.max_bytes = max_bytes
-        self.timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
-        self.read_timeout_s = read_timeout_s
-        self.shared = shared or GalleryShared()
-
-    def is_local(self, cid: str) -> bool:
-        return self.store is not None and self.store.has(cid)
-
-    def url(self, uri: str) -> str:
-        """Where a browser loads `ipfs://CID/path`: the studio's own /ipfs/ when the store has it."""
-        cid, path = split_ipfs_uri(uri)
-        suffix = f"/{path}" if path else ""
-        if self.is_local(cid):
-            return f"/ipfs/{cid}{suffix}"
-        return f"{self.public_gateway}/ipfs/{cid}{suffix}"
-
-    def cat(self, cid: str, path: str = "", *, max_bytes: int | None = None) -> bytes:
-        limit = max_bytes or self.max_bytes
-        if self.is_local(cid):
-            try:
-                assert self.store is not None
-                return self.store.cat(cid, path)
-            except ContentError as exc:
-                raise ContentUnavailableError(f"The local IPFS store cannot give {cid}/{path}: {exc}") from None
-        if not path:
-            cached = self.shared.cache.get(cid)
-            if cached is not None:
-                if len(cached) > limit:
-                    raise ContentUnavailableError(f"{cid} is larger than {limit} bytes: refused.")
-                return cached
-        # One turn among all gallery requests: a public page must not open unbounded outside connections.
-        if not self.shared.fetch_slots.acquire(timeout=self.read_timeout_s):
-            raise ContentUnavailableError(
-                f"The IPFS gateway {self.public_gateway} is busy with other gallery requests: try again shortly."
-            )
-        try:
-            data = self._fetch(cid, path, limit)
-        finally:
-            self.shared.fetch_slots.release()
-        if not path:
-            self._verify(cid, data)
-            self.shared.cache.put(cid, data)  # verified against its CID: it can never change
-        return data
-
-    def _fetch(self, cid: str, path: str, limit: int) -> bytes:
-        url = f"{self.public_gateway}/ipfs/{cid}" + (f"/{path}" if path else "")
-        try:
-            with (
-                httpx.Client(timeout=self.timeout, follow_redirects=True) as client,
-                client.stream("GET", url, headers={"Accept": "*/*"}) as response,
-            ):
-                if response.status_code != 200:
-                    raise ContentUnavailableError(
-                        f"The IPFS gateway {self.public_gateway} answered {response.status_code} for {cid}: the "
-                        "content may not be pinned anywhere reachable; pin it, or set STUDIO_IPFS__PUBLIC_GATEWAY "
-                        "to a gateway that has it."
-                    )
-                chunks: list[bytes] = []
-                size = 0
-                for chunk in response.iter_bytes():
-                    size += len(chunk)
-                    if size > limit:
-                        raise ContentUnavailableError(
-                            f"{cid} from {self.public_gateway} is larger than {limit} bytes: refused."
-                        )
-                    chunks.append(chunk)
-                return b"".join(chunks)
-        except httpx.HTTPError as exc:
-            raise ContentUnavailableError(
-                f"Cannot fetch {cid} from the IPFS gateway {self.public_gateway} ({type(exc).__name__}: {exc}): "
-                "check the network, or set STUDIO_IPFS__PUBLIC_GATEWAY to a reachable gateway."
-            ) from None
-
-    @staticmethod
-    def _verify(cid: str, data: bytes) -> None:
-        """A gateway is not trusted: the bytes must hash to the CID asked for."""
-        parsed = parse_cid(cid)
-        if parsed.codec == CODEC_RAW:
-            ok = hashlib.sha256(data).digest() == parsed.digest
-        else:
-            ok = cid_for_bytes(data, version=parsed.version) == str(parsed)
-        if not ok:
-            raise ContentUnavailableError(
-                f"The gateway's bytes for {cid} do not match that CID: the gateway is faulty or hostile; "
-                "use another STUDIO_IPFS__PUBLIC_GATEWAY."
-            )
-
-    def json(self, uri: str) -> dict[str, Any]:
-        cid, path = split_ipfs_uri(uri)
-        data = self.cat(cid, path, max_bytes=MAX_METADATA_BYTES)
-        try:
-            value = load_json_bounded(data, max_bytes=MAX_METADATA_BYTES, max_depth=MAX_METADATA_DEPTH, what=uri)
-        except BoundedJSONError as exc:  # too large, nested too deep, or not JSON: this token only
-            raise GalleryError(f"The metadata is refused: {exc}.") from None
-        if not isinstance(value, dict):
-            raise GalleryError(f"The metadata {uri} is not a JSON object.")
-        return value
-
-
 class GalleryReader:
-    """A read-only view of one LivingNFT contract (or any ERC-721 with MetadataSet events) on any network."""
+    """A read-only view of one LivingNFT contract (or any ERC-721 with MetadataSet events) on any network,
+    with each token's metadata and images from IPFS."""
 
     def __init__(
         self,
@@ -300,12 +103,15 @@ class GalleryReader:
         self.rpc_url = rpc_url
         self.rpc_calls = 0
         self.max_rpc_calls = max_rpc_calls
-        self.w3: Web3 = make_web3(rpc_url, rpc_timeout_s)
-        self.address = to_address(contract_address)
+        self.chain = LivingNFTReader.connect(
+            rpc_url,
+            contract_address,
+            rpc_timeout_s=rpc_timeout_s,
+            from_block=from_block,
+            on_rpc_call=self._spend_rpc_call,
+        )
+        self.address = self.chain.address
         self.ipfs = ipfs
-        self.from_block = from_block
-        self.contract = self.w3.eth.contract(address=self.address, abi=load_artifact("LivingNFT").abi)
-        self._timestamps: dict[int, int] = {}
 
     def _spend_rpc_call(self) -> None:
         """One read of the chain from this reader's budget: one public request reads a bounded amount."""
@@ -316,17 +122,16 @@ class GalleryReader:
             )
         self.rpc_calls += 1
 
-    def _call(self, function: str, *args: Any) -> Any:
-        fn = getattr(self.contract.functions, function)(*args)
-        self._spend_rpc_call()
+    def _read(self, what: str, read: Any, *args: Any) -> Any:
+        """`read(*args)` on the chain, its failures in the gallery's words (the endpoint redacted)."""
         try:
-            return rpc_call(self.w3, lambda: fn.call())
-        except ContractLogicError:
+            return read(*args)
+        except ContractRevertError:
             if args:
                 raise NotFoundError(
                     f"Token {args[0]} does not exist on contract {self.address}: check the token id."
                 ) from None
-            raise GalleryError(f"The contract {self.address} refused {function}(): is it a LivingNFT?") from None
+            raise GalleryError(f"The contract {self.address} refused {what}(): is it a LivingNFT?") from None
         except ChainError as exc:
             raise GalleryError(f"Cannot read the chain at {self._endpoint()}: {exc}") from None
 
@@ -334,20 +139,20 @@ class GalleryReader:
         return redact_url(self.rpc_url)  # never the API key in the URL's path or query: this page is public
 
     def collection_name(self) -> str:
-        return str(self._call("name"))
+        return str(self._read("name", self.chain.name))
 
     def total_supply(self) -> int:
-        return int(self._call("totalSupply"))
+        return int(self._read("totalSupply", self.chain.total_supply))
 
     def token(self, token_id: int) -> GalleryToken:
         """tokenURI from the chain, then the metadata it points at and the image that metadata names."""
         token_id = int(token_id)
         if token_id < 1:
             raise NotFoundError(f"Token {token_id} does not exist: token ids start at 1.")
-        token_uri = str(self._call("tokenURI", token_id))
-        owner = str(self._call("ownerOf", token_id))
-        frozen = bool(self._call("isFrozen", token_id))
-        version = int(self._call("metadataVersion", token_id))
+        token_uri = str(self._read("tokenURI", self.chain.token_uri, token_id))
+        owner = str(self._read("ownerOf", self.chain.owner_of, token_id))
+        frozen = bool(self._read("isFrozen", self.chain.is_frozen, token_id))
+        version = int(self._read("metadataVersion", self.chain.metadata_version, token_id))
         metadata_cid, _ = split_ipfs_uri(token_uri)
         metadata = self.ipfs.json(token_uri)
         return GalleryToken(
@@ -388,57 +193,32 @@ class GalleryReader:
     ) -> tuple[int, list[GalleryVersion]]:
         """(number of versions, one page of them, newest first) from the token's MetadataSet events; only
         the page's versions have their metadata and block time read."""
-        event = self.contract.events.MetadataSet()
-        topic0 = HexBytes(Web3.keccak(text=event.abi_element_identifier)).to_0x_hex()
-        token_topic = "0x" + int(token_id).to_bytes(32, "big").hex()
-        self._spend_rpc_call()
         try:
-            raw = rpc_call(
-                self.w3,
-                lambda: self.w3.eth.get_logs(
-                    {
-                        "address": self.address,
-                        "fromBlock": self.from_block,
-                        "toBlock": "latest",
-                        "topics": [topic0, token_topic],
-                    }
-                ),
-            )
+            count, changes = self.chain.history_page(int(token_id), limit=limit, offset=offset)
         except ChainError as exc:
             raise GalleryError(f"Cannot read the token's history at {self._endpoint()}: {exc}") from None
-        newest_first = sorted(raw, key=lambda e: (int(e["blockNumber"]), int(e["logIndex"])), reverse=True)
-        versions = []
-        for log in (event.process_log(entry) for entry in newest_first[offset : offset + max(limit, 0)]):
-            cid = raw_cid_from_digest(bytes(log["args"]["metadataDigest"]))
-            metadata: dict[str, Any] | None = None
-            error = None
-            try:
-                metadata = self.ipfs.json(f"ipfs://{cid}")
-            except (StudioError, ContentError) as exc:
-                error = str(exc)
-            versions.append(
-                GalleryVersion(
-                    version=int(log["args"]["version"]),
-                    metadata_cid=cid,
-                    block_number=int(log["blockNumber"]),
-                    tx_hash=HexBytes(log["transactionHash"]).to_0x_hex(),
-                    timestamp=self._timestamp(int(log["blockNumber"])),
-                    metadata=metadata,
-                    image_url=self._image_url(metadata) if metadata else None,
-                    error=error,
-                )
-            )
-        return len(newest_first), versions
+        return count, [self._version(change) for change in changes]
 
-    def _timestamp(self, block_number: int) -> int:
-        if block_number not in self._timestamps:
-            self._spend_rpc_call()
-            block = rpc_call(self.w3, lambda: self.w3.eth.get_block(block_number))
-            self._timestamps[block_number] = int(block["timestamp"])
-        return self._timestamps[block_number]
+    def _version(self, change: MetadataChange) -> GalleryVersion:
+        metadata: dict[str, Any] | None = None
+        error = None
+        try:
+            metadata = self.ipfs.json(f"ipfs://{change.metadata_cid}")
+        except (StudioError, ContentError) as exc:
+            error = str(exc)
+        return GalleryVersion(
+            version=change.version,
+            metadata_cid=change.metadata_cid,
+            block_number=change.block_number,
+            tx_hash=change.tx_hash,
+            timestamp=change.timestamp,
+            metadata=metadata,
+            image_url=self._image_url(metadata) if metadata else None,
+            error=error,
+        )
 
 
-def ipfs_reader(studio: Studio, shared: GalleryShared | None = None) -> IpfsReader:
+def ipfs_reader(studio: Studio, shared: SharedContent | None = None) -> IpfsReader:
     ipfs = studio.settings.ipfs
     return IpfsReader(
         studio.store,
@@ -450,7 +230,7 @@ def ipfs_reader(studio: Studio, shared: GalleryShared | None = None) -> IpfsRead
     )
 
 
-def gallery_reader(studio: Studio, shared: GalleryShared | None = None) -> GalleryReader:
+def gallery_reader(studio: Studio, shared: SharedContent | None = None) -> GalleryReader:
     """The gallery's reader: the contract in settings.app.gallery_rpc_url/gallery_contract_address when
     set (a collection on another network), else the studio's own chain and contract. Make one reader per
     request (its RPC budget is per request) over one `shared` per process (cache and fetch bound)."""

@@ -7,7 +7,6 @@ before anything is pinned or sent, and the token is recorded only once the chain
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -24,10 +23,10 @@ from studio.records import Draft, MintIntent, Token, TokenVersion
 from studio.services.drafts import get_draft
 from studio.services.errors import InvalidInputError, NotFoundError
 from studio.services.publishing import PublishedVersion, StepCallback, notify_step, publish_version
+from studio.services.rules_files import check_living_rules
 from studio.services.studio import Studio
 from studio.services.tokens import collection_query
 
-RULES_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 # An intent not yet broadcast whose process runs on another host is taken for abandoned after this long.
 STALE_INTENT = timedelta(minutes=10)
 
@@ -92,20 +91,6 @@ def check_attributes(attributes: Sequence[dict[str, Any]]) -> list[dict[str, Any
     return checked
 
 
-def rules_path(studio: Studio, rules_name: str):
-    if not RULES_NAME.match(rules_name or ""):
-        raise InvalidInputError(
-            f"Rules name {rules_name!r} is not valid: use letters, digits, '-', '_' or '.' (the file's name "
-            "without .toml)."
-        )
-    path = studio.settings.rules_dir / f"{rules_name}.toml"
-    if not path.is_file():
-        raise NotFoundError(
-            f"No rules file {path}: write it (see README, Evolution) or choose an existing one in the Evolve tab."
-        )
-    return path
-
-
 def mint_draft(
     studio: Studio,
     draft_id: int,
@@ -132,10 +117,10 @@ def mint_draft(
     if living:
         if not rules_name:
             raise InvalidInputError("A living token needs a rules file: choose one, or untick 'Living'.")
-        _validate_rules(studio, rules_name)
+        check_living_rules(studio, rules_name)
     draft = get_draft(studio, draft_id)
     image_png = studio.store.cat(draft.image_cid)
-    chain = studio.chain  # started before pinning, so a chain that cannot start costs no pins
+    chain = studio.chain  # checked before pinning: without a started chain nothing is pinned
 
     published = publish_version(
         studio,
@@ -199,13 +184,6 @@ def mint_draft(
     )
 
 
-def _validate_rules(studio: Studio, rules_name: str) -> None:
-    # Rules parsing is pure and imports no service, so this does not turn the layering around.
-    from evolve.rules import load_rules
-
-    load_rules(rules_path(studio, rules_name), default_timezone=studio.settings.evolve.timezone)
-
-
 def _certainly_not_minted(studio: Studio, metadata_cid: str, exc: BaseException) -> bool:
     with studio.db.session() as session:
         intent = session.scalar(select(MintIntent).where(MintIntent.metadata_cid == metadata_cid))
@@ -266,7 +244,7 @@ def _record_minted(
 
 
 def _recorded(studio: Studio, session, token_id: int, metadata_cid: str) -> bool:
-    token = session.scalar(collection_query(studio).where(Token.token_id == token_id))
+    token = session.scalar(collection_query(studio.identity).where(Token.token_id == token_id))
     return token is not None and token.versions[0].metadata_cid == metadata_cid
 
 
@@ -322,7 +300,7 @@ def reconcile_mints(studio: Studio) -> list[int]:
                 )
             )
         )
-        known = set(session.scalars(collection_query(studio, Token.token_id)))
+        known = set(session.scalars(collection_query(chain.identity, Token.token_id)))
     if not intents:
         return []
     # Each intent's fate is read BEFORE the chain is searched: an intent seen in flight here and

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from contracts.errors import ChainError
 from contracts.signer import rpc_call
 from metadata.errors import ContentError
-from studio.services.studio import Studio
+from studio.services.studio import ChainNotStartedError, Studio
 
 WEI_PER_ETH = 10**18
 
@@ -61,7 +61,7 @@ def studio_overview(studio: Studio, *, check_pinning: bool = True) -> StudioOver
         balance = f"{wei / WEI_PER_ETH:.6f}"
         if chain.local_chain is not None:
             rpc = f"embedded anvil at {rpc_host(chain.rpc_url)}"
-    except ChainError as exc:
+    except (ChainError, ChainNotStartedError) as exc:
         error = str(exc)
     pinning: list[PinningStatus] = []
     if check_pinning:

@@ -1,24 +1,19 @@
-"""Rules files as the Evolve tab edits them: list, read, validate text, save only what validates.
+"""Rules files as the Evolve tab and the Mint tab use them: list, read, validate text, save only what
+validates, and check that a living token's rules file exists and is valid.
 
-A rules file is `<rules_dir>/<collection>.toml`. Text is validated with the same loader the evolution
-cycle uses (evolve.rules.load_rules, which is pure: no feed is read), written to a temporary file
-beside the target, and only renamed over the real file once it validated, so the scheduler never
-picks up a half-written or broken file.
+The rules folder itself (paths, names, atomic saves) belongs to studio.rules; this module adds what a
+person sees: a one-line summary of valid rules, and errors in the services' terms (a missing file is
+NotFoundError, a bad name InvalidInputError).
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
-from evolve.rules import Rules, load_rules
+from studio import rules as rules_folder
+from studio.rules import Rules, RulesNameError
 from studio.services.errors import InvalidInputError, NotFoundError
-from studio.services.minting import RULES_NAME
 from studio.services.studio import Studio
-
-MAX_RULES_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -33,27 +28,41 @@ class RulesSummary:
 
 
 def _check_name(name: str) -> str:
-    text = (name or "").strip()
-    if text.endswith(".toml"):
-        text = text[: -len(".toml")]
-    if not RULES_NAME.match(text):
-        raise InvalidInputError(
-            f"Rules name {name!r} is not valid: use letters, digits, '-', '_' or '.' (e.g. 'weather')."
-        )
-    return text
+    """The collection name a person typed, without surrounding space or a trailing .toml."""
+    text = (name or "").strip().removesuffix(".toml")
+    try:
+        return rules_folder.check_rules_name(text)
+    except RulesNameError as exc:
+        raise InvalidInputError(str(exc)) from None
 
 
 def list_rules(studio: Studio) -> list[str]:
     """The collections that have a rules file, sorted by name."""
-    folder = studio.settings.rules_dir
-    return sorted(path.stem for path in folder.glob("*.toml")) if folder.is_dir() else []
+    return list(rules_folder.list_rules(studio.settings.rules_dir))
 
 
 def read_rules(studio: Studio, name: str) -> str:
-    path = studio.settings.rules_dir / f"{_check_name(name)}.toml"
-    if not path.is_file():
+    text = rules_folder.read_rules_text(studio.settings.rules_dir, _check_name(name))
+    if text is None:
+        path = rules_folder.rules_path(studio.settings.rules_dir, _check_name(name))
         raise NotFoundError(f"No rules file {path}: type one in the editor and save it.")
-    return path.read_text(encoding="utf-8")
+    return text
+
+
+def check_living_rules(studio: Studio, rules_name: str) -> Rules:
+    """The valid rules a living token would evolve by: NotFoundError when the file is missing,
+    InvalidInputError for a bad name, RulesError (line and field) when the file is wrong."""
+    try:
+        path = rules_folder.rules_path(studio.settings.rules_dir, rules_name)
+    except RulesNameError as exc:
+        raise InvalidInputError(str(exc)) from None
+    if not path.is_file():
+        raise NotFoundError(
+            f"No rules file {path}: write it (see README, Evolution) or choose an existing one in the Evolve tab."
+        )
+    return rules_folder.load_collection(
+        studio.settings.rules_dir, rules_name, default_timezone=studio.settings.evolve.timezone
+    )
 
 
 def summarize(name: str, rules: Rules) -> RulesSummary:
@@ -69,54 +78,19 @@ def summarize(name: str, rules: Rules) -> RulesSummary:
     )
 
 
-def _load_text(studio: Studio, name: str, text: str, folder: Path) -> Rules:
-    if not text.strip():
-        raise InvalidInputError("The rules file is empty: start from the example in README (Evolution).")
-    data = text.encode("utf-8")
-    if len(data) > MAX_RULES_BYTES:
-        raise InvalidInputError(f"The rules file is {len(data)} bytes; the most accepted is {MAX_RULES_BYTES}.")
-    folder.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".toml.tmp", dir=folder)
-    temp = Path(temp_name)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        rules = load_rules(temp, default_timezone=studio.settings.evolve.timezone)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    temp.unlink(missing_ok=True)
-    return rules
-
-
 def validate_rules_text(studio: Studio, name: str, text: str) -> RulesSummary:
-    """Check `text` as the rules of collection `name`; raises RulesError (line and field) when wrong.
-    Error messages name a temporary file; they are rewritten to the collection's own file name."""
+    """Check `text` as the rules of collection `name`; raises RulesError (line and field) when wrong."""
     name = _check_name(name)
-    target = studio.settings.rules_dir / f"{name}.toml"
-    try:
-        rules = _load_text(studio, name, text, studio.settings.rules_dir)
-    except Exception as exc:
-        _rename_in_message(exc, target)
-        raise
+    rules = rules_folder.validate_rules_text(
+        studio.settings.rules_dir, name, text, default_timezone=studio.settings.evolve.timezone
+    )
     return summarize(name, rules)
 
 
 def save_rules(studio: Studio, name: str, text: str) -> RulesSummary:
     """Validate, then atomically replace `<rules_dir>/<name>.toml`. Nothing is written if it is invalid."""
-    summary = validate_rules_text(studio, name, text)
-    folder = studio.settings.rules_dir
-    handle, temp_name = tempfile.mkstemp(prefix=f".{summary.name}.", suffix=".save", dir=folder)
-    with os.fdopen(handle, "wb") as file:
-        file.write(text.encode("utf-8"))
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temp_name, folder / f"{summary.name}.toml")
-    return summary
-
-
-def _rename_in_message(exc: BaseException, target: Path) -> None:
-    if exc.args and isinstance(exc.args[0], str):
-        import re
-
-        exc.args = (re.sub(r"\S*\.toml\.tmp", str(target), exc.args[0]), *exc.args[1:])
+    name = _check_name(name)
+    rules = rules_folder.save_rules_text(
+        studio.settings.rules_dir, name, text, default_timezone=studio.settings.evolve.timezone
+    )
+    return summarize(name, rules)

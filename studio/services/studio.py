@@ -1,13 +1,19 @@
 """The composition root: one `Studio` holds everything a request needs.
 
-The web app and the evolution daemon each open one Studio and pass it to the service functions. The
-chain and the generation engine are opened on first use: the studio starts (and shows its gallery)
-even when no model is available offline, and the chain is started only when something needs it.
+The web app and the CLIs each open one Studio and pass it to the service functions. Start-up is
+explicit and in two steps, so that reading an attribute never starts anything:
+
+    studio = Studio.open(settings)   # settings, database, IPFS store, pinner: no chain I/O
+    studio.start_chain()             # start or attach the chain, deploy the contract if needed
+    reconcile_mints(studio)          # (studio.services.minting) record mints an earlier stop left open
+
+`python -m evolve status` and the gallery of another network need only the first step. The generation
+engine is still loaded on first use (its weights are read on its first generation), so the studio
+starts, and shows its gallery, even when no model is available offline.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 from typing import TYPE_CHECKING
 
@@ -15,18 +21,26 @@ from metadata.pinning import Pinner, create_pinner
 from metadata.store import LocalStore
 from studio.config import Settings, load_settings
 from studio.db import Database, open_database
+from studio.services.chain import ChainSession, CollectionIdentity, open_chain
+from studio.services.errors import StudioError
 from studio.services.options import pinner_options, store_options
 
 if TYPE_CHECKING:
     from studio.generation import Engine
-    from studio.services.chain import ChainSession
 
 
-log = logging.getLogger(__name__)
+class ChainNotStartedError(StudioError):
+    """The chain was used before the studio's start-up step started it."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the studio's chain is not started: call studio.start_chain() after Studio.open() (app.py and the "
+            "evolve CLI do this at start-up), then reconcile_mints(studio)."
+        )
 
 
 class Studio:
-    """Settings, database, IPFS store and pinner; the chain and the engine on first use."""
+    """Settings, database, IPFS store and pinner; the chain session once `start_chain()` ran."""
 
     def __init__(self, settings: Settings, db: Database, store: LocalStore, pinner: Pinner) -> None:
         self.settings = settings
@@ -34,10 +48,11 @@ class Studio:
         self.store = store
         self.pinner = pinner
         self._chain: ChainSession | None = None
-        self._chain_lock = threading.RLock()
+        self._chain_lock = threading.Lock()
 
     @classmethod
     def open(cls, settings: Settings | None = None) -> Studio:
+        """Settings, the migrated database, the IPFS store and the pinner. Touches no chain."""
         settings = settings or load_settings()
         settings.ensure_dirs()
         db = open_database(settings)
@@ -45,24 +60,31 @@ class Studio:
         pinner = create_pinner(pinner_options(settings.ipfs), store)
         return cls(settings, db, store, pinner)
 
-    @property
-    def chain(self) -> ChainSession:
-        """The chain session: starts the local chain and deploys the contract on first use, then
-        records any mint the studio stopped before recording (see minting.reconcile_mints)."""
+    def start_chain(self) -> ChainSession:
+        """Start the embedded chain (or connect to the RPC network), check its chain id, and deploy or
+        find the studio's contract. Idempotent: a started chain is returned as it is. Mints an earlier
+        stop left unrecorded are recorded by the next start-up step, minting.reconcile_mints."""
         with self._chain_lock:
             if self._chain is None:
-                from studio.services.chain import open_chain
-                from studio.services.minting import reconcile_mints
-
                 self._chain = open_chain(self.settings, self.db)
-                recorded = reconcile_mints(self)  # re-enters this property: the lock is reentrant
-                if recorded:
-                    log.warning("recorded tokens minted before the last stop: %s", recorded)
             return self._chain
 
     @property
-    def chain_opened(self) -> bool:
+    def chain(self) -> ChainSession:
+        """The started chain session; raises ChainNotStartedError before `start_chain()`."""
+        chain = self._chain
+        if chain is None:
+            raise ChainNotStartedError()
+        return chain
+
+    @property
+    def chain_started(self) -> bool:
         return self._chain is not None
+
+    @property
+    def identity(self) -> CollectionIdentity:
+        """The collection's chain id and contract address, as resolved when the chain started."""
+        return self.chain.identity
 
     @property
     def engine(self) -> Engine:

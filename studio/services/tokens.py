@@ -1,5 +1,5 @@
-"""Tokens after the mint: listing, a token's timeline, recording new versions, freezing, the
-evolution animation."""
+"""Tokens after the mint: listing, a token's timeline, its history as the chain records it, recording
+new versions, freezing, the evolution animation."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from studio.records import Token, TokenVersion
+from studio.services.chain import CollectionIdentity
 from studio.services.errors import InvalidInputError, NotFoundError
 from studio.services.publishing import PublishedVersion
 from studio.services.studio import Studio
@@ -35,23 +36,30 @@ class VersionView:
     created_at: str
 
 
-def collection_query(studio: Studio, *columns: Any) -> Select:
-    """SELECT of this collection's tokens (the configured chain and contract), or of `columns` of them."""
-    chain = studio.chain
+def collection_query(identity: CollectionIdentity, *columns: Any) -> Select:
+    """SELECT of the collection's tokens (its chain and contract), or of `columns` of them."""
     return select(*(columns or (Token,))).where(
-        Token.chain_id == chain.chain_id, Token.contract_address == chain.contract_address
+        Token.chain_id == identity.chain_id, Token.contract_address == identity.contract_address
+    )
+
+
+def living_tokens_query(identity: CollectionIdentity, rules_name: str, *columns: Any) -> Select:
+    """SELECT of the collection's tokens that evolve by the rules file `rules_name` (living, not frozen):
+    what an evolution cycle considers, and what `python -m evolve status` counts."""
+    return collection_query(identity, *columns).where(
+        Token.living.is_(True), Token.frozen.is_(False), Token.rules_name == rules_name
     )
 
 
 def list_tokens(studio: Studio) -> list[Token]:
     """The collection's tokens on the configured chain and contract, newest first."""
     with studio.db.session() as session:
-        return list(session.scalars(collection_query(studio).order_by(Token.token_id.desc())))
+        return list(session.scalars(collection_query(studio.identity).order_by(Token.token_id.desc())))
 
 
 def get_token(studio: Studio, token_id: int, *, session: Session | None = None) -> Token:
     def _load(s: Session) -> Token:
-        token = s.scalar(collection_query(studio).where(Token.token_id == int(token_id)))
+        token = s.scalar(collection_query(studio.identity).where(Token.token_id == int(token_id)))
         if token is None:
             raise NotFoundError(f"Token {token_id} is not in this collection: pick one from the Collection tab.")
         return token
@@ -146,6 +154,61 @@ def timeline(studio: Studio, token_id: int) -> list[VersionView]:
             )
         )
     return views
+
+
+@dataclass(frozen=True)
+class ChainEvent:
+    """One event of a token on chain: a MetadataSet (`version`, `metadata_cid`) or a Transfer
+    (`from_address`, `to_address`; the mint comes from the zero address)."""
+
+    kind: str
+    block_number: int
+    log_index: int
+    tx_hash: str
+    timestamp: int
+    version: int | None = None
+    metadata_cid: str | None = None
+    from_address: str | None = None
+    to_address: str | None = None
+
+
+@dataclass(frozen=True)
+class ChainHistory:
+    """A token as the chain records it: whether it is frozen, and its events in chain order."""
+
+    frozen: bool
+    events: list[ChainEvent]
+
+
+def chain_history(studio: Studio, token_id: int) -> ChainHistory:
+    """The token's MetadataSet and Transfer events from the studio's contract, oldest first."""
+    client = studio.chain.client
+    events = [
+        ChainEvent(
+            kind="MetadataSet",
+            block_number=change.block_number,
+            log_index=change.log_index,
+            tx_hash=change.tx_hash,
+            timestamp=change.timestamp,
+            version=change.version,
+            metadata_cid=change.metadata_cid,
+        )
+        for change in client.history(int(token_id))
+    ]
+    events += [
+        ChainEvent(
+            kind="Transfer",
+            block_number=transfer.block_number,
+            log_index=transfer.log_index,
+            tx_hash=transfer.tx_hash,
+            timestamp=transfer.timestamp,
+            from_address=transfer.from_address,
+            to_address=transfer.to_address,
+        )
+        for transfer in client.transfers(int(token_id))
+    ]
+    events.sort(key=lambda event: (event.block_number, event.log_index))
+    return ChainHistory(frozen=client.is_frozen(int(token_id)), events=events)
 
 
 def freeze_token(studio: Studio, token_id: int) -> str:

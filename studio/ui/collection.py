@@ -13,7 +13,15 @@ import gradio as gr
 from studio.records import Token
 from studio.services.errors import InvalidInputError
 from studio.services.studio import Studio
-from studio.services.tokens import VersionView, evolution_animation, freeze_token, get_token, list_tokens, timeline
+from studio.services.tokens import (
+    VersionView,
+    chain_history,
+    evolution_animation,
+    freeze_token,
+    get_token,
+    list_tokens,
+    timeline,
+)
 from studio.ui.common import code, esc, link, readable_errors
 from studio.ui.create import exports_dir
 
@@ -93,42 +101,23 @@ def header_html(token: Token) -> str:
 
 
 def chain_history_html(studio: Studio, token_id: int) -> str:
-    client = studio.chain.client
+    history = chain_history(studio, int(token_id))
     rows = []
-    for change in client.history(int(token_id)):
-        when = datetime.fromtimestamp(change.timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    for event in history.events:
+        when = datetime.fromtimestamp(event.timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        if event.kind == "MetadataSet":
+            detail = f"v{event.version} → {code(event.metadata_cid)}"
+        else:
+            sender = event.from_address or ""
+            what = "mint to" if int(sender, 16) == 0 else f"{code(sender)} →"
+            detail = f"{what} {code(event.to_address)}"
         rows.append(
-            (
-                change.block_number,
-                change.log_index,
-                "MetadataSet",
-                f"v{change.version} → {code(change.metadata_cid)}",
-                change.tx_hash,
-                when,
-            )
+            f"<tr><td>{event.block_number}</td><td>{esc(event.kind)}</td><td>{detail}</td>"
+            f"<td>{code(event.tx_hash)}</td><td>{esc(when)}</td></tr>"
         )
-    for transfer in client.transfers(int(token_id)):
-        when = datetime.fromtimestamp(transfer.timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        what = "mint to" if int(transfer.from_address, 16) == 0 else f"{code(transfer.from_address)} →"
-        rows.append(
-            (
-                transfer.block_number,
-                transfer.log_index,
-                "Transfer",
-                f"{what} {code(transfer.to_address)}",
-                transfer.tx_hash,
-                when,
-            )
-        )
-    rows.sort()
-    body = "".join(
-        f"<tr><td>{block}</td><td>{esc(event)}</td><td>{detail}</td><td>{code(tx)}</td><td>{esc(when)}</td></tr>"
-        for block, _, event, detail, tx, when in rows
-    )
-    frozen = client.is_frozen(int(token_id))
     head = "<tr><th>Block</th><th>Event</th><th>Detail</th><th>Transaction</th><th>Time</th></tr>"
-    note = "<p><span class='badge bad'>frozen on chain</span></p>" if frozen else ""
-    return f'{note}<table class="timeline" id="chain-history">{head}{body}</table>'
+    note = "<p><span class='badge bad'>frozen on chain</span></p>" if history.frozen else ""
+    return f'{note}<table class="timeline" id="chain-history">{head}{"".join(rows)}</table>'
 
 
 def build(studio: Studio) -> CollectionTab:

@@ -52,7 +52,7 @@ def _title(exc: BaseException) -> str:
         return "IPFS"
     if isinstance(exc, GenerationError):
         return "Generation"
-    if isinstance(exc, EvolveError):
+    if isinstance(exc, EvolveError | RulesError):
         return "Evolution"
     return "Error"
 

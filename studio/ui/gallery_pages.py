@@ -15,11 +15,11 @@ from fastapi.responses import HTMLResponse
 
 from contracts.errors import ChainError
 from metadata.errors import ContentError
+from metadata.ipfs_reader import SharedContent
 from studio.services.errors import NotFoundError, StudioError
 from studio.services.gallery import (
     HISTORY_PAGE_SIZE,
     GalleryReader,
-    GalleryShared,
     GalleryToken,
     GalleryVersion,
     gallery_reader,
@@ -122,7 +122,7 @@ def _version_html(reader: GalleryReader, version: GalleryVersion) -> str:
 def create_gallery_router(studio: Studio) -> APIRouter:
     """The /gallery routes over the studio's (or the configured gallery network's) contract."""
     router = APIRouter()
-    shared = GalleryShared()  # one content cache and one bound on gateway fetches for all requests
+    shared = SharedContent()  # one content cache and one bound on gateway fetches for all requests
 
     def reader_or_error() -> tuple[GalleryReader | None, HTMLResponse | None]:
         try:

@@ -94,6 +94,7 @@ def test_pinning_outage_keeps_the_draft_and_mints_nothing(tmp_path, app_settings
         }
     )
     studio = Studio.open(app_settings.model_copy(update={"ipfs": ipfs}))
+    studio.start_chain()
     served = serve_asgi(create_app(studio))
     port = served.port
     try:

@@ -47,6 +47,7 @@ def test_login_protects_the_studio_but_not_the_gallery(app_settings, tmp_path) -
         update={"host": "192.0.2.10", "auth_username": "artist", "auth_password": SecretStr("s3cret-pass")}
     )
     studio = Studio.open(app_settings.model_copy(update={"app": app}))
+    studio.start_chain()
     served = serve_asgi(create_app(studio))
     port = served.port  # served on 127.0.0.1 in the test
     url = f"http://127.0.0.1:{port}"
@@ -93,6 +94,7 @@ def test_gallery_reads_a_contract_on_another_network_through_a_gateway(
     )
     ipfs = app_settings.ipfs.model_copy(update={"public_gateway": gateway_base})
     studio = Studio.open(app_settings.model_copy(update={"app": app, "ipfs": ipfs}))
+    studio.start_chain()
     served = serve_asgi(create_app(studio))
     port = served.port
     try:
@@ -121,6 +123,7 @@ def test_a_dns_rebinding_host_is_refused(app_settings, tmp_path) -> None:
 
     app = app_settings.app.model_copy(update={"allowed_hosts": ["studio.example"]})
     studio = Studio.open(app_settings.model_copy(update={"app": app}))
+    studio.start_chain()
     served = serve_asgi(create_app(studio))
     port = served.port
     url = f"http://127.0.0.1:{port}"
@@ -150,6 +153,7 @@ def test_the_public_gallery_never_shows_the_rpc_key(app_settings) -> None:
         }
     )
     studio = Studio.open(app_settings.model_copy(update={"app": app}))
+    studio.start_chain()
     served = serve_asgi(create_app(studio))
     port = served.port
     try:

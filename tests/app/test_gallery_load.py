@@ -84,6 +84,7 @@ def gallery_for(app_settings):
         )
         ipfs = app_settings.ipfs.model_copy(update={"public_gateway": gateway.url})
         studio = Studio.open(app_settings.model_copy(update={"app": app, "ipfs": ipfs}))
+        studio.start_chain()
         served = serve_asgi(create_app(studio))
         running.append((studio, served))
         return served.url
@@ -151,7 +152,8 @@ def test_gateway_fetches_are_bounded_across_requests(living_nft, local_store, ga
 
 
 def test_chain_reads_per_request_are_bounded(living_nft, local_store, counting_gateway, funded_account) -> None:
-    from studio.services.gallery import GalleryReader, IpfsReader
+    from metadata.ipfs_reader import IpfsReader
+    from studio.services.gallery import GalleryReader
 
     for _ in range(3):
         _mint_with_versions(living_nft, local_store, funded_account.address, 1)

@@ -107,7 +107,7 @@ def test_an_attempt_while_another_process_holds_the_embedded_chain_is_not_a_fail
     from studio.services.studio import Studio
 
     with Studio.open(settings) as studio:
-        assert studio.chain  # this process now runs the embedded chain of the data directory
+        studio.start_chain()  # this process now runs the embedded chain of the data directory
         studio.settings.rules_dir.mkdir(parents=True, exist_ok=True)
         (studio.settings.rules_dir / "weather.toml").write_text(weather_rules(weather_api.url))
         env = {k: v for k, v in os.environ.items() if not k.startswith("STUDIO_")}

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from evolve.errors import RulesError
 from evolve.evaluation import TokenInput, evaluate
-from evolve.rules import load_rules
+from studio.rules import RulesError, load_rules
 
 RULES = """\
 [schedule]

@@ -178,6 +178,7 @@ def test_pinning_outage_mints_nothing_and_keeps_the_draft(studio_settings, pinat
 
     settings.ipfs.pinata_jwt = SecretStr(pinata_standin.jwt)
     with Studio.open(settings) as studio:
+        studio.start_chain()
         draft = drafts.create_draft(studio, prompt="storm", seed=2, width=64, height=64).draft
         pinata_standin.fail_next(503, times=2)  # both attempts (retries=1) of the image pin
         with pytest.raises(PinningError):

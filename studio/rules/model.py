@@ -1,5 +1,5 @@
 """A collection's rules file: which feeds it reads, how their values map to each token's next state,
-and when its cycle runs. One TOML file per collection, `<rules_dir>/<rules_name>.toml`.
+and when its cycle runs. One TOML file per collection (where it lives: studio.rules.folder).
 
 The file is validated whole on load; every mistake is reported as `file:line: field: problem and fix`,
 so an operator sees exactly which line to change. See README.md ("Evolution") for the format.
@@ -19,7 +19,7 @@ from apscheduler.triggers.cron import CronTrigger
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from contracts.urls import has_credentials
-from evolve.errors import RulesError
+from studio.rules.errors import RulesError
 
 NAME_RE = r"^[A-Za-z_][A-Za-z0-9_-]*$"
 SECRET_NAME = re.compile(
@@ -467,8 +467,3 @@ def _check_references(rules: Rules, shown: str, lines: dict[tuple[Any, ...], int
         )
     if "variation" in placeholders and not rules.evolution.variation:
         fail(("evolution", "prompt"), "uses {variation} but evolution.variation lists no fragments")
-
-
-def load_collection(rules_dir: Path, rules_name: str, *, default_timezone: str = "UTC") -> Rules:
-    """The rules of collection `rules_name` (`<rules_dir>/<rules_name>.toml`)."""
-    return load_rules(rules_dir / f"{rules_name}.toml", default_timezone=default_timezone)

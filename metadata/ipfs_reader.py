@@ -1,0 +1,217 @@
+"""IPFS content by CID as a marketplace reads it: the studio's local store when it holds the CID, else
+the public gateway over HTTP, with timeouts and a size cap, and checked against its CID before use.
+
+A gateway is not trusted: bytes that do not hash to the CID asked for are refused. Verified content
+is kept in a `ContentCache` by CID (content addressed, so it never goes stale; bounded by bytes, least
+recently used first out), and at most `SharedContent.max_concurrent_fetches` gateway fetches run at
+once across all readers of a process (the public gallery must not open unbounded outside
+connections). Metadata is size- and depth-checked before it is parsed (metadata.jsonsafe).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from metadata.cid import cid_for_bytes, parse_cid
+from metadata.errors import BoundedJSONError, ContentError
+from metadata.jsonsafe import load_json_bounded
+from metadata.store import LocalStore
+
+MAX_METADATA_BYTES = 262_144
+# Token metadata (provenance with feed values included) nests well under this.
+MAX_METADATA_DEPTH = 32
+CODEC_RAW = 0x55
+CACHE_BYTES = 64 * 1024 * 1024
+MAX_CONCURRENT_FETCHES = 4
+
+
+class ContentUnavailableError(ContentError):
+    """IPFS content that neither the local store nor the public gateway could give (intact)."""
+
+
+class NotIpfsUriError(ContentError, ValueError):
+    """A token URI or image that is not content addressed (not ipfs://CID/...)."""
+
+
+class MetadataRefusedError(ContentError):
+    """Metadata that is too large, nested too deeply, not JSON, or not a JSON object."""
+
+
+class ContentCache:
+    """Verified IPFS content by CID, bounded by total bytes, least recently used evicted first. Safe across
+    threads. An entry larger than an eighth of the budget is not kept (one file must not flush the rest)."""
+
+    def __init__(self, max_bytes: int = CACHE_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[str, bytes] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, cid: str) -> bytes | None:
+        with self._lock:
+            data = self._entries.get(cid)
+            if data is not None:
+                self._entries.move_to_end(cid)
+            return data
+
+    def put(self, cid: str, data: bytes) -> None:
+        if len(data) > self.max_bytes // 8:
+            return
+        with self._lock:
+            if cid in self._entries:
+                self._entries.move_to_end(cid)
+                return
+            self._entries[cid] = data
+            self._size += len(data)
+            while self._size > self.max_bytes:
+                _old, evicted = self._entries.popitem(last=False)
+                self._size -= len(evicted)
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+
+@dataclass
+class SharedContent:
+    """What all readers of one process share: the content cache and the bound on concurrent gateway
+    fetches (a semaphore; a reader that cannot get a turn in time fails that one document)."""
+
+    cache: ContentCache = field(default_factory=ContentCache)
+    max_concurrent_fetches: int = MAX_CONCURRENT_FETCHES
+    fetch_slots: threading.BoundedSemaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.fetch_slots = threading.BoundedSemaphore(self.max_concurrent_fetches)
+
+
+def split_ipfs_uri(uri: str) -> tuple[str, str]:
+    """`ipfs://CID/path` (or `/ipfs/CID/path`) -> (CID, path). Other schemes are refused with a reason."""
+    text = (uri or "").strip()
+    for prefix in ("ipfs://ipfs/", "ipfs://", "/ipfs/"):
+        if text.startswith(prefix):
+            rest = text[len(prefix) :]
+            cid, _, path = rest.partition("/")
+            parse_cid(cid)  # raises InvalidCIDError with a reason
+            return cid, path
+    raise NotIpfsUriError(f"{text!r} is not an ipfs:// URI: this gallery reads only content-addressed tokens.")
+
+
+class IpfsReader:
+    """IPFS content by CID: the local store first, else the public gateway over HTTP, verified."""
+
+    def __init__(
+        self,
+        store: LocalStore | None,
+        public_gateway: str,
+        *,
+        connect_timeout_s: float = 10.0,
+        read_timeout_s: float = 30.0,
+        max_bytes: int = 50 * 1024 * 1024,
+        shared: SharedContent | None = None,
+    ) -> None:
+        self.store = store
+        self.public_gateway = public_gateway.rstrip("/")
+        self.max_bytes = max_bytes
+        self.timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
+        self.read_timeout_s = read_timeout_s
+        self.shared = shared or SharedContent()
+
+    def is_local(self, cid: str) -> bool:
+        return self.store is not None and self.store.has(cid)
+
+    def url(self, uri: str) -> str:
+        """Where a browser loads `ipfs://CID/path`: the studio's own /ipfs/ when the store has it."""
+        cid, path = split_ipfs_uri(uri)
+        suffix = f"/{path}" if path else ""
+        if self.is_local(cid):
+            return f"/ipfs/{cid}{suffix}"
+        return f"{self.public_gateway}/ipfs/{cid}{suffix}"
+
+    def cat(self, cid: str, path: str = "", *, max_bytes: int | None = None) -> bytes:
+        limit = max_bytes or self.max_bytes
+        if self.is_local(cid):
+            try:
+                assert self.store is not None
+                return self.store.cat(cid, path)
+            except ContentError as exc:
+                raise ContentUnavailableError(f"The local IPFS store cannot give {cid}/{path}: {exc}") from None
+        if not path:
+            cached = self.shared.cache.get(cid)
+            if cached is not None:
+                if len(cached) > limit:
+                    raise ContentUnavailableError(f"{cid} is larger than {limit} bytes: refused.")
+                return cached
+        # One turn among all readers: a public page must not open unbounded outside connections.
+        if not self.shared.fetch_slots.acquire(timeout=self.read_timeout_s):
+            raise ContentUnavailableError(
+                f"The IPFS gateway {self.public_gateway} is busy with other readers: try again shortly."
+            )
+        try:
+            data = self._fetch(cid, path, limit)
+        finally:
+            self.shared.fetch_slots.release()
+        if not path:
+            self._verify(cid, data)
+            self.shared.cache.put(cid, data)  # verified against its CID: it can never change
+        return data
+
+    def _fetch(self, cid: str, path: str, limit: int) -> bytes:
+        url = f"{self.public_gateway}/ipfs/{cid}" + (f"/{path}" if path else "")
+        try:
+            with (
+                httpx.Client(timeout=self.timeout, follow_redirects=True) as client,
+                client.stream("GET", url, headers={"Accept": "*/*"}) as response,
+            ):
+                if response.status_code != 200:
+                    raise ContentUnavailableError(
+                        f"The IPFS gateway {self.public_gateway} answered {response.status_code} for {cid}: the "
+                        "content may not be pinned anywhere reachable; pin it, or set STUDIO_IPFS__PUBLIC_GATEWAY "
+                        "to a gateway that has it."
+                    )
+                chunks: list[bytes] = []
+                size = 0
+                for chunk in response.iter_bytes():
+                    size += len(chunk)
+                    if size > limit:
+                        raise ContentUnavailableError(
+                            f"{cid} from {self.public_gateway} is larger than {limit} bytes: refused."
+                        )
+                    chunks.append(chunk)
+                return b"".join(chunks)
+        except httpx.HTTPError as exc:
+            raise ContentUnavailableError(
+                f"Cannot fetch {cid} from the IPFS gateway {self.public_gateway} ({type(exc).__name__}: {exc}): "
+                "check the network, or set STUDIO_IPFS__PUBLIC_GATEWAY to a reachable gateway."
+            ) from None
+
+    @staticmethod
+    def _verify(cid: str, data: bytes) -> None:
+        """A gateway is not trusted: the bytes must hash to the CID asked for."""
+        parsed = parse_cid(cid)
+        if parsed.codec == CODEC_RAW:
+            ok = hashlib.sha256(data).digest() == parsed.digest
+        else:
+            ok = cid_for_bytes(data, version=parsed.version) == str(parsed)
+        if not ok:
+            raise ContentUnavailableError(
+                f"The gateway's bytes for {cid} do not match that CID: the gateway is faulty or hostile; "
+                "use another STUDIO_IPFS__PUBLIC_GATEWAY."
+            )
+
+    def json(self, uri: str) -> dict[str, Any]:
+        cid, path = split_ipfs_uri(uri)
+        data = self.cat(cid, path, max_bytes=MAX_METADATA_BYTES)
+        try:
+            value = load_json_bounded(data, max_bytes=MAX_METADATA_BYTES, max_depth=MAX_METADATA_DEPTH, what=uri)
+        except BoundedJSONError as exc:  # too large, nested too deep, or not JSON: this token only
+            raise MetadataRefusedError(f"The metadata is refused: {exc}.") from None
+        if not isinstance(value, dict):
+            raise MetadataRefusedError(f"The metadata {uri} is not a JSON object.")
+        return value

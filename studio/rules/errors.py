@@ -1,0 +1,32 @@
+"""Errors of rules files. Each message names the file, the line and field where known, and the fix."""
+
+from __future__ import annotations
+
+from studio.errors import StudioError
+
+
+class RulesError(StudioError):
+    """A rules file is wrong. `line` and `field` say where; the message says how to fix it."""
+
+    def __init__(self, path: str, field: str, message: str, line: int | None = None) -> None:
+        where = f"{path}:{line}" if line else path
+        super().__init__(f"{where}: {field}: {message}")
+        self.path = path
+        self.field = field
+        self.line = line
+        self.detail = message
+
+
+class RulesNameError(RulesError):
+    """A rules name that cannot name a file in the rules folder (a path, '..', odd characters)."""
+
+    def __init__(self, name: str) -> None:
+        message = (
+            f"Rules name {name!r} is not valid: use letters, digits, '-', '_' or '.' (the file's name without "
+            ".toml, e.g. 'weather')."
+        )
+        Exception.__init__(self, message)
+        self.path = repr(name)
+        self.field = "name"
+        self.line = None
+        self.detail = message
