@@ -185,6 +185,7 @@ class LivingNFTClient:
         """
         if not items:
             return []
+        _batch_args(items)  # bad input is refused before any part is sent
 
         def send(part: Sequence[EvolveItem], gas: int) -> TxResult:
             return self._send("evolveBatch", *_batch_args(part), gas=gas)
@@ -223,6 +224,7 @@ class LivingNFTClient:
         if not metadata_cids:
             return []
         recipient = to_address(to)
+        _mint_digests(metadata_cids)  # bad input is refused before any part is sent
 
         def estimate(part: Sequence[str]) -> int:
             return self.estimate_mint_batch(recipient, part)
