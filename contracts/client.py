@@ -212,14 +212,16 @@ class LivingNFTClient:
         *,
         gas_budget: int | None = None,
         before_broadcast: Callable[[Sequence[str], str, int], None] | None = None,
+        on_mined: Callable[[MintBatchResult], None] | None = None,
     ) -> list[MintBatchResult]:
         """Mint one token per metadata CID to `to` (consecutive ids, in order), in as few transactions as
-        fit under `gas_budget` (default: the per-transaction cap) including the gas buffer; sized like
-        `evolve_batch`. Returns one MintBatchResult per transaction, in order.
+        fit under `gas_budget` (default: the per-transaction cap) and the latest block's gas limit,
+        including the gas buffer; sized like `evolve_batch`. Returns one MintBatchResult per transaction.
 
         `before_broadcast(cids, tx_hash, nonce)` runs before each part's signed transaction leaves, with
-        the CIDs that part mints (see Signer.send), so a caller can journal them first. If a part fails,
-        the parts before it stay minted: the error is then a BatchMintError holding them in `done`.
+        the CIDs that part mints (see Signer.send), so a caller can journal them first; `on_mined(result)`
+        runs once each part is mined, before the next is sized, so a caller can record it. If a part
+        fails, the parts before it stay minted: the error is then a BatchMintError holding them in `done`.
         """
         if not metadata_cids:
             return []
@@ -246,20 +248,24 @@ class LivingNFTClient:
                     f"mintBatch transaction {result.tx_hash} emitted {len(cids)} MetadataSet events that do not "
                     f"match its {len(part)} metadata CIDs: read the transaction on chain before minting again"
                 )
-            return MintBatchResult(
+            minted = MintBatchResult(
                 token_ids=token_ids,
                 metadata_cids=list(part),
                 tx_hash=result.tx_hash,
                 block_number=result.block_number,
                 gas_used=result.gas_used,
             )
+            if on_mined is not None:
+                on_mined(minted)
+            return minted
 
+        block_limit = int(rpc_call(self.w3, lambda: self.w3.eth.get_block("latest"))["gasLimit"])
         return send_in_parts(
             metadata_cids,
             estimate=estimate,
             send=send,
             gas_buffer=self.signer.policy.gas_buffer,
-            gas_budget=gas_budget,
+            gas_budget=min(gas_budget or block_limit, block_limit),
             describe=lambda cid: f"minting {cid}",
             partial=BatchMintError,
         )
