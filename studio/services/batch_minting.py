@@ -109,7 +109,7 @@ def mint_drafts(
                 studio,
                 name=item.name,
                 description=item.description,
-                attributes=list(item.attributes),
+                attributes=[dict(a) for a in item.attributes],
                 image_png=studio.store.cat(draft.image_cid),
                 generation_record=draft.provenance,
                 version=0,
