@@ -73,6 +73,16 @@ def main() -> None:
         drop_evolve = [client.evolve(t, cid(f"de1-{t}"), 0).gas_used for t in dropped[1:6]]
         drop_batch = client.evolve_batch([(t, cid(f"db1-{t}"), 1 if t in dropped[1:6] else 0) for t in dropped])
 
+        # Transfers (not targets): a batch-minted token without an owner slot of its own pays for its slot
+        # (and its successor's) at its first transfer, as with ERC721A.
+        holder = Signer.from_private_key(w3, DEV_PRIVATE_KEYS[1], chain_id=LOCAL_CHAIN_ID)
+        as_artist = LivingNFTClient(holder, client.address, from_block=client.from_block)
+        as_artist.transfer(signer.address, batch_ids[9])  # the receiver holds a token from now on
+        transfer_single = as_artist.transfer(signer.address, batch_ids[10]).gas_used
+        # dropped[1] has no slot, nor has its successor: the worst case.
+        transfer_lazy = as_artist.transfer(signer.address, dropped[1]).gas_used
+        transfer_lazy_again = LivingNFTClient(signer, client.address).transfer(artist, dropped[1]).gas_used
+
         figures = {
             "deploy_gas": deployed.gas_used,
             "first_mint_gas": first_mint.gas_used,
@@ -89,6 +99,9 @@ def main() -> None:
             "mint_batch100_gas": drop.gas_used,
             "evolve_batch_minted_gas": max(drop_evolve),
             "evolve_batch100_batch_minted_gas_per_token": drop_batch[0].gas_used / 100,
+            "transfer_gas": transfer_single,
+            "transfer_batch_minted_first_gas": transfer_lazy,
+            "transfer_batch_minted_again_gas": transfer_lazy_again,
             "token_uri_call_gas": w3.eth.estimate_gas(
                 {"to": client.address, "data": client.contract.encode_abi("tokenURI", args=[2])}
             ),
