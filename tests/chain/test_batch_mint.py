@@ -129,3 +129,13 @@ def test_mint_batch_refuses_bad_input_and_reports_parts_done(living_nft, collect
     assert done.metadata_cids == parts[0]
     assert [living_nft.metadata_cid(t) for t in done.token_ids] == parts[0]
     assert living_nft.total_supply() == len(parts[0])
+
+
+def test_evolve_batch_refuses_a_bad_cid_before_sending_any_part(living_nft, collector, make_cid):
+    # The sizing helper once took the client-side error of a bad CID for "too large to estimate", halved
+    # the batch and sent the good half before failing on the bad one.
+    (minted,) = living_nft.mint_batch(collector.address, [make_cid("g-0"), make_cid("g-1")])
+    items = [(minted.token_ids[0], make_cid("g-0-v1"), 0), (minted.token_ids[1], "QmNotACidV1AtAll", 0)]
+    with pytest.raises(InvalidCIDError):
+        living_nft.evolve_batch(items)
+    assert [living_nft.metadata_version(t) for t in minted.token_ids] == [0, 0]
