@@ -58,7 +58,7 @@ def main() -> None:
     from studio.services.drafts import create_draft
     from studio.services.minting import mint_draft
     from studio.services.studio import Studio
-    from tests.evolve.conftest import weather_rules
+    from tests.fixtures.evolve import weather_rules
     from tests.fixtures.generation import build_tiny_autoencoder, build_tiny_pipeline
 
     torch.set_num_threads(1)

@@ -17,10 +17,11 @@ from eth_abi import encode as abi_encode
 from web3.logs import DISCARD
 
 from contracts.artifacts import ContractArtifact, load_artifact
-from contracts.cid import raw_cid_digest
-from contracts.errors import ChainError, ContractRevertError, RPCUnavailableError
+from contracts.batching import PartialBatchError, send_in_parts
+from contracts.cid import raw_cid_digest, raw_cid_from_digest
+from contracts.errors import ChainError
 from contracts.reader import LivingNFTReader, LivingNFTRevertDecoder, role_id
-from contracts.signer import TX_GAS_CAP, Signer, TxResult, rpc_call, to_address
+from contracts.signer import Signer, TxResult, rpc_call, to_address
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,17 @@ class MintResult:
     """A mined mint: the new token's id and the transaction."""
 
     token_id: int
+    tx_hash: str
+    block_number: int
+    gas_used: int
+
+
+@dataclass(frozen=True)
+class MintBatchResult:
+    """One mined mintBatch transaction: the new token ids, in the order of their metadata CIDs."""
+
+    token_ids: list[int]
+    metadata_cids: list[str]
     tx_hash: str
     block_number: int
     gas_used: int
@@ -141,44 +153,90 @@ class LivingNFTClient(LivingNFTReader):
         """
         if not items:
             return []
-        limit = min(gas_budget or TX_GAS_CAP, TX_GAS_CAP)
-        buffer = self.signer.policy.gas_buffer
-        pending = list(items)
-        results: list[TxResult] = []
-        size = len(pending)
-        while pending:
-            size = min(size, len(pending))
-            part = pending[:size]
-            try:
-                estimate = self.estimate_evolve_batch(part)
-            except ChainError as exc:
-                # The node could not estimate so much: try less. Not on a revert (it reverts at any
-                # size) nor when the node did not answer at all (a stall is no sign of size: splitting
-                # would only multiply transactions once it answers again).
-                if size > 1 and not isinstance(exc, ContractRevertError | RPCUnavailableError):
-                    size = max(1, size // 2)
-                    continue
-                raise _partial(results, exc) from None
-            gas = int(estimate * buffer)
-            if gas > limit:
-                if size == 1:
-                    raise _partial(
-                        results,
-                        ChainError(
-                            f"evolving token {part[0][0]} alone needs {gas} gas (with buffer), above the gas "
-                            f"budget of {limit}: raise the budget."
-                        ),
-                    )
-                # Scale down by the measured gas per token, keeping a margin for the fixed part.
-                size = max(1, min(size - 1, int(size * limit / gas * 0.95)))
-                continue
-            ids, digests, expected = _batch_args(part)
-            try:
-                results.append(self._send("evolveBatch", ids, digests, expected, gas=gas))
-            except ChainError as exc:
-                raise _partial(results, exc) from None
-            pending = pending[size:]
-        return results
+        _batch_args(items)  # bad input is refused before any part is sent
+
+        def send(part: Sequence[EvolveItem], gas: int) -> TxResult:
+            return self._send("evolveBatch", *_batch_args(part), gas=gas)
+
+        return send_in_parts(
+            items,
+            estimate=self.estimate_evolve_batch,
+            send=send,
+            gas_buffer=self.signer.policy.gas_buffer,
+            gas_budget=gas_budget,
+            describe=lambda item: f"evolving token {item[0]}",
+            partial=BatchEvolveError,
+        )
+
+    def estimate_mint_batch(self, to: str, metadata_cids: Sequence[str]) -> int:
+        """The node's gas estimate (no buffer) for minting `metadata_cids` to `to` in one transaction."""
+        data = self.contract.encode_abi("mintBatch", args=[to_address(to), _mint_digests(metadata_cids)])
+        return self.signer.estimate_gas({"from": self.signer.address, "to": self.address, "data": data}, self.decoder)
+
+    def mint_batch(
+        self,
+        to: str,
+        metadata_cids: Sequence[str],
+        *,
+        gas_budget: int | None = None,
+        before_broadcast: Callable[[Sequence[str], str, int], None] | None = None,
+        on_mined: Callable[[MintBatchResult], None] | None = None,
+    ) -> list[MintBatchResult]:
+        """Mint one token per metadata CID to `to` (consecutive ids, in order), in as few transactions as
+        fit under `gas_budget` (default: the per-transaction cap) and the latest block's gas limit,
+        including the gas buffer; sized like `evolve_batch`. Returns one MintBatchResult per transaction.
+
+        `before_broadcast(cids, tx_hash, nonce)` runs before each part's signed transaction leaves, with
+        the CIDs that part mints (see Signer.send), so a caller can journal them first; `on_mined(result)`
+        runs once each part is mined, before the next is sized, so a caller can record it. If a part
+        fails, the parts before it stay minted: the error is then a BatchMintError holding them in `done`.
+        """
+        if not metadata_cids:
+            return []
+        recipient = to_address(to)
+        _mint_digests(metadata_cids)  # bad input is refused before any part is sent
+
+        def estimate(part: Sequence[str]) -> int:
+            return self.estimate_mint_batch(recipient, part)
+
+        def send(part: Sequence[str], gas: int) -> MintBatchResult:
+            hook = None
+            if before_broadcast is not None:
+
+                def hook(tx_hash: str, nonce: int) -> None:
+                    before_broadcast(part, tx_hash, nonce)
+
+            result = self._send("mintBatch", recipient, _mint_digests(part), gas=gas, before_broadcast=hook)
+            receipt = self.signer.receipt(result.tx_hash)
+            events = self.contract.events.MetadataSet().process_receipt(receipt, errors=DISCARD)
+            token_ids = [int(event["args"]["tokenId"]) for event in events]
+            cids = [raw_cid_from_digest(bytes(event["args"]["metadataDigest"])) for event in events]
+            if cids != list(part):
+                raise ChainError(
+                    f"mintBatch transaction {result.tx_hash} emitted {len(cids)} MetadataSet events that do not "
+                    f"match its {len(part)} metadata CIDs: read the transaction on chain before minting again"
+                )
+            minted = MintBatchResult(
+                token_ids=token_ids,
+                metadata_cids=list(part),
+                tx_hash=result.tx_hash,
+                block_number=result.block_number,
+                gas_used=result.gas_used,
+            )
+            if on_mined is not None:
+                on_mined(minted)
+            return minted
+
+        block_limit = int(rpc_call(self.w3, lambda: self.w3.eth.get_block("latest"))["gasLimit"])
+        return send_in_parts(
+            metadata_cids,
+            estimate=estimate,
+            send=send,
+            gas_buffer=self.signer.policy.gas_buffer,
+            gas_budget=min(gas_budget or block_limit, block_limit),
+            describe=lambda cid: f"minting {cid}",
+            partial=BatchMintError,
+        )
 
     def freeze(self, token_id: int) -> TxResult:
         """Freeze a token's metadata for ever (owner or admin); emits PermanentURI."""
@@ -227,17 +285,12 @@ class LivingNFTClient(LivingNFTReader):
         )
 
 
-class BatchEvolveError(ChainError):
-    """A batch evolve stopped part-way: `done` holds the transactions that did go through."""
-
-    def __init__(self, done: list[TxResult], cause: ChainError) -> None:
-        self.done = list(done)
-        self.cause = cause
-        super().__init__(f"{cause} ({len(done)} earlier part(s) of the batch were already mined)")
+class BatchEvolveError(PartialBatchError):
+    """A batch evolve stopped part-way: `done` holds the transactions (TxResult) that did go through."""
 
 
-def _partial(done: list[TxResult], cause: ChainError) -> ChainError:
-    return BatchEvolveError(done, cause) if done else cause
+class BatchMintError(PartialBatchError):
+    """A batch mint stopped part-way: `done` holds the MintBatchResult of each part that was minted."""
 
 
 def _version(value: int) -> int:
@@ -259,3 +312,9 @@ def _batch_args(items: Sequence[EvolveItem]) -> tuple[list[int], list[bytes], li
         [raw_cid_digest(cid) for _, cid, _ in items],
         [_version(expected) for _, _, expected in items],
     )
+
+
+def _mint_digests(metadata_cids: Sequence[str]) -> list[bytes]:
+    if isinstance(metadata_cids, str):
+        raise ChainError("mint_batch takes a list of metadata CIDs, got one string: wrap it in a list")
+    return [raw_cid_digest(cid) for cid in metadata_cids]

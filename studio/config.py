@@ -57,7 +57,7 @@ class ChainSettings(BaseModel):
     )
     priority_fee_gwei: float = Field(1.0, ge=0)
     gas_buffer: float = Field(1.25, ge=1.0, description="Gas limit = estimate * gas_buffer.")
-    batch_gas_budget: int = Field(8_000_000, gt=0, description="Most gas one batch-evolve transaction may use.")
+    batch_gas_budget: int = Field(8_000_000, gt=0, description="Most gas one batch evolve or mint transaction may use.")
     rpc_timeout_s: float = Field(15.0, gt=0)
     receipt_timeout_s: float = Field(120.0, gt=0)
     royalty_bps: int = Field(500, ge=0, le=10_000, description="Default ERC-2981 royalty set at deployment.")

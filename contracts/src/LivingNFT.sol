@@ -21,6 +21,10 @@ import {PackedERC721} from "./PackedERC721.sol";
  *    word, kept in the spare 96 bits of the owner slot of the group's first token ("anchor": ids 1, 5, 9,
  *    ...). Mint writes that slot anyway, so version 0 costs nothing, and a batch of consecutive tokens
  *    updates one anchor slot per four tokens.
+ *  - `mintBatch` stores each token's digest like `mint` does (so evolving a batch-minted token costs
+ *    exactly what evolving any other token costs) but writes an owner slot only per anchor and for the
+ *    batch's first token (PackedERC721's `_mintConsecutive`): the other tokens read their owner from
+ *    at most three slots below.
  */
 contract LivingNFT is PackedERC721, ERC2981, AccessControl, IERC4906 {
     /// @notice Role allowed to mint (artists / the studio's publishing service).
@@ -117,6 +121,39 @@ contract LivingNFT is PackedERC721, ERC2981, AccessControl, IERC4906 {
         _digests[tokenId] = digest;
         emit MetadataSet(tokenId, 0, digest);
         emit MetadataUpdate(tokenId);
+    }
+
+    /**
+     * @notice Mints one token per digest to `to`, with consecutive ids, each with its own first metadata
+     * (version 0): a drop in one transaction.
+     * @dev Each token gets what `mint` gives it: a Transfer from the zero address, its digest stored (so
+     * tokenURI, evolution, freeze and royalties work on it as on any token) and MetadataSet(id, 0, digest);
+     * then one BatchMetadataUpdate over the new range instead of a MetadataUpdate per token. No receiver
+     * callback, like `mint`. One zero digest reverts the whole batch (ZeroMetadataDigest).
+     * @param to every token's first owner
+     * @param digests sha2-256 digest of each token's metadata JSON, in id order
+     * @return firstTokenId the first new id; the tokens are firstTokenId .. firstTokenId + digests.length - 1
+     */
+    function mintBatch(
+        address to,
+        bytes32[] calldata digests
+    ) external onlyRole(MINTER_ROLE) returns (uint256 firstTokenId) {
+        uint256 count = digests.length;
+        if (count == 0) revert EmptyBatch();
+        firstTokenId = _nextTokenId;
+        uint256 end = firstTokenId + count;
+        _nextTokenId = end;
+        _mintConsecutive(to, firstTokenId, count);
+        unchecked {
+            for (uint256 i = 0; i < count; ++i) {
+                bytes32 digest = digests[i];
+                if (digest == bytes32(0)) revert ZeroMetadataDigest();
+                uint256 tokenId = firstTokenId + i;
+                _digests[tokenId] = digest;
+                emit MetadataSet(tokenId, 0, digest);
+            }
+            emit BatchMetadataUpdate(firstTokenId, end - 1);
+        }
     }
 
     /**
@@ -317,6 +354,11 @@ contract LivingNFT is PackedERC721, ERC2981, AccessControl, IERC4906 {
         if (version > MAX_VERSION) revert VersionOverflow(tokenId);
         _setAux(anchor, uint96((word & ~(_LANE_MASK << shift)) | (version << shift)));
         _digests[tokenId] = newDigest;
+    }
+
+    /// @dev A token exists exactly when its digest is set; asked by PackedERC721 only for empty owner slots.
+    function _mintedConsecutively(uint256 tokenId) internal view override returns (bool) {
+        return _digests[tokenId] != bytes32(0);
     }
 
     /// @dev The token's digest; reverts ERC721NonexistentToken when it was never minted.

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 // Derived from OpenZeppelin Contracts 5.7.0 (token/ERC721/ERC721.sol), MIT. The one change: an owner
-// slot keeps 96 spare bits ("aux") that the inheriting contract may use; see `_aux` and `_setAux`.
+// slot keeps 96 spare bits ("aux") that the inheriting contract may use; see `_aux` and `_setAux`. And
+// consecutive ids can be minted in one call (`_mintConsecutive`) writing one owner slot per four ids, as
+// ERC721A does it lazily but with the lookup bounded: see `_ownerOf`.
 
 pragma solidity ^0.8.24;
 
@@ -28,6 +30,11 @@ abstract contract PackedERC721 is Context, ERC165, IERC721, IERC721Metadata, IER
     mapping(uint256 tokenId => uint256) private _packedOwners;
 
     uint256 private constant _OWNER_MASK = (1 << 160) - 1;
+
+    /// @dev Every id with `id % _OWNER_STRIDE == 1` ("checkpoint": 1, 5, 9, ...) has its own owner slot
+    /// written whenever it is minted, so a consecutively minted token finds its owner at most
+    /// `_OWNER_STRIDE - 1` slots below its own.
+    uint256 private constant _OWNER_STRIDE = 4;
 
     mapping(address owner => uint256) private _balances;
 
@@ -132,7 +139,33 @@ abstract contract PackedERC721 is Context, ERC165, IERC721, IERC721Metadata, IER
      * `balanceOf(a)` must be equal to the number of tokens such that `_ownerOf(tokenId)` is `a`.
      */
     function _ownerOf(uint256 tokenId) internal view virtual returns (address) {
-        return address(uint160(_packedOwners[tokenId]));
+        address owner = address(uint160(_packedOwners[tokenId]));
+        if (owner == address(0) && _mintedConsecutively(tokenId)) {
+            owner = _ownerBelow(tokenId);
+        }
+        return owner;
+    }
+
+    /**
+     * @dev Whether `tokenId` exists although its own owner slot is empty, i.e. it was minted by
+     * {_mintConsecutive} and its owner is held by a slot below it. The inheriting contract knows which
+     * ids exist; it is asked only for ids whose owner slot is empty.
+     */
+    function _mintedConsecutively(uint256 tokenId) internal view virtual returns (bool);
+
+    /**
+     * @dev The owner of a consecutively minted `tokenId` whose own slot is empty: the first owner found
+     * below it. The batch's first id and every checkpoint id in it were written at mint, and a transfer
+     * writes the next id's slot before it changes its own (see {_update}), so the owner is at most
+     * `_OWNER_STRIDE - 1` slots down and belongs to the same batch.
+     */
+    function _ownerBelow(uint256 tokenId) private view returns (address owner) {
+        unchecked {
+            for (uint256 i = 1; i < _OWNER_STRIDE; ++i) {
+                owner = address(uint160(_packedOwners[tokenId - i]));
+                if (owner != address(0)) return owner;
+            }
+        }
     }
 
     /**
@@ -204,6 +237,9 @@ abstract contract PackedERC721 is Context, ERC165, IERC721, IERC721Metadata, IER
     function _update(address to, uint256 tokenId, address auth) internal virtual returns (address) {
         uint256 packed = _packedOwners[tokenId];
         address from = address(uint160(packed));
+        if (from == address(0) && _mintedConsecutively(tokenId)) {
+            from = _ownerBelow(tokenId);
+        }
 
         // Perform (optional) operator check
         if (auth != address(0)) {
@@ -227,6 +263,17 @@ abstract contract PackedERC721 is Context, ERC165, IERC721, IERC721Metadata, IER
         }
 
         _packedOwners[tokenId] = (packed & ~_OWNER_MASK) | uint256(uint160(to));
+
+        // The next id may read its owner from this slot (it was minted in the same batch and has no slot
+        // of its own): give it its own before this one changes. Checkpoints always have theirs.
+        if (from != address(0)) {
+            unchecked {
+                uint256 next = tokenId + 1;
+                if (next % _OWNER_STRIDE != 1 && _packedOwners[next] == 0 && _mintedConsecutively(next)) {
+                    _packedOwners[next] = uint256(uint160(from));
+                }
+            }
+        }
 
         emit Transfer(from, to, tokenId);
 
@@ -256,6 +303,36 @@ abstract contract PackedERC721 is Context, ERC165, IERC721, IERC721Metadata, IER
     }
 
     /**
+     * @dev Mints the `count` consecutive ids `firstId`..`firstId + count - 1` to `to` in one go: one
+     * Transfer per token (ERC-721 requires it), one balance write, and an owner slot only for `firstId`
+     * and every checkpoint id in the range; the other ids read their owner from below (see {_ownerOf}).
+     *
+     * No receiver callback (like {_mint}). The caller guarantees that none of the ids exists yet and
+     * that {_mintedConsecutively} answers true for all of them from now on; these tokens must never be
+     * burned (an emptied slot would hand their neighbours' ownership to the slot below).
+     *
+     * Requirements: `to` is not the zero address, `count` > 0.
+     */
+    function _mintConsecutive(address to, uint256 firstId, uint256 count) internal {
+        if (to == address(0)) {
+            revert ERC721InvalidReceiver(address(0));
+        }
+        uint256 owner = uint256(uint160(to));
+        unchecked {
+            _balances[to] += count;
+            uint256 end = firstId + count;
+            _packedOwners[firstId] = owner;
+            emit Transfer(address(0), to, firstId);
+            for (uint256 tokenId = firstId + 1; tokenId < end; ++tokenId) {
+                if (tokenId % _OWNER_STRIDE == 1) {
+                    _packedOwners[tokenId] = owner;
+                }
+                emit Transfer(address(0), to, tokenId);
+            }
+        }
+    }
+
+    /**
      * @dev Mints `tokenId`, transfers it to `to` and checks for `to` acceptance.
      *
      * Requirements:
@@ -279,7 +356,7 @@ abstract contract PackedERC721 is Context, ERC165, IERC721, IERC721Metadata, IER
     }
 
     /**
-     * @dev Destroys `tokenId`.
+     * @dev Destroys `tokenId`. Must not be used on tokens minted by {_mintConsecutive} (see there).
      * The approval is cleared when the token is burned.
      * This is an internal function that does not check if the sender is authorized to operate on the token.
      *

@@ -14,6 +14,7 @@ import {
 } from "./utils/Receivers.sol";
 
 /// @dev PackedERC721 (LivingNFT) against OpenZeppelin's ERC721 5.7.0 on the same random sequences of mints,
+/// batch mints (LivingNFT's mintBatch against one OZ `_mint` per token: its lazily owned tokens must look the same),
 /// transfers (plain and safe, to accounts and to receiver contracts that accept or refuse), approvals,
 /// operator approvals and reads (of unknown ids and the zero address too). Every step must give both the
 /// same success or the same revert data, the same ERC-721 events, and afterwards the same owners,
@@ -51,7 +52,7 @@ contract DifferentialTest is Fixture {
     }
 
     function _step(uint256 op) internal {
-        uint256 kind = op % 7;
+        uint256 kind = op % 8;
         address by = parties[(op >> 8) % 8]; // never address(0) as a caller
         address to = parties[(op >> 16) % 9];
         uint256 id = 1 + ((op >> 24) % (minted + 2)); // sometimes an id that does not exist (yet)
@@ -77,6 +78,7 @@ contract DifferentialTest is Fixture {
             _sameEvents(logsA, logsB, "mint");
             return;
         }
+        if (kind == 7) return _batchStep(op, to);
         bytes memory call;
         if (kind == 1) {
             call = abi.encodeWithSignature("transferFrom(address,address,uint256)", from, to, id);
@@ -96,6 +98,27 @@ contract DifferentialTest is Fixture {
             else call = abi.encodeCall(IERC721.isApprovedForAll, (by, to));
         }
         _same(by, call);
+    }
+
+    function _batchStep(uint256 op, address to) internal {
+        if (minted >= 24) return;
+        uint256 count = 1 + ((op >> 48) % 6);
+        bytes32[] memory digests = new bytes32[](count);
+        for (uint256 i = 0; i < count; i++) {
+            digests[i] = keccak256(abi.encode(op, i));
+        }
+        (bool okA, bytes memory retA, Vm.Log[] memory logsA) =
+            _run(address(nft), minter, abi.encodeCall(nft.mintBatch, (to, digests)));
+        (bool okB, bytes memory retB, Vm.Log[] memory logsB) =
+            _run(address(oz), minter, abi.encodeCall(oz.mintMany, (to, minted + 1, count)));
+        assertEq(okA, okB, "mintBatch: same outcome");
+        if (okA) {
+            assertEq(abi.decode(retA, (uint256)), minted + 1, "mintBatch: first id");
+            minted += count;
+        } else {
+            assertEq(retA, retB, "mintBatch: same revert");
+        }
+        _sameEvents(logsA, logsB, "mintBatch");
     }
 
     function _same(address by, bytes memory call) internal {

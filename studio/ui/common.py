@@ -20,6 +20,7 @@ from evolve.errors import EvolveError
 from metadata.errors import ContentError
 from studio.errors import StudioError
 from studio.generation import GenerationError
+from studio.rules import RulesError
 
 log = logging.getLogger("studio.ui")
 

@@ -9,8 +9,8 @@ import pytest
 
 from contracts.client import LivingNFTClient
 from contracts.signer import Signer
-from tests.evolve.conftest import mint_living, weather_rules
-from tests.evolve.test_daemon import evolve_cli, process_env
+from tests.fixtures.evolve import mint_living, weather_rules
+from tests.fixtures.processes import evolve_cli, process_env
 
 pytestmark = pytest.mark.slow
 
