@@ -159,6 +159,47 @@ class LivingNFTClient:
         data = self.contract.encode_abi("evolveBatch", args=list(_batch_args(items)))
         return self.signer.estimate_gas({"from": self.signer.address, "to": self.address, "data": data}, self.decoder)
 
+    def fit_evolve_batch(
+        self, items: Sequence[EvolveItem], *, gas_budget: int | None = None, gas_left: int | None = None
+    ) -> tuple[int, int]:
+        """How many of `items`, from the front, one evolveBatch transaction can carry: the longest
+        prefix whose gas limit (the node's estimate x the gas buffer) is within `gas_budget` (default
+        and at most the per-transaction cap of 16,777,216) and, when `gas_left` is given, whose
+        estimate is within it (what is left of a budget counted in gas used).
+
+        Returns (count, the estimate for those `count` items). Count 0 means not even the first item
+        fits; the estimate is then the first item's alone. This is the one place batches are sized:
+        `evolve_batch` sizes each transaction with it, and the evolution cycle sizes its journal
+        batches with it (one batch, one transaction).
+
+        Estimates grow about linearly with the batch, so one estimate and a proportional cut (with a
+        margin for the fixed part) usually land; each try is estimated again. A revert (a frozen
+        token, a stale version) and an unanswering node are raised as they are: neither depends on
+        the batch's size. Any other error estimating more than one token is taken as "too much at
+        once", and half is tried.
+        """
+        limit = min(gas_budget or TX_GAS_CAP, TX_GAS_CAP)
+        buffer = self.signer.policy.gas_buffer
+        size = len(items)
+        while size > 0:
+            try:
+                estimate = self.estimate_evolve_batch(items[:size])
+            except ChainError as exc:
+                if size > 1 and not isinstance(exc, ContractRevertError | RPCUnavailableError):
+                    size //= 2
+                    continue
+                raise
+            gas = int(estimate * buffer)
+            if gas <= limit and (gas_left is None or estimate <= gas_left):
+                return size, estimate
+            if size == 1:
+                return 0, estimate
+            room = limit / max(1, gas)
+            if gas_left is not None:
+                room = min(room, gas_left / max(1, estimate))
+            size = max(1, min(size - 1, int(size * room * 0.95)))
+        return 0, 0
+
     def evolve_batch(self, items: Sequence[EvolveItem], *, gas_budget: int | None = None) -> list[TxResult]:
         """Evolve many tokens, in as few transactions as fit under `gas_budget` (default: the per-transaction
         cap of 16,777,216) including the gas buffer. Returns one TxResult per transaction sent, in order.
@@ -167,46 +208,32 @@ class LivingNFTClient:
         the contract compare-and-sets every token, and one stale version reverts its whole transaction
         with VersionMismatchError (naming the token) and changes nothing in it.
 
-        Each part is estimated right before it is sent (the chain's state changes between parts). If a
-        part fails, the parts before it stay done: the error is then a BatchEvolveError holding them in
-        `done` (and the cause in `cause`); when nothing was sent, the cause itself is raised.
+        Each part is sized (`fit_evolve_batch`) right before it is sent (the chain's state changes
+        between parts). If a part fails, the parts before it stay done: the error is then a
+        BatchEvolveError holding them in `done` (and the cause in `cause`); when nothing was sent, the
+        cause itself is raised.
         """
-        if not items:
-            return []
         limit = min(gas_budget or TX_GAS_CAP, TX_GAS_CAP)
         buffer = self.signer.policy.gas_buffer
         pending = list(items)
         results: list[TxResult] = []
-        size = len(pending)
+        size = len(pending)  # each part starts from the size of the one before
         while pending:
-            size = min(size, len(pending))
-            part = pending[:size]
             try:
-                estimate = self.estimate_evolve_batch(part)
+                size, estimate = self.fit_evolve_batch(pending[:size], gas_budget=limit)
             except ChainError as exc:
-                # The node could not estimate so much: try less. Not on a revert (it reverts at any
-                # size) nor when the node did not answer at all (a stall is no sign of size: splitting
-                # would only multiply transactions once it answers again).
-                if size > 1 and not isinstance(exc, ContractRevertError | RPCUnavailableError):
-                    size = max(1, size // 2)
-                    continue
                 raise _partial(results, exc) from None
-            gas = int(estimate * buffer)
-            if gas > limit:
-                if size == 1:
-                    raise _partial(
-                        results,
-                        ChainError(
-                            f"evolving token {part[0][0]} alone needs {gas} gas (with buffer), above the gas "
-                            f"budget of {limit}: raise the budget."
-                        ),
-                    )
-                # Scale down by the measured gas per token, keeping a margin for the fixed part.
-                size = max(1, min(size - 1, int(size * limit / gas * 0.95)))
-                continue
-            ids, digests, expected = _batch_args(part)
+            if size == 0:
+                raise _partial(
+                    results,
+                    ChainError(
+                        f"evolving token {pending[0][0]} alone needs {int(estimate * buffer)} gas (with buffer), "
+                        f"above the gas budget of {limit}: raise the budget."
+                    ),
+                )
+            ids, digests, expected = _batch_args(pending[:size])
             try:
-                results.append(self._send("evolveBatch", ids, digests, expected, gas=gas))
+                results.append(self._send("evolveBatch", ids, digests, expected, gas=int(estimate * buffer)))
             except ChainError as exc:
                 raise _partial(results, exc) from None
             pending = pending[size:]
