@@ -172,11 +172,11 @@ class LivingNFTClient:
         `evolve_batch` sizes each transaction with it, and the evolution cycle sizes its journal
         batches with it (one batch, one transaction).
 
-        Estimates grow about linearly with the batch, so one estimate and a proportional cut (with a
-        margin for the fixed part) usually land; each try is estimated again. A revert (a frozen
-        token, a stale version) and an unanswering node are raised as they are: neither depends on
-        the batch's size. Any other error estimating more than one token is taken as "too much at
-        once", and half is tried.
+        A batch's gas is a fixed part plus about the same per token, so cutting the batch in proportion
+        to the excess never cuts too deep: each cut is estimated again and the size comes down to the
+        longest front that fits, in a few estimates. A revert (a frozen token, a stale version) and an
+        unanswering node are raised as they are: neither depends on the batch's size. Any other error
+        estimating more than one token is taken as "too much at once", and half is tried.
         """
         limit = min(gas_budget or TX_GAS_CAP, TX_GAS_CAP)
         buffer = self.signer.policy.gas_buffer
@@ -197,7 +197,7 @@ class LivingNFTClient:
             room = limit / max(1, gas)
             if gas_left is not None:
                 room = min(room, gas_left / max(1, estimate))
-            size = max(1, min(size - 1, int(size * room * 0.95)))
+            size = max(1, min(size - 1, int(size * room)))
         return 0, 0
 
     def evolve_batch(self, items: Sequence[EvolveItem], *, gas_budget: int | None = None) -> list[TxResult]:
