@@ -40,9 +40,9 @@ from contracts.urls import redact_urls
 from evolve.errors import CycleAborted, CycleBusy, FeedError
 from evolve.evaluation import Decision
 from evolve.feeds import FetchPolicy, build_feeds
-from evolve.feeds.base import FeedValue, error_json, iso
+from evolve.feeds.base import Feed, FeedValue, error_json, iso
 from evolve.journal import CycleStatus, Journal, OpenStep, StepStatus
-from evolve.plan import Change, CyclePlan, LiveToken, plan_cycle
+from evolve.plan import STATE_MOVED_ON, Change, CyclePlan, LiveToken, plan_cycle
 from evolve.rules import Rules, load_collection
 from evolve.senders import (
     Batch,
@@ -303,7 +303,7 @@ class Cycle:
         from studio.generation import GenerationError, ModelNotAvailableError, UnsupportedCheckpointError
 
         for stale in plan.superseded:
-            self.sender.drop(stale, "the token's state changed again before it was sent")
+            self.sender.drop(stale, STATE_MOVED_ON)
             self.report.superseded.append(stale.token_id)
         ready: list[OpenStep] = []
         pinning_down: str | None = None  # set when pinning or the model is out for this cycle
@@ -556,7 +556,7 @@ def _needs_chain(rules: Rules) -> bool:
     return any(f.type in ("activity",) or (f.type == "chainlink" and not f.rpc_url) for f in rules.feeds.values())
 
 
-def _safe_read(feed: Any, moment: datetime) -> FeedValue | FeedError:
+def _safe_read(feed: Feed, moment: datetime) -> FeedValue | FeedError:
     try:
         return feed.read(moment)
     except Exception as exc:  # a feed must never take the cycle down, whatever it raises

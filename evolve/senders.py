@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from eth_utils.address import to_checksum_address
+
 from contracts.client import LivingNFTClient
 from contracts.errors import FeeCapExceededError, VersionMismatchError
 from contracts.signer import TxResult
@@ -78,7 +80,6 @@ class TransactionsWaiting(CycleAborted):
 class Sender(Protocol):
     """What a cycle does outside its own report, step by step (see evolve/cycle.py)."""
 
-    dry_run: bool
     would_change: list[dict[str, Any]]  # the versions a dry run pinned locally and would send
 
     def take_over(self) -> list[Recorded]:
@@ -128,7 +129,6 @@ class DrySender:
     """A dry run: nothing in the journal, nothing sent, no remote pins (the cycle pins to the local
     store only, for a look). Each batch is estimated; its estimate stands for the gas it would use."""
 
-    dry_run: bool = True
     would_change: list[dict[str, Any]] = field(default_factory=list)
 
     def take_over(self) -> list[Recorded]:
@@ -176,8 +176,6 @@ class DrySender:
 class ChainSender:
     """A real cycle: every step through the journal, then the chain."""
 
-    dry_run = False
-
     def __init__(self, studio: Studio, journal: Journal, cycle_id: int) -> None:
         self.studio = studio
         self.journal = journal
@@ -217,8 +215,9 @@ class ChainSender:
         what they carry). Say plainly which, and, where the node lists its pool, whether their fee is
         under the base fee (stuck until fees fall or they are replaced) and what to do."""
         chain = self.studio.chain
-        pending = chain.w3.eth.get_transaction_count(chain.address, "pending")
-        mined = chain.w3.eth.get_transaction_count(chain.address, "latest")
+        account = to_checksum_address(chain.address)
+        pending = chain.w3.eth.get_transaction_count(account, "pending")
+        mined = chain.w3.eth.get_transaction_count(account, "latest")
         if pending <= mined:
             return
         waiting = chain.signer.pooled_transactions()
