@@ -54,6 +54,7 @@ def main() -> None:
     import torch
 
     from evolve.cycle import run_cycle
+    from evolve.journal import CycleStatus
     from studio.config import ModelSettings, load_settings
     from studio.services.drafts import create_draft
     from studio.services.minting import mint_draft
@@ -97,7 +98,7 @@ def main() -> None:
                     rules_name="bench",
                 )
             report = run_cycle(studio, "bench")
-            if report.status != "done" or len(report.evolved) != TOKENS:
+            if report.status != CycleStatus.DONE or len(report.evolved) != TOKENS:
                 raise SystemExit(f"the bench cycle did not evolve every token: {report.to_json()}")
             quiet = run_cycle(studio, "bench")
         server.shutdown()

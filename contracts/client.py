@@ -17,7 +17,7 @@ from eth_abi import encode as abi_encode
 from web3.logs import DISCARD
 
 from contracts.artifacts import ContractArtifact, load_artifact
-from contracts.batching import PartialBatchError, send_in_parts
+from contracts.batching import PartialBatchError, fit_front, send_in_parts
 from contracts.cid import raw_cid_digest, raw_cid_from_digest
 from contracts.errors import ChainError
 from contracts.reader import LivingNFTReader, LivingNFTRevertDecoder, role_id
@@ -139,6 +139,22 @@ class LivingNFTClient(LivingNFTReader):
         data = self.contract.encode_abi("evolveBatch", args=list(_batch_args(items)))
         return self.signer.estimate_gas({"from": self.signer.address, "to": self.address, "data": data}, self.decoder)
 
+    def fit_evolve_batch(
+        self, items: Sequence[EvolveItem], *, gas_budget: int | None = None, gas_left: int | None = None
+    ) -> tuple[int, int]:
+        """How many of `items`, from the front, one evolveBatch transaction can carry, and the node's
+        estimate for them: `contracts.batching.fit_front` (see there) with this client's gas buffer. The
+        evolution cycle sizes its journal batches with it (one batch, one transaction), and
+        `evolve_batch` sizes each transaction with the same function.
+        """
+        return fit_front(
+            items,
+            estimate=self.estimate_evolve_batch,
+            gas_buffer=self.signer.policy.gas_buffer,
+            gas_budget=gas_budget,
+            gas_left=gas_left,
+        )
+
     def evolve_batch(self, items: Sequence[EvolveItem], *, gas_budget: int | None = None) -> list[TxResult]:
         """Evolve many tokens, in as few transactions as fit under `gas_budget` (default: the per-transaction
         cap of 16,777,216) including the gas buffer. Returns one TxResult per transaction sent, in order.
@@ -147,9 +163,10 @@ class LivingNFTClient(LivingNFTReader):
         the contract compare-and-sets every token, and one stale version reverts its whole transaction
         with VersionMismatchError (naming the token) and changes nothing in it.
 
-        Each part is estimated right before it is sent (the chain's state changes between parts). If a
-        part fails, the parts before it stay done: the error is then a BatchEvolveError holding them in
-        `done` (and the cause in `cause`); when nothing was sent, the cause itself is raised.
+        Each part is sized (`contracts.batching.fit_front`) right before it is sent (the chain's state
+        changes between parts). If a part fails, the parts before it stay done: the error is then a
+        BatchEvolveError holding them in `done` (and the cause in `cause`); when nothing was sent, the
+        cause itself is raised.
         """
         if not items:
             return []

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from evolve.cycle import CycleReport, run_cycle
 from evolve.errors import CycleBusy, EvolveError
+from evolve.journal import CycleStatus
 from evolve.logs import configure_logging
 from studio.rules import RulesError, list_rules
 
@@ -105,7 +106,7 @@ def _cycles(args: argparse.Namespace, *, dry_run: bool) -> int:
                 code = max(code, 1)
                 continue
             print(json.dumps(report.to_json(), indent=2) if args.json else _summary(report))
-            if report.status == "failed":
+            if report.status == CycleStatus.FAILED:
                 code = max(code, 1)
         return code
 

@@ -1,18 +1,20 @@
-"""One evolution cycle of one collection, readable top to bottom:
+"""One evolution cycle of one collection, readable top to bottom (`Cycle.run`):
 
-    0. take over: roll forward whatever an interrupted cycle left in the journal (reconcile with the chain)
-    1. snapshot every feed the collection uses and pin the snapshot
-    2. decide each living, unfrozen token's next state (pure evaluation)
-    3. regenerate changed tokens by img2img from their current image; pin image and metadata
-    4. update the chain in batches within the cycle's gas budget and the max fee cap
-    5. record everything (token versions, the cycle's report)
+    0. roll forward: close what an interrupted cycle left in the journal (reconciled with the chain)
+    1. snapshot: read every feed the collection uses and pin the snapshot
+    2. decide: each living, unfrozen token's next state and what to do about it (evolve/plan.py: pure)
+    3. prepare: regenerate changed tokens by img2img from their current image; pin image and metadata
+    4. send: update the chain in batches within the cycle's gas budget and the max fee cap
+    5. record: each token's new version as the chain confirmed it, then the cycle's report
 
-Crash safety comes from the journal (evolve/journal.py): each step is committed before the side effect
-it announces, and a token's version is recorded in the same database transaction that closes its
-journal row. Before anything is sent again, the chain is asked what it already has.
+Everything that leaves the process goes through a sender (evolve/senders.py): a `ChainSender` for a
+cycle, a `DrySender` for a dry run, which writes and sends nothing. Crash safety comes from the
+journal (evolve/journal.py): each step is committed before the side effect it announces, and a token's
+version is recorded in the same database transaction that closes its journal row. Before anything is
+sent again, the chain is asked what it already has.
 
 `STUDIO_CRASH_AT=evolve:<point>` makes the process SIGKILL itself at that point (the kill-and-restart
-test uses it; see CRASH_POINTS and studio/crashpoints.py).
+test uses it; see CRASH_POINTS in evolve/senders.py and studio/crashpoints.py).
 """
 
 from __future__ import annotations
@@ -36,29 +38,29 @@ from contracts.errors import (
 )
 from contracts.urls import redact_urls
 from evolve.errors import CycleAborted, CycleBusy, FeedError
-from evolve.evaluation import Decision, TokenInput, evaluate
+from evolve.evaluation import Decision
 from evolve.feeds import FetchPolicy, build_feeds
-from evolve.feeds.base import FeedValue, error_json, iso
-from evolve.journal import PINNED, PLANNED, RECORDED, SENDING, SUPERSEDED, Journal, OpenStep
+from evolve.feeds.base import Feed, FeedValue, error_json, iso
+from evolve.journal import CycleStatus, Journal, OpenStep, StepStatus
+from evolve.plan import STATE_MOVED_ON, Change, CyclePlan, LiveToken, plan_cycle
+from evolve.senders import (
+    Batch,
+    ChainSender,
+    DrySender,
+    Recorded,
+    Sender,
+    TransactionsWaiting,
+    batch_items,
+    crash_point,
+)
 from metadata.errors import ContentError
-from studio.crashpoints import crash_point as studio_crash_point
 from studio.records import Token
 from studio.rules import Rules, load_collection
 from studio.services.publishing import pin_content, publish_version
 from studio.services.studio import Studio
-from studio.services.tokens import living_tokens_query, record_version
+from studio.services.tokens import living_tokens_query
 
 log = logging.getLogger("evolve.cycle")
-
-CRASH_POINTS = ("after_snapshot", "after_pin", "before_send", "after_send", "after_record")
-# The contract's per-transaction gas cap (Osaka); batches are also held under settings.chain.batch_gas_budget.
-TX_GAS_CAP = 16_777_216
-HEARTBEAT_EVERY_S = 5.0
-
-
-def crash_point(name: str) -> None:
-    """The cycle's crash points are named `evolve:<point>`."""
-    studio_crash_point(f"evolve:{name}")
 
 
 @dataclass
@@ -68,7 +70,7 @@ class CycleReport:
     collection: str
     dry_run: bool
     cycle_id: int | None = None
-    status: str = "running"
+    status: CycleStatus = CycleStatus.RUNNING
     started_at: str = ""
     finished_at: str | None = None
     snapshot_cid: str | None = None
@@ -96,17 +98,13 @@ class CycleReport:
 
 
 @dataclass(frozen=True)
-class LiveToken:
-    pk: int
-    token_id: int
-    name: str
-    description: str
-    seed: int
-    prompt: str
-    current_version: int
-    current_metadata_cid: str
-    current_image_cid: str
-    evolution_state: dict[str, Any] | None
+class Refused:
+    """The node would not estimate a batch because one of its tokens cannot take its new version:
+    frozen on chain, or at another version than the one the step was built on. That token leaves
+    the cycle; the others are sized again."""
+
+    step: OpenStep
+    error: TokenFrozenError | VersionMismatchError
 
 
 def _now() -> datetime:
@@ -134,35 +132,41 @@ class Cycle:
         self.journal = Journal(studio.db, collection)
         self.report = CycleReport(collection=collection, dry_run=dry_run, started_at=iso(_now()))
         self.gas_left = self.settings.evolve.cycle_gas_budget
-        self.rules: Rules | None = None
-        self.cycle_id: int | None = None
-        self._last_beat = time.monotonic()
-        self._tx_gas: dict[str, int] = {}
+        self.cycle_id = 0
+        self.sender: Sender  # chosen once the cycle is stored (run)
 
-    # --- 0. take over ----------------------------------------------------------------------------
+    # --- the whole cycle ---------------------------------------------------------------------------
 
-    def roll_forward(self) -> None:
-        """Close what interrupted cycles left open: a `sending` row is checked against the chain's
-        history of the token (recorded if the chain has it, back to `pinned` if not); `pinned` rows
-        wait for step 4 of this cycle; nothing is sent twice."""
-        chain = self.studio.chain
-        self._refuse_with_pending_transactions()
-        for step in self.journal.open_steps().values():
-            if step.step != SENDING:
-                continue
-            change = next((c for c in chain.client.history(step.token_id) if c.metadata_cid == step.metadata_cid), None)
-            if change is None:
-                self.journal.advance(step.id, PINNED, tx_hash=None)
-                log.info("not on chain: will resend", extra={"event": "reconcile", "token_id": step.token_id})
-                continue
-            self._record(step, tx_hash=change.tx_hash, block_number=change.block_number, gas_used=None)
-            self.report.rolled_forward.append(step.token_id)
-            if change.tx_hash not in self.report.transactions:
-                self.report.transactions.append(change.tx_hash)
-            log.info(
-                "already on chain: recorded without resending",
-                extra={"event": "reconcile", "token_id": step.token_id, "tx_hash": change.tx_hash},
-            )
+    def run(self) -> CycleReport:
+        started = time.perf_counter()
+        rules = load_collection(
+            self.settings.rules_dir, self.collection, default_timezone=self.settings.evolve.timezone
+        )
+        self._refuse_while_another_process_holds_the_chain()
+        self.cycle_id, taken_over = self.journal.begin_cycle(dry_run=self.dry_run)
+        self.report.cycle_id = self.cycle_id
+        self.sender = DrySender() if self.dry_run else ChainSender(self.studio, self.journal, self.cycle_id)
+        log.info(
+            "cycle started",
+            extra={"event": "cycle_start", "cycle_id": self.cycle_id, "dry_run": self.dry_run, "took_over": taken_over},
+        )
+        status, error = CycleStatus.DONE, None
+        try:
+            self.roll_forward()  # 0
+            snapshot, snapshot_cid = self.snapshot(rules)  # 1
+            plan = self.decide(rules, snapshot)  # 2
+            ready = self.prepare(rules, plan, snapshot_cid)  # 3
+            self.send(ready)  # 4 and 5, batch by batch
+        except CycleAborted as exc:
+            status, error = CycleStatus.PARTIAL, str(exc)
+            self.report.errors.append(str(exc))
+            log.error(str(exc), extra={"event": "cycle_aborted", "cycle_id": self.cycle_id})
+        except Exception as exc:
+            status, error = CycleStatus.FAILED, f"{type(exc).__name__}: {exc}"
+            self.report.errors.append(error)
+            log.exception("cycle failed", extra={"event": "cycle_failed", "cycle_id": self.cycle_id})
+        self.finish(status, error, started)
+        return self.report
 
     def _refuse_while_another_process_holds_the_chain(self) -> None:
         """An attempt while another studio process runs the embedded chain is refused before a cycle
@@ -175,39 +179,28 @@ class Cycle:
         except Exception:  # noqa: S110 - met again inside the cycle, which records it
             pass
 
-    def _refuse_with_pending_transactions(self) -> None:
-        """Transactions of ours still waiting to be mined stop the cycle (the journal cannot tell yet
-        what they carry). Say plainly which, and, where the node lists its pool, whether their fee is
-        under the base fee (stuck until fees fall or they are replaced) and what to do."""
-        chain = self.studio.chain
-        pending = chain.w3.eth.get_transaction_count(chain.address, "pending")
-        mined = chain.w3.eth.get_transaction_count(chain.address, "latest")
-        if pending <= mined:
-            return
-        waiting = chain.signer.pooled_transactions()
-        base_fee = int(chain.w3.eth.get_block("latest").get("baseFeePerGas") or 0)
-        described = []
-        for nonce in range(mined, pending):
-            tx = waiting.get(nonce)
-            if tx is None:
-                described.append(f"nonce {nonce}")
-                continue
-            max_fee = _quantity(tx.get("maxFeePerGas") or tx.get("gasPrice"))
-            low = " (under the base fee: stuck until fees fall or it is replaced)" if max_fee < base_fee else ""
-            described.append(f"nonce {nonce}: {tx.get('hash')}, max fee {max_fee / 1e9:g} gwei{low}")
-        message = (
-            f"blocked: {pending - mined} transaction(s) from {chain.address} wait to be mined "
-            f"[{'; '.join(described)}]; base fee now {base_fee / 1e9:g} gwei. No cycle sends anything until "
-            "they are mined (the journal cannot tell yet what they carry). If one is stuck under the base fee, "
-            "replace it with a higher fee from a wallet (same nonce), or wait for fees to fall."
-        )
-        self.report.blocked = message
-        log.error(message, extra={"event": "blocked", "transactions": pending - mined})
-        raise CycleAborted(message)
+    # --- 0. roll forward ---------------------------------------------------------------------------
+
+    def roll_forward(self) -> None:
+        """Close what interrupted cycles left open: a `sending` row is recorded if the chain has it,
+        else it goes back to `pinned` and this cycle sends it; `pinned` rows wait for step 4 of this
+        cycle. Transactions of ours still waiting in the node's pool stop the cycle here."""
+        try:
+            recorded = self.sender.take_over()
+        except TransactionsWaiting as exc:
+            self.report.blocked = str(exc)
+            raise
+        for done in recorded:
+            self.report.rolled_forward.append(done.token_id)
+            if done.tx_hash and done.tx_hash not in self.report.transactions:
+                self.report.transactions.append(done.tx_hash)
+            self.report.gas_used += done.gas_counted
 
     # --- 1. snapshot -------------------------------------------------------------------------------
 
     def snapshot(self, rules: Rules) -> tuple[dict[str, Any], str]:
+        """Read every feed at the same moment, then pin the snapshot document (the versions this
+        cycle makes name it in their provenance). A feed that fails is reported; its tokens wait."""
         moment = self.now or _now()
         chain = self.studio.chain if _needs_chain(rules) else None
         feeds = build_feeds(
@@ -253,9 +246,30 @@ class Cycle:
                 self.report.pending[str(token.token_id)] = reason
             log.error(str(exc), extra={"event": "pin_error", "what": "feed snapshot"})
             raise CycleAborted(f"cannot pin the feed snapshot ({exc}); the next cycle tries again") from exc
+        self.report.snapshot_cid = cid
+        self.sender.snapshot_pinned(cid, document)
+        crash_point("after_snapshot")
         return document, cid
 
     # --- 2. decide ---------------------------------------------------------------------------------
+
+    def decide(self, rules: Rules, snapshot: dict[str, Any]) -> CyclePlan:
+        """Read the tokens, their open journal rows and whether the chain still holds what the studio
+        recorded; the plan itself is pure (evolve/plan.py)."""
+        tokens = self.living_tokens()
+        plan = plan_cycle(
+            rules,
+            snapshot,
+            tokens,
+            open_steps=self.sender.open_steps([t.pk for t in tokens]),
+            changed_on_chain=self.sender.changed_on_chain(tokens),
+        )
+        self.report.tokens_considered = plan.considered
+        self.report.unchanged = plan.unchanged
+        self.report.changed.extend(plan.changed)
+        self.report.waiting.update({str(token_id): reason for token_id, reason in plan.waiting.items()})
+        self.report.pending.update({str(token_id): reason for token_id, reason in plan.pending.items()})
+        return plan
 
     def living_tokens(self) -> list[LiveToken]:
         with self.studio.db.session() as session:
@@ -278,50 +292,53 @@ class Cycle:
                 for t in rows
             ]
 
-    def as_recorded_on_chain(self, tokens: list[LiveToken]) -> list[LiveToken]:
-        """The tokens whose metadata on chain is the version the studio recorded.
+    # --- 3. prepare: regenerate and pin ------------------------------------------------------------
 
-        One changed by someone else (another evolver, another tool) is left as it is and reported:
-        evolving it from the studio's older version would drop a link from its provenance chain and
-        misnumber its versions. (The roll-forward above has already recorded the studio's own sends.)
-        """
-        client = self.studio.chain.client
-        kept = []
-        for token in tokens:
-            on_chain = client.metadata_cid(token.token_id)
-            if on_chain == token.current_metadata_cid:
-                kept.append(token)
-                continue
-            self.report.waiting[str(token.token_id)] = (
-                f"changed on chain outside the studio (metadata {on_chain}, the studio recorded "
-                f"{token.current_metadata_cid}): left as it is so its history stays straight"
-            )
-            log.warning(
-                "token changed outside the studio", extra={"event": "foreign_change", "token_id": token.token_id}
-            )
-        return kept
+    def prepare(self, rules: Rules, plan: CyclePlan, snapshot_cid: str) -> list[OpenStep]:
+        """Close the rows the plan supersedes, then give each change its journal row (continuing an
+        open one) and regenerate and pin each that is not pinned yet. Returns the rows ready to send."""
+        # Imported here: studio.generation loads torch, which `status` and the rules checks never need.
+        from studio.generation import GenerationError, ModelNotAvailableError, UnsupportedCheckpointError
 
-    def decide(self, rules: Rules, snapshot: dict[str, Any], tokens: list[LiveToken]) -> list[Decision]:
-        decisions = []
-        for token in tokens:
-            decision = evaluate(
-                rules, snapshot, TokenInput(token.token_id, token.seed, token.prompt, token.evolution_state)
-            )
-            decisions.append(decision)
-            if decision.waiting_on:
-                self.report.waiting[str(token.token_id)] = "no value yet for " + ", ".join(decision.waiting_on)
-            elif decision.changed:
-                self.report.changed.append(token.token_id)
-            else:
-                self.report.unchanged += 1
-        return decisions
+        for stale in plan.superseded:
+            self.sender.drop(stale, STATE_MOVED_ON)
+            self.report.superseded.append(stale.token_id)
+        ready: list[OpenStep] = []
+        pinning_down: str | None = None  # set when pinning or the model is out for this cycle
+        for change in plan.changes:
+            token_id = change.token.token_id
+            step = change.step or self.sender.plan(change.new_step_fields(snapshot_cid))
+            if step.step == StepStatus.PLANNED:
+                if pinning_down or self.stop.is_set():
+                    self.report.pending[str(token_id)] = pinning_down or "stop requested: generated next cycle"
+                    continue
+                try:
+                    step = self.regenerate(rules, change, step)
+                except ContentError as exc:
+                    # A pinning outage: stop pinning for this cycle (every further try would fail too).
+                    pinning_down = f"pinning failed ({_cause(exc)}): retried next cycle"
+                    self.report.pending[str(token_id)] = pinning_down
+                    self.report.errors.append(f"token {token_id}: {exc}")
+                    log.error(str(exc), extra={"event": "pin_error", "token_id": token_id})
+                    continue
+                except GenerationError as exc:
+                    reason = f"generation failed ({type(exc).__name__}): retried next cycle"
+                    if isinstance(exc, ModelNotAvailableError | UnsupportedCheckpointError):
+                        pinning_down = reason  # no model: every other token would fail the same way
+                    self.report.pending[str(token_id)] = reason
+                    self.report.errors.append(f"token {token_id}: {exc}")
+                    log.error(str(exc), extra={"event": "generation_error", "token_id": token_id})
+                    continue
+                crash_point("after_pin")
+            self.sender.heartbeat()
+            ready.append(step)
+        return ready
 
-    # --- 3. regenerate and pin ---------------------------------------------------------------------
-
-    def regenerate(self, rules: Rules, token: LiveToken, decision: Decision, step: OpenStep) -> OpenStep:
+    def regenerate(self, rules: Rules, change: Change, step: OpenStep) -> OpenStep:
         """img2img from the token's current image with its own seed; pin image then metadata."""
         from studio.generation import GenerationRequest, init_image_from_png
 
+        token, decision = change.token, change.decision
         init, init_latents = init_image_from_png(self.studio.store.cat(token.current_image_cid))
         started = time.perf_counter()
         result = self.studio.engine.generate(
@@ -359,11 +376,7 @@ class Cycle:
                 dry_run=self.dry_run,
             )
         )
-        if self.dry_run:
-            return OpenStep(
-                **{**asdict(step), "image_cid": published.image_cid, "metadata_cid": published.metadata_cid}
-            )
-        return self.journal.advance(step.id, PINNED, image_cid=published.image_cid, metadata_cid=published.metadata_cid)
+        return self.sender.pinned(step, image_cid=published.image_cid, metadata_cid=published.metadata_cid)
 
     def _attributes(self, rules: Rules, token: LiveToken, decision: Decision, version: int) -> list[dict[str, Any]]:
         """The mint's own attributes, then one per trait (its fragment) and the version number."""
@@ -380,53 +393,38 @@ class Cycle:
     # --- 4. send -----------------------------------------------------------------------------------
 
     def send(self, steps: list[OpenStep]) -> None:
-        """Batches within the per-transaction cap and what is left of the cycle's gas budget; what
-        does not fit waits (`pinned`) for the next cycle and is reported."""
-        client = self.studio.chain.client
+        """Batch by batch, each one transaction within the per-transaction gas budget and what is left
+        of the cycle's; what does not fit waits (`pinned`) for the next cycle and is reported. Each
+        batch is recorded (step 5) before the next is sized."""
         queue = [s for s in steps if s.metadata_cid]
-        per_tx = min(self.settings.chain.batch_gas_budget, TX_GAS_CAP)
-        # The client sends estimate x gas_buffer as the gas limit: fit batches so that one batch is
-        # one transaction (and so one journal step), never split behind our back.
-        per_tx_estimate = int(per_tx / client.signer.policy.gas_buffer)
         while queue:
             if self.stop.is_set():
                 for s in queue:
                     self.report.pending[str(s.token_id)] = "stop requested: sent next cycle"
                 return
-            batch, estimate = self._fit(client, queue, min(per_tx_estimate, self.gas_left))
-            queue = [
-                s for s in queue if s.token_id not in self.report.frozen and str(s.token_id) not in self.report.waiting
-            ]
-            batch = [
-                s for s in batch if s.token_id not in self.report.frozen and str(s.token_id) not in self.report.waiting
-            ]
-            if not batch and queue and self.gas_left > 0 and estimate == -1:
-                continue  # a frozen token was dropped: fit again
-            if not batch:
+            batch = self._next_batch(queue)
+            if isinstance(batch, Refused):
+                self._drop_refused(batch)
+                queue = [s for s in queue if s.token_id != batch.step.token_id]
+                continue
+            if not batch.steps:
                 for s in queue:
                     self.report.pending[str(s.token_id)] = (
                         f"cycle gas budget spent ({self.settings.evolve.cycle_gas_budget} gas): sent next cycle"
                     )
                 return
-            self.report.estimated_gas += estimate
-            if self.dry_run:
-                self.gas_left -= estimate
-                queue = queue[len(batch) :]
-                continue
-            self.journal.advance_many([s.id for s in batch], SENDING)
-            crash_point("before_send")
+            self.report.estimated_gas += batch.estimate
             try:
-                results = client.evolve_batch(_items(batch), gas_budget=per_tx)
+                sent = self.sender.send(batch)
             except VersionMismatchError as exc:
                 # Evolved by someone else between our estimate and the send: the transaction reverted as a
                 # whole, so none of the batch is on chain. That token waits; the others go again.
-                self.journal.advance_many([s.id for s in batch], PINNED)
-                self._changed_on_chain(next(s for s in batch if s.token_id == exc.token_id), exc)
+                step = next(s for s in batch.steps if s.token_id == exc.token_id)
+                self._changed_on_chain(step, exc)
                 queue = [s for s in queue if s.token_id != exc.token_id]
                 continue
             except FeeCapExceededError as exc:
-                # Refused before anything was sent: the rows go back to waiting.
-                self.journal.advance_many([s.id for s in batch], PINNED)
+                # Refused before anything was sent: the rows wait again.
                 for s in queue:
                     self.report.pending[str(s.token_id)] = "fee above the cap: sent when fees fall"
                 raise CycleAborted(f"fee spike: {exc}") from exc
@@ -436,93 +434,48 @@ class Cycle:
                 for s in queue:
                     self.report.pending[str(s.token_id)] = "chain error: reconciled and sent next cycle"
                 if isinstance(getattr(exc, "cause", exc), RPCUnavailableError):
-                    self._log_stall(exc, len(batch))
+                    self._log_stall(exc, len(batch.steps))
                 done = getattr(exc, "done", [])
                 self.report.transactions.extend(r.tx_hash for r in done)
-                raise CycleAborted(f"chain error while sending a batch of {len(batch)}: {exc}") from exc
-            crash_point("after_send")
-            gas = sum(r.gas_used for r in results)
-            self.gas_left -= gas
-            self._tx_gas.update((r.tx_hash, r.gas_used) for r in results)
-            self.report.transactions.extend(r.tx_hash for r in results)
-            where = self._where_mined(client, batch, results)
-            for s in batch:
-                tx_hash, block = where[s.token_id]
-                self._record(s, tx_hash=tx_hash, block_number=block, gas_used=gas // max(1, len(batch)))
-                self.report.evolved.append(s.token_id)
-            log.info(
-                "batch confirmed",
-                extra={
-                    "event": "batch",
-                    "tokens": len(batch),
-                    "gas_used": gas,
-                    "tx_hashes": [r.tx_hash for r in results],
-                },
+                raise CycleAborted(f"chain error while sending a batch of {len(batch.steps)}: {exc}") from exc
+            self.gas_left -= sent.gas
+            self.report.transactions.extend(r.tx_hash for r in sent.transactions)
+            self.record(self.sender.record(sent))  # 5
+            self.sender.heartbeat()
+            queue = queue[len(batch.steps) :]
+
+    def _next_batch(self, queue: list[OpenStep]) -> Batch | Refused:
+        """As many rows from the front of the queue as one transaction carries within the
+        per-transaction budget and what is left of the cycle's (sized by the chain client, which
+        sizes its transactions the same way: one batch here is one transaction there). An empty
+        batch: the cycle's budget is spent."""
+        client = self.studio.chain.client
+        try:
+            count, estimate = client.fit_evolve_batch(
+                batch_items(queue), gas_budget=self.settings.chain.batch_gas_budget, gas_left=self.gas_left
             )
-            crash_point("after_record")
-            self._heartbeat()
-            queue = queue[len(batch) :]
+        except (TokenFrozenError, VersionMismatchError) as exc:
+            return Refused(next(s for s in queue if s.token_id == exc.token_id), exc)
+        except RPCUnavailableError as exc:
+            # A stall or an outage, not a batch too large: cutting the batch would only multiply
+            # transactions once the node answers again. Nothing was sent: all of it waits.
+            self._log_stall(exc, len(queue))
+            for s in queue:
+                self.report.pending[str(s.token_id)] = "the RPC endpoint did not answer: sent next cycle"
+            raise CycleAborted(f"RPC stall while estimating a batch of {len(queue)}: {exc}") from exc
+        return Batch(queue[:count], estimate if count else 0)
 
-    def _where_mined(self, client: Any, batch: list[OpenStep], results: list[Any]) -> dict[int, tuple[str, int]]:
-        """(tx hash, block) per token. One transaction is the rule; should the estimate have grown
-        between our fit and the send and the client split the batch, each token's own MetadataSet
-        event says which transaction carried it."""
-        if len(results) == 1:
-            return {s.token_id: (results[0].tx_hash, results[0].block_number) for s in batch}
-        where = {}
-        for s in batch:
-            change = next((c for c in client.history(s.token_id) if c.metadata_cid == s.metadata_cid), None)
-            where[s.token_id] = (change.tx_hash, change.block_number) if change else (None, None)
-        return where
-
-    def _fit(self, client: Any, queue: list[OpenStep], budget: int) -> tuple[list[OpenStep], int]:
-        """The longest prefix of `queue` whose estimated gas fits `budget` (estimates scale linearly
-        with the batch, so one estimate and a proportional cut, checked once more). A token found
-        frozen on chain is taken out of the cycle (estimate -1 says "fit again")."""
-        size = len(queue)
-        while size > 0:
-            batch = queue[:size]
-            try:
-                estimate = int(client.estimate_evolve_batch(_items(batch)))
-            except TokenFrozenError as exc:
-                self._frozen_on_chain(next(s for s in queue if s.token_id == exc.token_id))
-                return [], -1
-            except VersionMismatchError as exc:
-                self._changed_on_chain(next(s for s in queue if s.token_id == exc.token_id), exc)
-                return [], -1
-            except RPCUnavailableError as exc:
-                # A stall or an outage, not a batch too large: cutting the batch would only multiply
-                # transactions once the node answers again. Nothing was sent: all of it waits.
-                raise self._stalled(exc, queue) from exc
-            if estimate <= budget:
-                return batch, estimate
-            smaller = int(size * budget / estimate)
-            size = smaller if smaller < size else size - 1
-        return [], 0
-
-    def _stalled(self, exc: RPCUnavailableError, queue: list[OpenStep]) -> CycleAborted:
-        self._log_stall(exc, len(queue))
-        for s in queue:
-            self.report.pending[str(s.token_id)] = "the RPC endpoint did not answer: sent next cycle"
-        return CycleAborted(f"RPC stall while estimating a batch of {len(queue)}: {exc}")
-
-    def _log_stall(self, exc: ChainError, tokens: int) -> None:
-        log.error(
-            "the RPC endpoint stalled: the batch waits for the next cycle (not split: it is not too large)",
-            extra={"event": "rpc_stall", "tokens": tokens, "error": str(exc)},
-        )
+    def _drop_refused(self, refused: Refused) -> None:
+        if isinstance(refused.error, TokenFrozenError):
+            self._frozen_on_chain(refused.step)
+        else:
+            self._changed_on_chain(refused.step, refused.error)
 
     def _frozen_on_chain(self, step: OpenStep) -> None:
         """Frozen by its owner since it was minted: it never evolves again; say so and record it."""
         self.report.frozen.append(step.token_id)
         log.warning("token is frozen on chain", extra={"event": "frozen", "token_id": step.token_id})
-        if self.dry_run:
-            return
-        with self.studio.db.session() as session:
-            token = session.get(Token, step.token_pk)
-            if token is not None:
-                token.frozen = True
-            self.journal.advance(step.id, SUPERSEDED, session=session, error="the token is frozen on chain")
+        self.sender.drop(step, "the token is frozen on chain", frozen=True)
 
     def _changed_on_chain(self, step: OpenStep, exc: VersionMismatchError) -> None:
         """The contract's compare-and-set refused this token: another evolver (or another studio process)
@@ -534,102 +487,30 @@ class Cycle:
         )
         self.report.waiting[str(step.token_id)] = reason
         log.warning(reason, extra={"event": "version_conflict", "token_id": step.token_id})
-        if not self.dry_run:
-            self.journal.advance(step.id, SUPERSEDED, error=reason)
+        self.sender.drop(step, reason)
 
-    def _heartbeat(self) -> None:
-        """Tell other processes this cycle's owner is alive (at most every few seconds: each beat is a commit)."""
-        if time.monotonic() - self._last_beat >= HEARTBEAT_EVERY_S:
-            self.journal.heartbeat(self.cycle_id or 0)
-            self._last_beat = time.monotonic()
+    def _log_stall(self, exc: ChainError, tokens: int) -> None:
+        log.error(
+            "the RPC endpoint stalled: the batch waits for the next cycle (not split: it is not too large)",
+            extra={"event": "rpc_stall", "tokens": tokens, "error": str(exc)},
+        )
 
     # --- 5. record ---------------------------------------------------------------------------------
 
-    def _record(self, step: OpenStep, *, tx_hash: str | None, block_number: int | None, gas_used: int | None) -> None:
-        """The token's new version and the journal row's end, in ONE database transaction. The first
-        row recorded for a transaction adds that transaction's gas to the cycle in the same database
-        transaction: a cycle killed afterwards keeps it, and a roll-forward of the batch's other rows
-        (or of a send whose cycle died) counts it once."""
-        from studio.services.publishing import PublishedVersion
+    def record(self, recorded: list[Recorded]) -> None:
+        """The versions the sender recorded (with their transaction's gas, counted once) go in the report."""
+        for done in recorded:
+            self.report.evolved.append(done.token_id)
+            self.report.gas_used += done.gas_counted
 
-        metadata_bytes = self.studio.store.cat(step.metadata_cid or "")
-        published = PublishedVersion(
-            image_cid=step.image_cid or "",
-            metadata_cid=step.metadata_cid or "",
-            metadata=json.loads(metadata_bytes),
-            metadata_bytes=metadata_bytes,
-        )
-        with self.studio.db.session() as session:
-            record_version(
-                self.studio,
-                step.token_id,
-                published,
-                version=step.version,
-                tx_hash=tx_hash,
-                block_number=block_number,
-                gas_used=gas_used,
-                state=step.state,
-                feed_snapshot_cid=step.feed_snapshot_cid,
-                session=session,
-            )
-            if tx_hash and not self.dry_run and not self.journal.tx_recorded(tx_hash, session=session):
-                tx_gas = self._gas_of(tx_hash)
-                self.report.gas_used += tx_gas
-                self.journal.add_gas(self.cycle_id or 0, tx_gas, session=session)
-            self.journal.advance(
-                step.id, RECORDED, session=session, tx_hash=tx_hash, block_number=block_number, gas_used=gas_used
-            )
-
-    def _gas_of(self, tx_hash: str) -> int:
-        """A transaction's gas: from its result when this cycle sent it, else from its receipt."""
-        if tx_hash not in self._tx_gas:
-            self._tx_gas[tx_hash] = int(self.studio.chain.signer.receipt(tx_hash)["gasUsed"])
-        return self._tx_gas[tx_hash]
-
-    # --- the whole cycle ---------------------------------------------------------------------------
-
-    def run(self) -> CycleReport:
-        started = time.perf_counter()
-        rules = load_collection(
-            self.settings.rules_dir, self.collection, default_timezone=self.settings.evolve.timezone
-        )
-        self.rules = rules
-        self._refuse_while_another_process_holds_the_chain()
-        self.cycle_id, taken_over = self.journal.begin_cycle(dry_run=self.dry_run)
-        self.report.cycle_id = self.cycle_id
-        log.info(
-            "cycle started",
-            extra={"event": "cycle_start", "cycle_id": self.cycle_id, "dry_run": self.dry_run, "took_over": taken_over},
-        )
-        status, error = "done", None
-        try:
-            if not self.dry_run:
-                self.roll_forward()
-            snapshot, snapshot_cid = self.snapshot(rules)
-            self.report.snapshot_cid = snapshot_cid
-            if not self.dry_run:
-                self.journal.set_snapshot(self.cycle_id, snapshot_cid, snapshot)
-            crash_point("after_snapshot")
-            tokens = self.living_tokens()
-            if not self.dry_run:
-                tokens = self.as_recorded_on_chain(tokens)
-            self.report.tokens_considered = len(tokens)
-            decisions = self.decide(rules, snapshot, tokens)
-            to_send = self.prepare(rules, tokens, decisions, snapshot_cid)
-            self.send(to_send)
-        except CycleAborted as exc:
-            status, error = "partial", str(exc)
-            self.report.errors.append(str(exc))
-            log.error(str(exc), extra={"event": "cycle_aborted", "cycle_id": self.cycle_id})
-        except Exception as exc:
-            status, error = "failed", f"{type(exc).__name__}: {exc}"
-            self.report.errors.append(error)
-            log.exception("cycle failed", extra={"event": "cycle_failed", "cycle_id": self.cycle_id})
-        if status == "done" and (self.report.pending or self.report.errors):
-            status = "partial"
-        if status == "partial" and error is None:
+    def finish(self, status: CycleStatus, error: str | None, started: float) -> None:
+        """The cycle's row gets its status and report. A cycle with tokens waiting or errors is partial."""
+        if status == CycleStatus.DONE and (self.report.pending or self.report.errors):
+            status = CycleStatus.PARTIAL
+        if status == CycleStatus.PARTIAL and error is None:
             error = "; ".join(self.report.errors) or f"{len(self.report.pending)} token(s) wait for the next cycle"
         self.report.status = status
+        self.report.would_change = self.sender.would_change
         self.report.finished_at = iso(_now())
         self.report.wall_s = round(time.perf_counter() - started, 4)
         self.report.generation_s = round(self.report.generation_s, 4)
@@ -647,90 +528,6 @@ class Cycle:
                 "gas_used": self.report.gas_used,
             },
         )
-        return self.report
-
-    def prepare(
-        self, rules: Rules, tokens: list[LiveToken], decisions: list[Decision], snapshot_cid: str
-    ) -> list[OpenStep]:
-        """Journal rows for the changed tokens (reusing an open row whose state still holds), then
-        regenerate and pin each one that is not pinned yet. Returns the rows ready to send."""
-        # Imported here: studio.generation loads torch, which `status` and the rules checks never need.
-        from studio.generation import GenerationError, ModelNotAvailableError, UnsupportedCheckpointError
-
-        open_steps = {} if self.dry_run else self.journal.open_steps([t.pk for t in tokens])
-        ready: list[OpenStep] = []
-        pinning_down: str | None = None  # set when pinning or the model is out for this cycle
-        for token, decision in zip(tokens, decisions, strict=True):
-            step = open_steps.get(token.pk)
-            if step is not None and step.step == SENDING:
-                self.report.pending[str(token.token_id)] = "an earlier transaction is not reconciled yet"
-                continue
-            if decision.waiting_on:
-                continue  # reported by decide(); an open row waits with it
-            if step is not None and not (decision.changed and _same_state(step.state, decision.state or {})):
-                # The feeds moved on (or back) before this version was sent: it was never on chain.
-                self.journal.advance(step.id, SUPERSEDED, error="the token's state changed again before it was sent")
-                self.report.superseded.append(token.token_id)
-                step = None
-            if not decision.changed:
-                continue
-            if step is None:
-                step = self._plan(token, decision, snapshot_cid)
-            if step.step == PLANNED:
-                if pinning_down or self.stop.is_set():
-                    self.report.pending[str(token.token_id)] = pinning_down or "stop requested: generated next cycle"
-                    continue
-                try:
-                    step = self.regenerate(rules, token, decision, step)
-                except ContentError as exc:
-                    # A pinning outage: stop pinning for this cycle (every further try would fail too).
-                    pinning_down = f"pinning failed ({_cause(exc)}): retried next cycle"
-                    self.report.pending[str(token.token_id)] = pinning_down
-                    self.report.errors.append(f"token {token.token_id}: {exc}")
-                    log.error(str(exc), extra={"event": "pin_error", "token_id": token.token_id})
-                    continue
-                except GenerationError as exc:
-                    reason = f"generation failed ({type(exc).__name__}): retried next cycle"
-                    if isinstance(exc, ModelNotAvailableError | UnsupportedCheckpointError):
-                        pinning_down = reason  # no model: every other token would fail the same way
-                    self.report.pending[str(token.token_id)] = reason
-                    self.report.errors.append(f"token {token.token_id}: {exc}")
-                    log.error(str(exc), extra={"event": "generation_error", "token_id": token.token_id})
-                    continue
-                crash_point("after_pin")
-            if self.dry_run:
-                self.report.would_change.append(
-                    {
-                        "token_id": token.token_id,
-                        "version": step.version,
-                        "state": decision.state,
-                        "image_cid": step.image_cid,
-                        "metadata_cid": step.metadata_cid,
-                    }
-                )
-            else:
-                self._heartbeat()
-            ready.append(step)
-        return ready
-
-    def _plan(self, token: LiveToken, decision: Decision, snapshot_cid: str) -> OpenStep:
-        fields = {
-            "token_pk": token.pk,
-            "token_id": token.token_id,
-            "version": token.current_version + 1,
-            "state": decision.state or {},
-            "previous_metadata_cid": token.current_metadata_cid,
-            "feed_snapshot_cid": snapshot_cid,
-        }
-        if self.dry_run:
-            return OpenStep(id=0, cycle_id=0, step=PLANNED, image_cid=None, metadata_cid=None, tx_hash=None, **fields)
-        return self.journal.plan(self.cycle_id or 0, **fields)
-
-
-def _items(steps: list[OpenStep]) -> list[tuple[int, str, int]]:
-    """evolveBatch's items: a step builds `version` on the token's current version, `version - 1`,
-    which the contract compare-and-sets."""
-    return [(s.token_id, s.metadata_cid or "", s.version - 1) for s in steps]
 
 
 class StoreWriteError(ContentError):
@@ -753,23 +550,11 @@ def _cause(exc: BaseException) -> str:
     return text if len(text) < 300 else text[:300] + "..."
 
 
-def _quantity(value: Any) -> int:
-    """A JSON-RPC quantity (hex text or a number) as an int; 0 when missing or malformed."""
-    try:
-        return int(value, 16) if isinstance(value, str) else int(value or 0)
-    except (TypeError, ValueError):
-        return 0
-
-
-def _same_state(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    return (a.get("traits"), a.get("variation")) == (b.get("traits"), b.get("variation"))
-
-
 def _needs_chain(rules: Rules) -> bool:
     return any(f.type in ("activity",) or (f.type == "chainlink" and not f.rpc_url) for f in rules.feeds.values())
 
 
-def _safe_read(feed: Any, moment: datetime) -> FeedValue | FeedError:
+def _safe_read(feed: Feed, moment: datetime) -> FeedValue | FeedError:
     try:
         return feed.read(moment)
     except Exception as exc:  # a feed must never take the cycle down, whatever it raises

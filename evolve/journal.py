@@ -9,13 +9,18 @@ after a crash the journal says the furthest thing that may have happened to each
     recorded   the chain confirmed it and the token's new version is recorded (final)
     superseded the feeds moved on before this version was sent; it was never on chain (final)
 
-A row is "open" until it is recorded or superseded; a token has at most one open row.
+A row is "open" until it is recorded or superseded; a token has at most one open row. A cycle is
+`running` until it ends `done`, `partial` (something waits for the next cycle, and says why) or
+`failed`, or until another process takes it over from a dead owner (`interrupted`).
+
+Both are stored as their text (the values below): the database and the JSON reports hold those strings.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import select, update
@@ -28,8 +33,29 @@ from studio.db import Database
 from studio.owners import process_owner
 from studio.records import EvolveCycle, EvolveStep
 
-PLANNED, PINNED, SENDING, RECORDED, SUPERSEDED = "planned", "pinned", "sending", "recorded", "superseded"
-OPEN_STEPS = (PLANNED, PINNED, SENDING)
+
+class StepStatus(StrEnum):
+    """Where a journal row stands (see the module's docstring)."""
+
+    PLANNED = "planned"
+    PINNED = "pinned"
+    SENDING = "sending"
+    RECORDED = "recorded"
+    SUPERSEDED = "superseded"
+
+
+class CycleStatus(StrEnum):
+    """How a cycle stands or ended. `running` is also named by the partial unique index over
+    evolve_cycles (studio/records.py and its migration): one running cycle per collection."""
+
+    RUNNING = "running"
+    DONE = "done"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
+OPEN_STEPS = (StepStatus.PLANNED, StepStatus.PINNED, StepStatus.SENDING)
 STALE_HEARTBEAT = timedelta(minutes=10)
 
 
@@ -52,7 +78,7 @@ class OpenStep:
     token_pk: int
     token_id: int
     version: int
-    step: str
+    step: StepStatus
     state: dict[str, Any]
     previous_metadata_cid: str
     image_cid: str | None
@@ -68,7 +94,7 @@ def _detach(row: EvolveStep) -> OpenStep:
         token_pk=row.token_pk,
         token_id=row.token_id,
         version=row.version,
-        step=row.step,
+        step=StepStatus(row.step),
         state=dict(row.state),
         previous_metadata_cid=row.previous_metadata_cid,
         image_cid=row.image_cid,
@@ -110,7 +136,7 @@ class Journal:
                 running = session.scalars(
                     select(EvolveCycle).where(
                         EvolveCycle.collection == self.collection,
-                        EvolveCycle.status == "running",
+                        EvolveCycle.status == CycleStatus.RUNNING,
                         EvolveCycle.dry_run.is_(False),
                     )
                 ).all()
@@ -120,11 +146,11 @@ class Journal:
                             f"collection '{self.collection}': cycle {cycle.id} is running in process {cycle.owner}; "
                             "this run was skipped (it finishes or is taken over when that process dies)"
                         )
-                    cycle.status = "interrupted"
+                    cycle.status = CycleStatus.INTERRUPTED
                     cycle.finished_at = utcnow()
                     cycle.error = f"process {cycle.owner} stopped during the cycle; rolled forward by {owner}"
                     taken_over.append(cycle.id)
-            cycle = EvolveCycle(collection=self.collection, dry_run=dry_run, status="running", owner=owner)
+            cycle = EvolveCycle(collection=self.collection, dry_run=dry_run, status=CycleStatus.RUNNING, owner=owner)
             session.add(cycle)
             session.flush()
             return cycle.id, taken_over
@@ -150,12 +176,12 @@ class Journal:
     def tx_recorded(self, tx_hash: str, *, session: Session) -> bool:
         """Whether a journal row carried by `tx_hash` is recorded already (its gas is counted)."""
         row = session.scalar(
-            select(EvolveStep.id).where(EvolveStep.tx_hash == tx_hash, EvolveStep.step == RECORDED).limit(1)
+            select(EvolveStep.id).where(EvolveStep.tx_hash == tx_hash, EvolveStep.step == StepStatus.RECORDED).limit(1)
         )
         return row is not None
 
     def finish_cycle(
-        self, cycle_id: int, *, status: str, report: dict[str, Any], gas_used: int, error: str | None = None
+        self, cycle_id: int, *, status: CycleStatus, report: dict[str, Any], gas_used: int, error: str | None = None
     ) -> None:
         with self.db.session() as session:
             cycle = session.get(EvolveCycle, cycle_id)
@@ -198,7 +224,7 @@ class Journal:
                 token_pk=token_pk,
                 token_id=token_id,
                 version=version,
-                step=PLANNED,
+                step=StepStatus.PLANNED,
                 state=state,
                 previous_metadata_cid=previous_metadata_cid,
                 feed_snapshot_cid=feed_snapshot_cid,
@@ -207,7 +233,7 @@ class Journal:
             session.flush()
             return _detach(row)
 
-    def advance(self, step_id: int, step: str, session: Session | None = None, **values: Any) -> OpenStep:
+    def advance(self, step_id: int, step: StepStatus, session: Session | None = None, **values: Any) -> OpenStep:
         """Move a row to `step`, setting `values` (CIDs, tx hash...), in its own transaction unless
         a session is given (then it commits with the caller's other writes, atomically)."""
 
@@ -226,7 +252,7 @@ class Journal:
         with self.db.session() as own:
             return _advance(own)
 
-    def advance_many(self, step_ids: list[int], step: str, **values: Any) -> None:
+    def advance_many(self, step_ids: list[int], step: StepStatus, **values: Any) -> None:
         """One transaction for a whole batch: a batch is journaled as sending all at once or not at all."""
         if not step_ids:
             return

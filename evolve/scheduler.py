@@ -35,7 +35,7 @@ from sqlalchemy.exc import IntegrityError
 
 from evolve.cycle import run_cycle
 from evolve.errors import CycleBusy, EvolveError
-from evolve.journal import OPEN_STEPS
+from evolve.journal import OPEN_STEPS, CycleStatus
 from studio.db import Database
 from studio.owners import owner_alive, process_owner
 from studio.records import EvolveCycle, EvolveLease, EvolveStep
@@ -139,7 +139,9 @@ def collections_to_roll_forward(studio: Studio) -> list[str]:
     """Collections whose last cycle did not finish or whose journal has unfinished rows."""
     with studio.db.session() as session:
         running = session.scalars(
-            select(EvolveCycle.collection).where(EvolveCycle.status == "running", EvolveCycle.dry_run.is_(False))
+            select(EvolveCycle.collection).where(
+                EvolveCycle.status == CycleStatus.RUNNING, EvolveCycle.dry_run.is_(False)
+            )
         ).all()
         open_rows = session.scalars(
             select(EvolveCycle.collection)

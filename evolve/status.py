@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from evolve.journal import OPEN_STEPS, owner_alive
+from evolve.journal import OPEN_STEPS, CycleStatus, owner_alive
 from evolve.scheduler import JOB_PREFIX, lease_status
 from studio.records import EvolveCycle, EvolveSchedulerJob, EvolveStep, Token
 from studio.rules import RulesError, list_rules, load_rules, rules_path
@@ -71,9 +71,9 @@ def collection_status(studio: Studio) -> list[dict[str, Any]]:
             else:
                 report = last.report or {}
                 status, error = last.status, last.error
-                if status == "running" and not owner_alive(last.owner, last.heartbeat_at):
+                if status == CycleStatus.RUNNING and not owner_alive(last.owner, last.heartbeat_at):
                     # Its process died mid-cycle: nothing runs it. The next run rolls it forward.
-                    status = "interrupted"
+                    status = CycleStatus.INTERRUPTED
                     error = (
                         f"process {last.owner} stopped during the cycle (last heartbeat "
                         f"{_iso(last.heartbeat_at)}); the next run rolls it forward"

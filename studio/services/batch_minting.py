@@ -29,11 +29,11 @@ from studio.services.minting import (
     _drop_intent,
     _intent,
     _record_minted,
-    _validate_rules,
     check_attributes,
     check_recipient,
 )
 from studio.services.publishing import PublishedVersion, StepCallback, notify_step, publish_version
+from studio.services.rules_files import check_living_rules
 from studio.services.studio import Studio
 
 log = logging.getLogger("studio.batch_minting")
@@ -210,5 +210,5 @@ def _check(studio: Studio, drafts: Sequence[DraftToMint], rules_name: str | None
             )
         )
     if rules_name is not None:
-        _validate_rules(studio, rules_name)
+        check_living_rules(studio, rules_name)
     return checked

@@ -9,6 +9,7 @@ from typing import Any
 import gradio as gr
 
 from evolve.cycle import CycleReport, run_cycle
+from evolve.journal import CycleStatus
 from evolve.status import collection_status
 from studio.services.errors import InvalidInputError, NotFoundError
 from studio.services.rules_files import RulesSummary, list_rules, read_rules, save_rules, validate_rules_text
@@ -99,7 +100,7 @@ def schedule_html(studio: Studio) -> str:
 
 def report_html(report: CycleReport) -> str:
     kind = "Dry run" if report.dry_run else f"Cycle #{report.cycle_id}"
-    badge = "good" if report.status == "done" else "bad"
+    badge = "good" if report.status == CycleStatus.DONE else "bad"
     rows = [
         ("Status", f"<span class='badge {badge}'>{esc(report.status)}</span>"),
         ("Feeds", "<br>".join(f"{esc(k)}: {esc(v)}" for k, v in report.feeds.items()) or "—"),

@@ -7,7 +7,7 @@ import pytest
 from web3.logs import DISCARD
 
 from contracts.client import BatchMintError, LivingNFTClient
-from contracts.errors import ChainError, InvalidCIDError, MissingRoleError
+from contracts.errors import ChainError, MissingRoleError, UnstorableCIDError
 from contracts.signer import Signer
 
 
@@ -99,7 +99,7 @@ def test_mint_batch_is_split_under_a_gas_budget_and_journals_each_part(living_nf
 
 def test_mint_batch_refuses_bad_input_and_reports_parts_done(living_nft, collector, make_cid, chain_w3):
     assert living_nft.mint_batch(collector.address, []) == []
-    with pytest.raises(InvalidCIDError):
+    with pytest.raises(UnstorableCIDError):
         living_nft.mint_batch(collector.address, [make_cid("ok"), "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"])
     with pytest.raises(ChainError, match="list of metadata CIDs"):
         living_nft.mint_batch(collector.address, make_cid("one"))  # type: ignore[arg-type]
@@ -136,6 +136,6 @@ def test_evolve_batch_refuses_a_bad_cid_before_sending_any_part(living_nft, coll
     # the batch and sent the good half before failing on the bad one.
     (minted,) = living_nft.mint_batch(collector.address, [make_cid("g-0"), make_cid("g-1")])
     items = [(minted.token_ids[0], make_cid("g-0-v1"), 0), (minted.token_ids[1], "QmNotACidV1AtAll", 0)]
-    with pytest.raises(InvalidCIDError):
+    with pytest.raises(UnstorableCIDError):
         living_nft.evolve_batch(items)
     assert [living_nft.metadata_version(t) for t in minted.token_ids] == [0, 0]

@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from evolve.cycle import run_cycle
 from evolve.errors import CycleBusy
+from evolve.journal import OPEN_STEPS, CycleStatus, StepStatus
 from studio.owners import process_start
 from studio.records import EvolveCycle, EvolveStep, Token, TokenVersion
 from tests.fixtures.evolve import mint_living, weather_rules
@@ -40,7 +41,7 @@ def test_full_cycle_regenerates_pins_updates_chain_and_records(open_studio, weat
     weather_api.value = -5.0
 
     report = run_cycle(studio, "weather")
-    assert report.status == "done", report.errors
+    assert report.status == CycleStatus.DONE, report.errors
     assert sorted(report.evolved) == tokens
     assert report.gas_used > 0
     assert len(report.transactions) == 1  # one batch for the three
@@ -70,7 +71,7 @@ def test_full_cycle_regenerates_pins_updates_chain_and_records(open_studio, weat
     weather_api.value = -9.0
     nonce = studio.chain.w3.eth.get_transaction_count(studio.chain.address)
     quiet = run_cycle(studio, "weather")
-    assert quiet.status == "done"
+    assert quiet.status == CycleStatus.DONE
     assert quiet.evolved == []
     assert quiet.unchanged == 3
     assert studio.chain.w3.eth.get_transaction_count(studio.chain.address) == nonce
@@ -84,9 +85,9 @@ def test_full_cycle_regenerates_pins_updates_chain_and_records(open_studio, weat
     assert v2.state["traits"] == {"weather": "mild"}
     assert client.metadata_version(tokens[0]) == 2
     with studio.db.session() as session:
-        assert session.scalar(select(EvolveStep).where(EvolveStep.step != "recorded")) is None
+        assert session.scalar(select(EvolveStep).where(EvolveStep.step != StepStatus.RECORDED)) is None
         cycles = session.scalars(select(EvolveCycle).order_by(EvolveCycle.id)).all()
-        assert [c.status for c in cycles] == ["done", "done", "done"]
+        assert [c.status for c in cycles] == [CycleStatus.DONE] * 3
 
 
 def setup_collection(studio, weather_api, count: int = 3) -> list[int]:
@@ -96,7 +97,7 @@ def setup_collection(studio, weather_api, count: int = 3) -> list[int]:
 
 def open_steps(studio) -> dict[int, str]:
     with studio.db.session() as session:
-        rows = session.scalars(select(EvolveStep).where(EvolveStep.step.in_(["planned", "pinned", "sending"])))
+        rows = session.scalars(select(EvolveStep).where(EvolveStep.step.in_(OPEN_STEPS)))
         return {row.token_id: row.step for row in rows}
 
 
@@ -108,11 +109,11 @@ def test_gas_budget_sends_what_fits_and_the_rest_waits(open_studio, weather_api,
     weather_api.value = -5.0
 
     first = run_cycle(studio, "weather")
-    assert first.status == "partial"
+    assert first.status == CycleStatus.PARTIAL
     assert first.evolved == [tokens[0]]
     assert set(first.pending) == {str(t) for t in tokens[1:]}
     assert all("gas budget" in reason for reason in first.pending.values())
-    assert open_steps(studio) == {tokens[1]: "pinned", tokens[2]: "pinned"}
+    assert open_steps(studio) == {tokens[1]: StepStatus.PINNED, tokens[2]: StepStatus.PINNED}
 
     second = run_cycle(studio, "weather")
     assert second.evolved == [tokens[1]]
@@ -120,7 +121,7 @@ def test_gas_budget_sends_what_fits_and_the_rest_waits(open_studio, weather_api,
     studio.settings.evolve.cycle_gas_budget = 30_000_000
     third = run_cycle(studio, "weather")
     assert third.evolved == [tokens[2]]
-    assert third.status == "done"
+    assert third.status == CycleStatus.DONE
     assert open_steps(studio) == {}
     assert [studio.chain.client.metadata_version(t) for t in tokens] == [1, 1, 1]
 
@@ -137,16 +138,16 @@ def test_fee_spike_above_cap_waits_and_is_reported(open_studio, weather_api) -> 
     finally:
         w3.provider.make_request("anvil_setNextBlockBaseFeePerGas", [hex(10**9)])
         w3.provider.make_request("evm_mine", [])
-    assert spiked.status == "partial"
+    assert spiked.status == CycleStatus.PARTIAL
     assert spiked.evolved == []
     assert "fee spike" in spiked.errors[0]
     assert "STUDIO_CHAIN__MAX_FEE_GWEI" in spiked.errors[0]
     assert all("fee above the cap" in reason for reason in spiked.pending.values())
-    assert open_steps(studio) == {t: "pinned" for t in tokens}
+    assert open_steps(studio) == {t: StepStatus.PINNED for t in tokens}
     assert studio.chain.client.metadata_version(tokens[0]) == 0
 
     calm = run_cycle(studio, "weather")
-    assert calm.status == "done"
+    assert calm.status == CycleStatus.DONE
     assert sorted(calm.evolved) == tokens
     assert calm.generation_s == 0
 
@@ -160,7 +161,7 @@ def test_dry_run_reports_changes_and_gas_and_sends_nothing(open_studio, weather_
     nonce = studio.chain.w3.eth.get_transaction_count(studio.chain.address)
     report = run_cycle(studio, "weather", dry_run=True)
     assert report.dry_run
-    assert report.status == "done"
+    assert report.status == CycleStatus.DONE
     assert sorted(c["token_id"] for c in report.would_change) == tokens
     assert all(c["state"]["traits"] == {"weather": "scorching"} for c in report.would_change)
     assert report.estimated_gas > 0
@@ -197,15 +198,15 @@ def test_rpc_outage_after_the_transaction_left_is_reconciled_not_resent(
 
     proxy.drop_on = ("eth_sendRawTransaction", "after")
     cut = run_cycle(studio, "weather")
-    assert cut.status == "partial"
+    assert cut.status == CycleStatus.PARTIAL
     assert "chain error" in cut.errors[0]
-    assert open_steps(studio) == {t: "sending" for t in tokens}
+    assert open_steps(studio) == {t: StepStatus.SENDING for t in tokens}
 
     proxy.up()
     assert studio.chain.client.metadata_version(tokens[0]) == 1  # it did go through
     nonce = studio.chain.w3.eth.get_transaction_count(studio.chain.address)
     after = run_cycle(studio, "weather")
-    assert after.status == "done"
+    assert after.status == CycleStatus.DONE
     assert sorted(after.rolled_forward) == tokens
     assert after.evolved == []
     assert studio.chain.w3.eth.get_transaction_count(studio.chain.address) == nonce  # nothing resent
@@ -225,13 +226,13 @@ def test_an_rpc_stall_while_estimating_is_not_a_batch_too_large(
     proxy.stall_on = ("eth_estimateGas", 1, 5, 7.0)
     with caplog.at_level(logging.ERROR, logger="evolve.cycle"):
         stalled = run_cycle(studio, "weather")
-    assert stalled.status == "partial"
+    assert stalled.status == CycleStatus.PARTIAL
     assert stalled.transactions == []  # not cut into smaller batches and sent
     assert set(stalled.pending) == {str(t) for t in tokens}
     assert any(getattr(r, "event", None) == "rpc_stall" for r in caplog.records)
 
     after = run_cycle(studio, "weather")  # the node answers again: one batch, one transaction
-    assert after.status == "done"
+    assert after.status == CycleStatus.DONE
     assert sorted(after.evolved) == tokens
     assert len(after.transactions) == 1
 
@@ -244,11 +245,11 @@ def test_rpc_outage_before_the_transaction_left_resends_it(
     weather_api.value = -5.0
     proxy.drop_on = ("eth_sendRawTransaction", "before")
     cut = run_cycle(studio, "weather")
-    assert cut.status == "partial"
+    assert cut.status == CycleStatus.PARTIAL
     proxy.up()
     assert studio.chain.client.metadata_version(tokens[0]) == 0
     after = run_cycle(studio, "weather")
-    assert after.status == "done"
+    assert after.status == CycleStatus.DONE
     assert sorted(after.evolved) == tokens
     assert after.rolled_forward == []
     for token_id in tokens:
@@ -275,15 +276,15 @@ def test_pinning_outage_mid_cycle_loses_nothing(
     weather_api.value = -5.0
     proxy.fail_after = 3  # the snapshot, then token 1's image and metadata; then Pinata is down
     cut = run_cycle(studio, "weather")
-    assert cut.status == "partial"
+    assert cut.status == CycleStatus.PARTIAL
     assert any("pinning failed" in reason for reason in cut.pending.values())
     assert set(cut.pending) == {str(t) for t in tokens[1:]}
     assert cut.evolved == [tokens[0]]  # what was pinned went on chain
-    assert open_steps(studio) == {t: "planned" for t in tokens[1:]}
+    assert open_steps(studio) == {t: StepStatus.PLANNED for t in tokens[1:]}
 
     proxy.up()
     after = run_cycle(studio, "weather")
-    assert after.status == "done"
+    assert after.status == CycleStatus.DONE
     assert sorted(after.evolved) == tokens[1:]
     for token_id in tokens:
         (v1,) = versions(studio, token_id)[1:]
@@ -318,17 +319,17 @@ def test_a_store_that_cannot_be_written_makes_the_cycle_partial_with_the_cause(
             report = run_cycle(studio, "weather")
     finally:
         set_writable(blocks, True)
-    assert report.status == "partial"
+    assert report.status == CycleStatus.PARTIAL
     assert set(report.pending) == {str(t) for t in tokens}
     assert all("pinning failed (PermissionError: " in reason for reason in report.pending.values())
     assert "cannot pin the feed snapshot" in report.errors[0]
     assert any(getattr(r, "event", None) == "pin_error" for r in caplog.records)
     with studio.db.session() as session:
         cycle = session.scalar(select(EvolveCycle).order_by(EvolveCycle.id.desc()).limit(1))
-        assert (cycle.status, cycle.error) == ("partial", report.errors[0])
+        assert (cycle.status, cycle.error) == (CycleStatus.PARTIAL, report.errors[0])
 
     after = run_cycle(studio, "weather")  # writable again: nothing was lost
-    assert after.status == "done"
+    assert after.status == CycleStatus.DONE
     assert sorted(after.evolved) == tokens
 
 
@@ -379,7 +380,7 @@ def test_version_moved_on_chain_under_the_same_cid_is_refused_and_reported(open_
     assert tokens[0] not in open_steps(studio)  # its version built on v0 is dropped, not left to resend
     with studio.db.session() as session:
         step = session.scalars(select(EvolveStep).where(EvolveStep.token_id == tokens[0])).one()
-        assert step.step == "superseded"
+        assert step.step == StepStatus.SUPERSEDED
         assert "version conflict" in (step.error or "")
 
 
@@ -401,7 +402,7 @@ def test_token_evolved_between_estimate_and_send_is_reported_and_the_rest_sent(
 
     assert proxy.before_forward is None  # the rival did move in between
     assert sorted(report.evolved) == [tokens[0], tokens[2]]
-    assert report.status == "done", report.errors
+    assert report.status == CycleStatus.DONE, report.errors
     assert "version conflict" in report.waiting[str(tokens[1])]
     assert studio.chain.client.metadata_cid(tokens[1]) == foreign  # the rival's change stands
     assert [h.version for h in studio.chain.client.history(tokens[1])] == [0, 1]
@@ -421,7 +422,7 @@ def test_broken_feed_keeps_the_cycle_going(open_studio, weather_api) -> None:
     weather_api.value = float("nan")
     report = run_cycle(studio, "weather")
     # Its only feed failed: the cycle is partial and says why (never "done" with no error).
-    assert report.status == "partial"
+    assert report.status == CycleStatus.PARTIAL
     assert "value is nan" in report.feeds["temperature"]
     assert report.errors == [f"feed temperature: {report.feeds['temperature']}"]
     with studio.db.session() as session:
@@ -440,7 +441,7 @@ def test_missing_model_leaves_tokens_waiting_with_the_reason(open_studio, evolve
     broken = open_studio(evolve_settings.model_copy(update={"model": missing}))
     weather_api.value = -5.0
     report = run_cycle(broken, "weather")
-    assert report.status == "partial"
+    assert report.status == CycleStatus.PARTIAL
     assert report.evolved == []
     assert set(report.pending) == {str(t) for t in tokens}
     assert all("generation failed (ModelNotAvailableError)" in r for r in report.pending.values())
@@ -493,7 +494,7 @@ def test_batches_split_under_the_per_transaction_budget(open_studio, weather_api
     studio.settings.chain.batch_gas_budget = int(one * client.signer.policy.gas_buffer * 1.2)  # one token per tx
     weather_api.value = -5.0
     report = run_cycle(studio, "weather")
-    assert report.status == "done"
+    assert report.status == CycleStatus.DONE
     assert sorted(report.evolved) == tokens
     assert len(report.transactions) == 3
     for token_id in tokens:
@@ -522,11 +523,11 @@ def test_one_cycle_per_collection_at_a_time_and_dead_owners_are_taken_over(open_
         alive.kill()
         alive.wait()
     with studio.db.session() as session:
-        busy = session.scalar(select(EvolveCycle).where(EvolveCycle.status == "running"))
+        busy = session.scalar(select(EvolveCycle).where(EvolveCycle.status == CycleStatus.RUNNING))
         busy.owner = dead_owner
     report = run_cycle(studio, "weather")
-    assert report.status == "done"
+    assert report.status == CycleStatus.DONE
     with studio.db.session() as session:
         taken = session.scalar(select(EvolveCycle).order_by(EvolveCycle.id).limit(1))
-        assert taken.status == "interrupted"
+        assert taken.status == CycleStatus.INTERRUPTED
         assert "rolled forward" in taken.error

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from evolve.journal import OPEN_STEPS, CycleStatus
 from studio.records import EvolveCycle, EvolveStep, Token
 from tests.fixtures.evolve import mint_living, weather_rules
 from tests.fixtures.processes import evolve_cli, process_env, start_daemon, wait_until
@@ -23,8 +24,8 @@ def settled(studio, after_cycle: int) -> bool:
         newest = session.scalar(
             select(EvolveCycle).where(EvolveCycle.id > after_cycle).order_by(EvolveCycle.id.desc()).limit(1)
         )
-        open_steps = session.scalar(select(EvolveStep.id).where(EvolveStep.step.in_(["planned", "pinned", "sending"])))
-        return newest is not None and newest.status in ("done", "partial") and open_steps is None
+        open_steps = session.scalar(select(EvolveStep.id).where(EvolveStep.step.in_(OPEN_STEPS)))
+        return newest is not None and newest.status in (CycleStatus.DONE, CycleStatus.PARTIAL) and open_steps is None
 
 
 def last_cycle_id(studio) -> int:

@@ -11,6 +11,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from evolve.cycle import run_cycle
+from evolve.journal import CycleStatus
 from evolve.status import collection_status
 from studio.records import EvolveCycle
 from tests.fixtures.evolve import mint_living, weather_rules
@@ -23,7 +24,7 @@ def test_two_processes_starting_a_cycle_at_once_get_one_cycle(settings, db) -> N
     outcomes = begin_two_cycles_at_once(settings.resolved_database_url)
     assert_one_started_one_busy(outcomes)
     with db.session() as session:
-        running = session.scalars(select(EvolveCycle).where(EvolveCycle.status == "running")).all()
+        running = session.scalars(select(EvolveCycle).where(EvolveCycle.status == CycleStatus.RUNNING)).all()
         assert len(running) == 1
 
 
@@ -83,7 +84,7 @@ def test_a_killed_cycle_is_not_shown_running_and_its_gas_is_counted_when_rolled_
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-3000:]
 
     (entry,) = collection_status(studio)
-    assert entry["last_cycle"]["status"] == "interrupted"
+    assert entry["last_cycle"]["status"] == CycleStatus.INTERRUPTED
     assert "stopped during the cycle" in entry["last_cycle"]["error"]
     shown = evolve_cli(process_env(evolve_settings, tmp_path), "status").stdout
     assert " running at " not in shown
@@ -156,7 +157,7 @@ def test_a_transaction_waiting_to_be_mined_blocks_the_cycle_and_status_says_whic
     finally:
         w3.provider.make_request("evm_setAutomine", [True])
         w3.provider.make_request("evm_mine", [])
-    assert blocked.status == "partial"
+    assert blocked.status == CycleStatus.PARTIAL
     assert blocked.evolved == []
     assert waiting in blocked.blocked
     assert f"nonce {tx['nonce']}: {waiting}" in blocked.blocked
@@ -164,7 +165,7 @@ def test_a_transaction_waiting_to_be_mined_blocks_the_cycle_and_status_says_whic
     assert waiting in shown
 
     after = run_cycle(studio, "weather")  # mined: the cycle goes on
-    assert after.status == "done"
+    assert after.status == CycleStatus.DONE
     assert after.evolved == tokens
     (entry,) = collection_status(studio)
     assert entry["last_cycle"]["blocked"] is None

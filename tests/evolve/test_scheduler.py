@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
+from evolve.journal import CycleStatus
 from evolve.scheduler import JOB_PREFIX, build_scheduler, start_background, sync_jobs
 from studio.records import EvolveCycle, EvolveSchedulerJob
 from tests.fixtures.evolve import mint_living, weather_rules
@@ -69,12 +70,12 @@ def test_background_service_runs_a_new_collection_at_once_and_stops_cleanly(open
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             with studio.db.session() as session:
-                cycle = session.scalar(select(EvolveCycle).where(EvolveCycle.status != "running"))
+                cycle = session.scalar(select(EvolveCycle).where(EvolveCycle.status != CycleStatus.RUNNING))
             if cycle is not None:
                 break
             time.sleep(0.2)
         assert cycle is not None, "no cycle ran"
-        assert cycle.status == "done"
+        assert cycle.status == CycleStatus.DONE
         assert sorted(cycle.report["evolved"]) == tokens
     finally:
         service.stop()

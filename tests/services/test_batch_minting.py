@@ -20,7 +20,7 @@ from studio.services import drafts
 from studio.services.batch_minting import DraftToMint, mint_drafts
 from studio.services.errors import InvalidInputError, NotFoundError
 from studio.services.studio import Studio
-from tests.conftest import REPO_ROOT
+from tests.fixtures.paths import REPO_ROOT
 from tests.services.test_mint_crash import settings_env
 
 RECIPIENT = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"  # anvil account 2
