@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from eth_abi import encode as abi_encode
+from eth_abi.abi import encode as abi_encode
 from web3.logs import DISCARD
 
 from contracts.artifacts import ContractArtifact, load_artifact
@@ -99,6 +99,8 @@ class LivingNFTClient(LivingNFTReader):
         result = signer.send({"data": data}, LivingNFTRevertDecoder(artifact.abi), before_broadcast=before_broadcast)
         receipt = signer.receipt(result.tx_hash)
         address = receipt["contractAddress"]
+        if address is None:
+            raise ChainError(f"deploy transaction {result.tx_hash} created no contract: check the node")
         return cls(signer, address, from_block=result.block_number, artifact=artifact), result
 
     @classmethod

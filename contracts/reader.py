@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.contract import Contract
@@ -158,7 +158,7 @@ class LivingNFTReader:
         try:
             return self._rpc(lambda: fn.call())
         except ContractLogicError as exc:
-            decoded = self.decoder.decode(exc.data)
+            decoded = self.decoder.decode(exc.data if isinstance(exc.data, str | bytes) else None)
             raise (decoded or ContractRevertError("unknown", {}, str(exc))) from None
 
     def _change(self, log: Any) -> MetadataChange:

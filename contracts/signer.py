@@ -12,17 +12,19 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import requests
-from eth_abi import decode as abi_decode
+from eth_abi.abi import decode as abi_decode
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from eth_utils import function_abi_to_4byte_selector, keccak
+from eth_typing import ABIError, ChecksumAddress, HexStr
+from eth_utils.abi import function_abi_to_4byte_selector
+from eth_utils.crypto import keccak
 from hexbytes import HexBytes
 from web3 import Web3
 from web3.exceptions import ContractLogicError, TimeExhausted, TransactionNotFound, Web3RPCError
-from web3.types import TxReceipt
+from web3.types import RPCEndpoint, TxParams, TxReceipt
 
 from contracts.errors import (
     ChainError,
@@ -75,7 +77,7 @@ class TxResult:
     effective_gas_price: int
 
 
-def to_address(value: object) -> str:
+def to_address(value: object) -> ChecksumAddress:
     """The checksummed form of an address, or InvalidAddressError."""
     if isinstance(value, bytes) and len(value) == 20:
         return Web3.to_checksum_address(value)
@@ -94,7 +96,10 @@ def make_web3(rpc_url: str, timeout_s: float = 15.0) -> Web3:
     return Web3(BoundedHTTPProvider(rpc_url, request_kwargs={"timeout": timeout_s}))
 
 
-def rpc_call(w3: Web3, what: Callable[[], Any]) -> Any:
+T = TypeVar("T")
+
+
+def rpc_call(w3: Web3, what: Callable[[], T]) -> T:
     """Run one read against the node, turning connection failures into RPCUnavailableError."""
     try:
         return what()
@@ -113,7 +118,7 @@ class RevertDecoder:
         }
         for entry in abi:
             if entry.get("type") == "error":
-                selector = function_abi_to_4byte_selector(entry)
+                selector = function_abi_to_4byte_selector(cast(ABIError, entry))
                 names = [i["name"] for i in entry["inputs"]]
                 types = [_abi_type(i) for i in entry["inputs"]]
                 self._errors[selector] = (entry["name"], names, types)
@@ -203,7 +208,7 @@ class Signer:
         return cls(w3, account, **kwargs)
 
     @property
-    def address(self) -> str:
+    def address(self) -> ChecksumAddress:
         return self.account.address
 
     # ----------------------------------------------------------------- checks
@@ -273,14 +278,14 @@ class Signer:
         """The node's raw gas estimate (no buffer); a revert becomes the decoded exception."""
         call = {k: v for k, v in fields.items() if k in ("from", "to", "data", "value")}
         try:
-            return int(rpc_call(self.w3, lambda: self.w3.eth.estimate_gas(call)))
+            return int(rpc_call(self.w3, lambda: self.w3.eth.estimate_gas(cast(TxParams, call))))
         except ContractLogicError as exc:
             raise self._decoded(exc.data, decoder, str(exc)) from None
         except Web3RPCError as exc:
             raise self._rpc_error(exc, decoder) from None
 
     def receipt(self, tx_hash: str) -> TxReceipt:
-        return rpc_call(self.w3, lambda: self.w3.eth.get_transaction_receipt(tx_hash))
+        return rpc_call(self.w3, lambda: self.w3.eth.get_transaction_receipt(HexStr(tx_hash)))
 
     def receipt_or_none(self, tx_hash: str) -> TxReceipt | None:
         """The receipt of `tx_hash`, or None while it is not mined (pending, dropped or unknown)."""
@@ -293,7 +298,7 @@ class Signer:
         """This sender's transactions waiting in the node's pool, by nonce (`txpool_content`); empty
         where the node does not list its pool (many hosted endpoints do not)."""
         try:
-            reply = rpc_call(self.w3, lambda: self.w3.provider.make_request("txpool_content", []))
+            reply = rpc_call(self.w3, lambda: self.w3.provider.make_request(RPCEndpoint("txpool_content"), []))
         except ChainError:
             return {}
         result = reply.get("result") if isinstance(reply, dict) else None
@@ -302,7 +307,7 @@ class Signer:
         found: dict[int, dict[str, Any]] = {}
         for section in ("pending", "queued"):
             by_sender = result.get(section) or {}
-            mine = next((v for k, v in by_sender.items() if str(k).lower() == self.address.lower()), {})
+            mine: dict[str, Any] = next((v for k, v in by_sender.items() if str(k).lower() == self.address.lower()), {})
             for nonce, tx in (mine or {}).items():
                 if isinstance(tx, dict) and str(nonce).isdigit():
                     found.setdefault(int(nonce), tx)
@@ -311,7 +316,7 @@ class Signer:
     def mined_nonce(self, address: str | None = None) -> int:
         """How many transactions of `address` (default: this signer's) are mined: every nonce below
         it is taken for good."""
-        who = address or self.address
+        who = Web3.to_checksum_address(address or self.address)
         return int(rpc_call(self.w3, lambda: self.w3.eth.get_transaction_count(who, "latest")))
 
     def _sign_and_send(self, fields: dict[str, Any], before_broadcast: Callable[[str, int], None] | None = None) -> str:
@@ -325,7 +330,7 @@ class Signer:
                 if before_broadcast is not None:
                     before_broadcast(HexBytes(signed.hash).to_0x_hex(), int(fields["nonce"]))
                 try:
-                    tx_hash = rpc_call(self.w3, lambda s=signed: self.w3.eth.send_raw_transaction(s.raw_transaction))
+                    tx_hash = self._broadcast(signed.raw_transaction)
                 except Web3RPCError as exc:
                     message = _rpc_message(exc).lower()
                     if any(marker in message for marker in ALREADY_KNOWN):
@@ -345,10 +350,13 @@ class Signer:
                 return HexBytes(tx_hash).to_0x_hex()
         raise ChainError("could not find a free nonce after resyncing twice; is another process sending?")
 
+    def _broadcast(self, raw_transaction: bytes) -> HexBytes:
+        return rpc_call(self.w3, lambda: self.w3.eth.send_raw_transaction(raw_transaction))
+
     def _await_receipt(self, tx_hash: str) -> TxReceipt:
         timeout = self.policy.receipt_timeout_s
         try:
-            return self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout, poll_latency=0.1)
+            return self.w3.eth.wait_for_transaction_receipt(HexStr(tx_hash), timeout=timeout, poll_latency=0.1)
         except TimeExhausted:
             self._nonces.next = None  # the node may have dropped it: take the next nonce from the node again
             raise TransactionTimeoutError(tx_hash, timeout) from None
@@ -360,7 +368,7 @@ class Signer:
         tx_hash = HexBytes(receipt["transactionHash"]).to_0x_hex()
         call = {k: v for k, v in fields.items() if k in ("from", "to", "data", "value")}
         try:
-            self.w3.eth.call(call, block_identifier=receipt["blockNumber"] - 1)
+            self.w3.eth.call(cast(TxParams, call), block_identifier=receipt["blockNumber"] - 1)
         except ContractLogicError as exc:
             return self._decoded(exc.data, decoder, str(exc))
         except (Web3RPCError, requests.exceptions.RequestException, TransactionNotFound):
@@ -392,7 +400,7 @@ def _abi_type(entry: dict[str, Any]) -> str:
     if entry["type"].startswith("tuple"):
         inner = ",".join(_abi_type(c) for c in entry["components"])
         return f"({inner}){entry['type'][5:]}"
-    return entry["type"]
+    return str(entry["type"])
 
 
 def _revert_bytes(data: Any) -> bytes | None:

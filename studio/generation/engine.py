@@ -75,7 +75,7 @@ class GenerationRequest:
     guidance_scale: float | None = None
     width: int | None = None
     height: int | None = None
-    preset: Preset | None = None
+    preset: str | None = None  # "fast" or "quality" (PRESETS); checked when the request is resolved
     init_image: Image.Image | None = None
     init_image_cid: str | None = None
     strength: float | None = None
@@ -325,9 +325,9 @@ class Engine:
     def _prepare_for_cpu(self, model: LoadedModel) -> None:
         # oneDNN's convolutions prefer NHWC: it speeds up both decoders on CPU.
         # (torch.nn.Module.to: diffusers' own .to() warns about dtype casts that this is not.)
-        torch.nn.Module.to(model.pipe.vae, memory_format=torch.channels_last)
+        torch.nn.Module.to(model.pipe.vae, memory_format=torch.channels_last)  # type: ignore[call-overload]
         if model.tiny_vae is not None:
-            torch.nn.Module.to(model.tiny_vae, memory_format=torch.channels_last)
+            torch.nn.Module.to(model.tiny_vae, memory_format=torch.channels_last)  # type: ignore[call-overload]
         plan = plan_for(
             model.placement.dtype, optimize=self.settings.cpu_optimizations, without=self._skip_cpu_optimizations
         )
@@ -452,8 +452,8 @@ class Engine:
             guidance = 0.0 if turbo else 7.5
         if not isinstance(guidance, int | float) or not math.isfinite(guidance) or not 0.0 <= guidance <= MAX_GUIDANCE:
             raise InvalidRequestError(f"guidance_scale must be from 0 to {MAX_GUIDANCE:g}, got {guidance!r}.")
-        default_w = request.init_image.width if img2img else self._native_side(model)
-        default_h = request.init_image.height if img2img else self._native_side(model)
+        default_w = request.init_image.width if request.init_image is not None else self._native_side(model)
+        default_h = request.init_image.height if request.init_image is not None else self._native_side(model)
         width = request.width if request.width is not None else default_w
         height = request.height if request.height is not None else default_h
         for name, value in (("width", width), ("height", height)):
@@ -573,7 +573,7 @@ class Engine:
         }
         space = latent_space(model)
         init_from: Literal["latents", "pixels"] | None = None
-        if values.img2img:
+        if request.init_image is not None:  # img2img
             init_latents = self._usable_latents(model, request.init_latents, space, values)
             if init_latents is not None:
                 init_from = "latents"

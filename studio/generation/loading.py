@@ -64,7 +64,9 @@ _POINT_AT_MODEL = (
 class LoadedModel:
     """A loaded text-to-image pipeline and the facts provenance records about it."""
 
-    pipe: DiffusionPipeline
+    # A DiffusionPipeline; its components (unet, vae, scheduler...) are attributes it registers at run
+    # time, which mypy cannot see, so the pipeline is handled as Any.
+    pipe: Any
     family: Family
     model_id: str
     model_revision: str | None
@@ -250,7 +252,8 @@ def _stream_unet(folder: Path, variant: str | None, dtype: torch.dtype) -> UNet2
     if any(info.get("dtype") not in _SAFETENSORS_DTYPES for info in header.values()):
         return None
     with init_empty_weights():
-        unet: UNet2DConditionModel = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(subfolder))
+        # diffusers' models are untyped torch Modules to mypy: handled as Any here.
+        unet: Any = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(subfolder))
     expected = {name: list(tensor.shape) for name, tensor in unet.state_dict().items()}
     if {name: list(info["shape"]) for name, info in header.items()} != expected:
         return None
@@ -268,8 +271,8 @@ def _stream_unet(folder: Path, variant: str | None, dtype: torch.dtype) -> UNet2
     if any(p.is_meta for p in unet.parameters()) or any(b.is_meta for b in unet.buffers()):
         return None
     unet.register_to_config(_name_or_path=folder)  # as from_pretrained records it
-    unet.eval()
-    return unet
+    loaded: UNet2DConditionModel = unet.eval()
+    return loaded
 
 
 def _load_folder(
@@ -418,7 +421,7 @@ def _load_tiny_autoencoder(settings: ModelSettings, loaded: LoadedModel) -> Any 
             "cache it, or set STUDIO_MODEL__TINY_AUTOENCODER_ID to a local AutoencoderTiny folder."
         )
         return None
-    latent_channels = loaded.pipe.vae.config.latent_channels  # type: ignore[attr-defined]  # every SD family has a VAE
+    latent_channels = loaded.pipe.vae.config.latent_channels
     if tiny.config.latent_channels != latent_channels:
         loaded.warnings.append(
             f"The tiny autoencoder {tiny_id!r} has {tiny.config.latent_channels} latent channels but the model "

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 import rlp
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
-from eth_utils import keccak, to_checksum_address
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from web3 import Web3
@@ -119,7 +120,8 @@ def _account_from_keystore(settings: Settings) -> LocalAccount:
         raise SignerConfigError(
             f"cannot decrypt the keystore {chain.keystore_path}: wrong STUDIO_CHAIN__KEYSTORE_PASSWORD?"
         ) from None
-    return Account.from_key(key)
+    account: LocalAccount = Account.from_key(key)
+    return account
 
 
 def open_chain(settings: Settings, db: Database) -> ChainSession:
@@ -183,7 +185,7 @@ def recorded_identity(settings: Settings, db: Database) -> CollectionIdentity | 
 def _contract(settings: Settings, db: Database, signer: Signer) -> tuple[LivingNFTClient, bool]:
     chain = settings.chain
     if chain.contract_address:
-        address = to_address(chain.contract_address)
+        address: str = to_address(chain.contract_address)
         with db.session() as session:
             known = _deployment_row(session, chain.chain_id, address)
             from_block = (known.block_number or 0) if known else 0
@@ -216,7 +218,7 @@ def _contract(settings: Settings, db: Database, signer: Signer) -> tuple[LivingN
             ) from None
         if interrupted:  # deployed, but the studio stopped before recording it: finish the record
             with db.session() as session:
-                row = session.scalar(select(Deployment).where(Deployment.id == latest.id))
+                row = session.scalars(select(Deployment).where(Deployment.id == latest.id)).one()
                 row.address = address
                 row.block_number = from_block  # 0 when unknown: history is then read from the chain's start
             log.warning("recorded LivingNFT %s, deployed before the studio last stopped", address)
@@ -248,6 +250,17 @@ def _deployment_row(session: Session, chain_id: int, address: str) -> Deployment
     return session.scalar(select(Deployment).where(Deployment.chain_id == chain_id, Deployment.address == address))
 
 
+def _deploy_in_progress(session: Session, chain_id: int, address: str) -> Deployment:
+    """The row this process wrote before sending its deploy transaction."""
+    row = _deployment_row(session, chain_id, address)
+    if row is None:
+        raise ChainError(
+            f"the record of the deploy to {address} on chain {chain_id} was removed while deploying: is another "
+            "studio process using this database? Stop it and start again."
+        )
+    return row
+
+
 def _forget_deployment(db: Database, chain_id: int, address: str) -> None:
     with db.session() as session:
         row = _deployment_row(session, chain_id, address)
@@ -268,7 +281,7 @@ def _deploy(settings: Settings, db: Database, signer: Signer) -> tuple[LivingNFT
         tx_hash: str, _nonce: int
     ) -> None:  # before the transaction leaves: a restart finds its receipt by it
         with db.session() as session:
-            _deployment_row(session, chain.chain_id, expected).tx_hash = tx_hash
+            _deploy_in_progress(session, chain.chain_id, expected).tx_hash = tx_hash
 
     try:
         client, result = LivingNFTClient.deploy(
@@ -286,7 +299,7 @@ def _deploy(settings: Settings, db: Database, signer: Signer) -> tuple[LivingNFT
         raise
     crash_point("chain:after_deploy")
     with db.session() as session:
-        row = _deployment_row(session, chain.chain_id, expected)
+        row = _deploy_in_progress(session, chain.chain_id, expected)
         row.address = client.address  # the same unless another sender's transaction took the nonce
         row.tx_hash = result.tx_hash
         row.block_number = result.block_number

@@ -14,12 +14,14 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 from web3 import Web3
 
 from contracts.errors import ContractRevertError, TransactionFailedError
 from studio.crashpoints import crash_point
 from studio.owners import owner_alive, process_owner
 from studio.records import Draft, MintIntent, Token, TokenVersion
+from studio.services.chain import ChainSession
 from studio.services.drafts import get_draft
 from studio.services.errors import InvalidInputError, NotFoundError
 from studio.services.publishing import PublishedVersion, StepCallback, notify_step, publish_version
@@ -67,7 +69,7 @@ def check_royalty(studio: Studio, royalty_bps: int | None, royalty_receiver: str
     receiver_text = (royalty_receiver or "").strip()
     custom_bps = royalty_bps is not None and int(royalty_bps) != default_bps
     if not receiver_text:
-        if custom_bps:
+        if royalty_bps is not None and custom_bps:
             raise InvalidInputError(
                 f"A custom royalty ({int(royalty_bps) / 100:g} %) needs a royalty receiver: paste the address that "
                 f"is paid royalties, or set the royalty back to the collection's {default_bps / 100:g} %."
@@ -141,7 +143,7 @@ def mint_draft(
 
     def record_broadcast(tx_hash: str, nonce: int) -> None:
         with studio.db.session() as session:
-            intent = session.scalar(select(MintIntent).where(MintIntent.metadata_cid == published.metadata_cid))
+            intent = session.scalars(select(MintIntent).where(MintIntent.metadata_cid == published.metadata_cid)).one()
             intent.tx_hash, intent.nonce = tx_hash, nonce
 
     notify_step(on_step, "transaction", to=recipient, metadata_cid=published.metadata_cid)
@@ -195,7 +197,16 @@ def _certainly_not_minted(studio: Studio, metadata_cid: str, exc: BaseException)
     return isinstance(exc, ContractRevertError | TransactionFailedError)
 
 
-def _intent(chain, draft_id, published, name, description, recipient, living, rules_name) -> MintIntent:
+def _intent(
+    chain: ChainSession,
+    draft_id: int,
+    published: PublishedVersion,
+    name: str,
+    description: str,
+    recipient: str,
+    living: bool,
+    rules_name: str | None,
+) -> MintIntent:
     return MintIntent(
         owner=process_owner(),
         sender=chain.address,
@@ -243,15 +254,20 @@ def _record_minted(
                 raise
 
 
-def _recorded(studio: Studio, session, token_id: int, metadata_cid: str) -> bool:
+def _recorded(studio: Studio, session: Session, token_id: int, metadata_cid: str) -> bool:
     token = session.scalar(collection_query(studio.identity).where(Token.token_id == token_id))
     return token is not None and token.versions[0].metadata_cid == metadata_cid
 
 
 def _add_token(
-    session, intent: MintIntent, token_id: int, *, tx_hash: str, block_number: int, gas_used: int | None
+    session: Session, intent: MintIntent, token_id: int, *, tx_hash: str, block_number: int, gas_used: int | None
 ) -> None:
     draft = session.get(Draft, intent.draft_id)
+    if draft is None:
+        raise NotFoundError(
+            f"draft {intent.draft_id}, which token {token_id} was minted from, is no longer in the database: restore "
+            "the database from a backup to record the token with its draft."
+        )
     token = Token(
         chain_id=intent.chain_id,
         contract_address=intent.contract_address,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from contracts.errors import ChainError
-from contracts.signer import rpc_call
+from contracts.signer import rpc_call, to_address
 from metadata.errors import ContentError
 from studio.services.studio import ChainNotStartedError, Studio
 
@@ -57,7 +57,7 @@ def studio_overview(studio: Studio, *, check_pinning: bool = True) -> StudioOver
     try:
         chain = studio.chain
         contract, wallet = chain.contract_address, chain.address
-        wei = int(rpc_call(chain.w3, lambda: chain.w3.eth.get_balance(chain.address)))
+        wei = int(rpc_call(chain.w3, lambda: chain.w3.eth.get_balance(to_address(chain.address))))
         balance = f"{wei / WEI_PER_ETH:.6f}"
         if chain.local_chain is not None:
             rpc = f"embedded anvil at {rpc_host(chain.rpc_url)}"

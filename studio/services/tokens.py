@@ -36,14 +36,14 @@ class VersionView:
     created_at: str
 
 
-def collection_query(identity: CollectionIdentity, *columns: Any) -> Select:
+def collection_query(identity: CollectionIdentity, *columns: Any) -> Select[Any]:
     """SELECT of the collection's tokens (its chain and contract), or of `columns` of them."""
     return select(*(columns or (Token,))).where(
         Token.chain_id == identity.chain_id, Token.contract_address == identity.contract_address
     )
 
 
-def living_tokens_query(identity: CollectionIdentity, rules_name: str, *columns: Any) -> Select:
+def living_tokens_query(identity: CollectionIdentity, rules_name: str, *columns: Any) -> Select[Any]:
     """SELECT of the collection's tokens that evolve by the rules file `rules_name` (living, not frozen):
     what an evolution cycle considers, and what `python -m evolve status` counts."""
     return collection_query(identity, *columns).where(
@@ -59,7 +59,7 @@ def list_tokens(studio: Studio) -> list[Token]:
 
 def get_token(studio: Studio, token_id: int, *, session: Session | None = None) -> Token:
     def _load(s: Session) -> Token:
-        token = s.scalar(collection_query(studio.identity).where(Token.token_id == int(token_id)))
+        token: Token | None = s.scalar(collection_query(studio.identity).where(Token.token_id == int(token_id)))
         if token is None:
             raise NotFoundError(f"Token {token_id} is not in this collection: pick one from the Collection tab.")
         return token
