@@ -603,6 +603,7 @@ class Cycle:
         )
         status, error = "done", None
         try:
+            self.studio.start_chain()  # what kept the chain from starting is this cycle's error, recorded
             if not self.dry_run:
                 self.roll_forward()
             snapshot, snapshot_cid = self.snapshot(rules)
