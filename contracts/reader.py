@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from eth_typing import ChecksumAddress
 from eth_utils.crypto import keccak
 from hexbytes import HexBytes
 from web3 import Web3
@@ -65,7 +66,7 @@ class LivingNFTReader:
     ) -> None:
         self.w3 = w3
         self.artifact = artifact or load_artifact("LivingNFT")
-        self.address = to_address(address)
+        self.address: ChecksumAddress = to_address(address)
         self.from_block = from_block
         self.contract: Contract = self.w3.eth.contract(address=self.address, abi=self.artifact.abi)
         self.decoder = LivingNFTRevertDecoder(self.artifact.abi)

@@ -152,6 +152,7 @@ class Cycle:
         )
         status, error = CycleStatus.DONE, None
         try:
+            self.studio.start_chain()  # what kept the chain from starting is this cycle's error, recorded
             self.roll_forward()  # 0
             snapshot, snapshot_cid = self.snapshot(rules)  # 1
             plan = self.decide(rules, snapshot)  # 2
