@@ -359,6 +359,7 @@ class Cycle:
                 previous_metadata_cid=step.previous_metadata_cid,
                 feed_snapshot_cid=step.feed_snapshot_cid,
                 dry_run=self.dry_run,
+                token_id=token.token_id,
             )
         )
         if self.dry_run:

@@ -72,7 +72,8 @@ def test_mint_pins_then_mints_then_records(studio: Studio) -> None:
     # What a marketplace reads: tokenURI -> metadata -> image, all from IPFS content.
     metadata = json.loads(studio.store.cat(outcome.published.metadata_cid))
     assert metadata["name"] == "Harbour"
-    assert metadata["image"] == f"ipfs://{draft.image_cid}"
+    # The published image is the draft signed with Content Credentials (the draft itself stays unsigned).
+    assert metadata["image"] == f"ipfs://{outcome.published.image_cid}" != f"ipfs://{draft.image_cid}"
     assert {"trait_type": "Mood", "value": "calm"} in metadata["attributes"]
     assert metadata["provenance"]["version"] == 0
     assert metadata["provenance"]["previous"] is None
@@ -88,7 +89,11 @@ def test_mint_pins_then_mints_then_records(studio: Studio) -> None:
         assert version.tx_hash == outcome.tx_hash
         assert version.gas_used == outcome.gas_used > 0
         pinned = set(session.scalars(select(Pin.cid)))
-    assert pinned == {draft.image_cid, outcome.published.metadata_cid}
+    # The image and metadata, and the collection's Content Credentials CA with the metadata naming it.
+    contract_uri = client.contract_uri()
+    collection = json.loads(studio.store.cat(contract_uri.removeprefix("ipfs://")))
+    ca_cid = collection["content_credentials"]["trust_anchor"].removeprefix("ipfs://")
+    assert pinned == {outcome.published.image_cid, outcome.published.metadata_cid, ca_cid, contract_uri[7:]}
 
 
 ARTIST = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"
