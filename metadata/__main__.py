@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     verify.set_defaults(run=_verify)
     args = parser.parse_args(argv)
     try:
-        return args.run(args)
+        return int(args.run(args))
     except ContentError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import httpx
 from cryptography import x509
@@ -37,6 +37,9 @@ from metadata.credentials import MAX_PEM_BYTES, CredentialsVerdict, read_credent
 from metadata.errors import BoundedJSONError, ContentError, InvalidCIDError, VerificationError
 from metadata.jsonsafe import load_json_bounded
 from metadata.token import MAX_METADATA_BYTES, load_schema
+
+if TYPE_CHECKING:
+    from web3.types import FilterParams
 
 REPORT_SCHEMA = "living-nft-verify/1"
 MAX_METADATA_DEPTH = 32
@@ -185,6 +188,24 @@ def collection_trust_anchor(contract_uri: str, source: ContentSource) -> tuple[b
 # --- one version's image -------------------------------------------------------------------------------
 
 
+def _parent_failures(verdict: CredentialsVerdict, version: int, previous_manifest: str | None) -> list[Failure]:
+    if version == 0:
+        if verdict.parent_manifest is None:
+            return []
+        return [Failure("credentials.parent", "the mint's manifest names a parent")]
+    if verdict.parent_manifest is None:
+        return [Failure("credentials.parent", "no parentOf ingredient with Content Credentials: the chain breaks here")]
+    if verdict.parent_manifest != previous_manifest:
+        return [
+            Failure(
+                "credentials.parent",
+                f"its parentOf ingredient is manifest {verdict.parent_manifest}, the previous version's is "
+                f"{previous_manifest}",
+            )
+        ]
+    return []
+
+
 def credentials_failures(
     verdict: CredentialsVerdict,
     *,
@@ -194,10 +215,11 @@ def credentials_failures(
     chain_id: int | None,
     contract: str | None,
     token_id: int,
+    check_parent: bool = True,
 ) -> list[Failure]:
     """What is wrong with a version's Content Credentials: state, chain to the previous version's manifest
-    (`previous_manifest`, None for the mint), and our assertion against the metadata's provenance. Used
-    by the verifier and the gallery alike."""
+    (`previous_manifest`, None for the mint; `check_parent` False when the caller did not read the previous
+    version), and our assertion against the metadata's provenance. Used by the verifier and the gallery."""
     if verdict.state == "missing":
         return [Failure("credentials.missing", "the image carries no Content Credentials")]
     if verdict.state == "invalid":
@@ -209,20 +231,8 @@ def credentials_failures(
             Failure("credentials.untrusted", f"signed by {verdict.signer} (issuer {verdict.issuer}): {why}")
         )
     version = provenance.get("version") if provenance else None
-    if version == 0 and verdict.parent_manifest is not None:
-        failures.append(Failure("credentials.parent", "the mint's manifest names a parent"))
-    if isinstance(version, int) and version > 0 and verdict.parent_manifest is None:
-        failures.append(
-            Failure("credentials.parent", "no parentOf ingredient with Content Credentials: the chain is broken here")
-        )
-    elif isinstance(version, int) and version > 0 and verdict.parent_manifest != previous_manifest:
-        failures.append(
-            Failure(
-                "credentials.parent",
-                f"its parentOf ingredient is manifest {verdict.parent_manifest}, the previous version's is "
-                f"{previous_manifest}",
-            )
-        )
+    if isinstance(version, int) and check_parent:
+        failures += _parent_failures(verdict, version, previous_manifest)
     signed = verdict.provenance
     if signed is None:
         failures.append(Failure("credentials.provenance", "the manifest has no studio.livingnft.provenance assertion"))
@@ -426,15 +436,25 @@ class ChainHistory:
 
     def __init__(self, rpc_url: str, contract: str, *, timeout_s: float = 15.0, from_block: int = 0) -> None:
         # Imported here: the content layer needs the chain only for this command.
+        from eth_typing import ChecksumAddress
+
         from contracts.artifacts import load_artifact
+        from contracts.errors import ChainError
         from contracts.signer import make_web3, to_address
 
+        try:
+            self.address = to_address(contract)
+        except ChainError as exc:
+            raise VerificationError(f"--contract: {exc}") from None
         self.w3 = make_web3(rpc_url, timeout_s)
-        self.address = to_address(contract)
-        self.contract = self.w3.eth.contract(address=self.address, abi=load_artifact("LivingNFT").abi)
+        self.contract = self.w3.eth.contract(
+            address=cast(ChecksumAddress, self.address), abi=load_artifact("LivingNFT").abi
+        )
         self.from_block = from_block
 
     def _call(self, function: str, *args: Any) -> Any:
+        from web3.exceptions import ContractLogicError
+
         from contracts.errors import ChainError
         from contracts.signer import rpc_call
 
@@ -443,8 +463,10 @@ class ChainHistory:
             return rpc_call(self.w3, lambda: fn.call())
         except ChainError as exc:
             raise VerificationError(f"cannot read {function}() from {self.address}: {exc}") from None
-        except Exception as exc:  # a revert: no such token, or not a LivingNFT
-            raise VerificationError(f"{self.address} refused {function}{tuple(args)}: {type(exc).__name__}") from None
+        except ContractLogicError:  # no such token, or not a LivingNFT
+            raise VerificationError(
+                f"{self.address} refused {function}{tuple(args)}: check the token id and that it is a LivingNFT"
+            ) from None
 
     def chain_id(self) -> int:
         from contracts.signer import rpc_call
@@ -452,6 +474,7 @@ class ChainHistory:
         return int(rpc_call(self.w3, lambda: self.w3.eth.chain_id))
 
     def events(self, token_id: int) -> list[ChainEvent]:
+        from eth_typing import ChecksumAddress
         from hexbytes import HexBytes
         from web3 import Web3
 
@@ -461,9 +484,14 @@ class ChainHistory:
         event = self.contract.events.MetadataSet()
         topic0 = HexBytes(Web3.keccak(text=event.abi_element_identifier)).to_0x_hex()
         token_topic = "0x" + int(token_id).to_bytes(32, "big").hex()
-        query = {"address": self.address, "fromBlock": self.from_block, "toBlock": "latest"}
+        query: FilterParams = {
+            "address": cast(ChecksumAddress, self.address),
+            "fromBlock": self.from_block,
+            "toBlock": "latest",
+            "topics": [topic0, token_topic],
+        }
         try:
-            raw = rpc_call(self.w3, lambda: self.w3.eth.get_logs({**query, "topics": [topic0, token_topic]}))
+            raw = rpc_call(self.w3, lambda: self.w3.eth.get_logs(query))
         except ChainError as exc:
             raise VerificationError(f"cannot read the token's MetadataSet events: {exc}") from None
         ordered = sorted(raw, key=lambda e: (int(e["blockNumber"]), int(e["logIndex"])))
