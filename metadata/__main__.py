@@ -12,8 +12,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from metadata.errors import ContentError
+
+if TYPE_CHECKING:
+    from metadata.verify import ContentSource, Replay, TokenReport
 
 
 def _cid(args: argparse.Namespace) -> int:
@@ -39,6 +43,22 @@ def _gateway(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay(args: argparse.Namespace, report: TokenReport, source: ContentSource) -> Replay:
+    # The one place the content layer's command reaches the generation engine, and only when asked.
+    from studio.config import ModelSettings
+    from studio.generation.replay import replay_token_version
+
+    if not args.model:
+        raise ContentError("--replay needs --model: the local folder, file or hub id of the model the token names")
+    model = ModelSettings(
+        model_id=args.model,
+        device=args.device,
+        dtype=args.dtype,
+        tiny_autoencoder_id=args.tiny_autoencoder or None,
+    )
+    return replay_token_version(report, source, args.replay, model)
+
+
 def _verify(args: argparse.Namespace) -> int:
     import json
 
@@ -62,6 +82,8 @@ def _verify(args: argparse.Namespace) -> int:
             from_block=args.from_block,
             rpc_timeout_s=args.timeout,
         )
+        if args.replay is not None:
+            report.replay = _replay(args, report, source)
     finally:
         source.close()
     print(json.dumps(report.to_json(), indent=2) if args.json else report.to_text())
@@ -93,6 +115,21 @@ def main(argv: list[str] | None = None) -> int:
     verify.add_argument("--from-block", type=int, default=0, help="first block to read events from (default 0)")
     verify.add_argument("--timeout", type=float, default=30.0, help="seconds per RPC call or gateway read")
     verify.add_argument("--json", action="store_true", help="print the report as JSON (schema living-nft-verify/1)")
+    verify.add_argument("--replay", type=int, metavar="VERSION", help="regenerate this version and compare it")
+    verify.add_argument("--model", help="with --replay: the model the token names (hub id, folder or file)")
+    verify.add_argument("--tiny-autoencoder", help="with --replay: the tiny autoencoder the record names as decoder")
+    verify.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda", "mps"],
+        help="with --replay (auto: the recorded one)",
+    )
+    verify.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "float32", "float16", "bfloat16"],
+        help="with --replay (auto: the recorded one)",
+    )
     verify.set_defaults(run=_verify)
     args = parser.parse_args(argv)
     try:

@@ -90,6 +90,15 @@ class FetchFailed(ContentError):
         self.kind = kind
 
 
+class Replay(Protocol):
+    """A replay's outcome (studio.generation.replay.ReplayReport) as the report holds it."""
+
+    @property
+    def ok(self) -> bool: ...
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
 class ContentSource(Protocol):
     """Where IPFS content comes from: `cat` returns bytes that hash to `cid` or raises FetchFailed."""
 
@@ -292,10 +301,12 @@ class TokenReport:
     trust_anchor_cid: str | None = None
     failures: list[Failure] = field(default_factory=list)
     versions: list[VersionReport] = field(default_factory=list)
+    replay: Replay | None = None
 
     @property
     def ok(self) -> bool:
-        return not self.failures and all(v.ok for v in self.versions)
+        replayed = self.replay is None or self.replay.ok
+        return not self.failures and all(v.ok for v in self.versions) and replayed
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -308,6 +319,7 @@ class TokenReport:
             "trust_anchor": {"source": self.trust_anchor_source, "cid": self.trust_anchor_cid},
             "failures": [f.to_json() for f in self.failures],
             "versions": [v.to_json() for v in self.versions],
+            "replay": self.replay.to_json() if self.replay is not None else None,
         }
 
     def to_text(self) -> str:
@@ -322,6 +334,12 @@ class TokenReport:
             badge = v.credentials.state if v.credentials else "-"
             lines.append(f"  version {v.version}: {'ok' if v.ok else 'FAILED'} (credentials {badge}) {v.metadata_cid}")
             lines += [f"    {f.code}: {f.message}" for f in v.failures]
+        if self.replay is not None:
+            replay = self.replay.to_json()
+            outcome = "identical" if replay["identical"] else f"max pixel difference {replay['pixel_max_diff']}"
+            lines.append(f"  replay of version {replay['version']}: {'ok' if self.replay.ok else 'FAILED'} ({outcome})")
+            lines += [f"    cannot be exact: {reason}" for reason in replay["reasons"]]
+            lines += [f"    replay: {failure}" for failure in replay["failures"]]
         return "\n".join(lines)
 
 

@@ -20,6 +20,7 @@ from metadata.gateway import create_standalone_app
 from metadata.token import build_provenance, build_token_metadata, canonical_json
 from metadata.verify import ChainEvent, GatewaySource, TokenReport, history_failures, verify_token
 from studio.generation import GenerationRequest, init_image_from_png
+from studio.generation.replay import replay_token_version, replay_version
 from studio.services import drafts, minting
 from studio.services.publishing import PublishedVersion, pin_content, publish_version
 from studio.services.studio import Studio
@@ -257,3 +258,35 @@ def test_a_gap_in_the_events_is_named() -> None:
     assert [f.code for f in history_failures(events)] == ["history.gap"]
     assert [f.code for f in history_failures([])] == ["history.empty"]
     assert history_failures(events[:2]) == []
+
+
+def test_replay_of_a_tiny_model_version_is_byte_identical(studio: Studio, gateway: Gateway, evolved: Token) -> None:
+    report = verify(studio, gateway, evolved)
+    source = GatewaySource(gateway.url, timeout_s=10)
+    try:
+        for version in (0, 2):  # text-to-image, and img2img from the previous version's signed PNG
+            replay = replay_token_version(report, source, version, studio.settings.model)
+            assert replay.ok, replay.failures
+            assert replay.exact_expected
+            assert replay.identical
+            assert replay.pixel_max_diff == 0
+        report.replay = replay
+        assert report.ok
+        assert report.to_json()["replay"]["identical"] is True
+
+        # Another seed in the record: same machine, same model, different pixels: named as a failure.
+        metadata = json.loads(studio.store.cat(evolved.versions[2].metadata_cid))
+        record = {**metadata["provenance"]["generation"], "seed": 6}
+        wrong = replay_version(
+            2,
+            record,
+            studio.store.cat(evolved.versions[2].image_cid),
+            studio.store.cat(evolved.versions[1].image_cid),
+            studio.settings.model,
+        )
+        assert wrong.exact_expected
+        assert not wrong.identical
+        assert wrong.pixel_max_diff
+        assert "not identical" in wrong.failures[0]
+    finally:
+        source.close()
