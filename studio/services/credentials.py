@@ -134,7 +134,15 @@ def publish_trust_anchor(studio: Studio, *, collection_image_cid: str) -> str | 
         return ca_cid
     if existing is not None:
         document = {**existing, "content_credentials": wanted}
-        validate_collection_metadata(document)
+    elif current_uri:
+        # Set by someone else, to a document this studio does not hold: never replaced behind their back.
+        log.warning(
+            "contractURI %s is not a collection document this studio holds: it is left as it is; add "
+            '"content_credentials": {"trust_anchor": "ipfs://%s"} to it, or collectors verify with --trust-anchor',
+            current_uri,
+            ca_cid,
+        )
+        return ca_cid
     else:
         chain_settings = studio.settings.chain
         document = build_collection_metadata(

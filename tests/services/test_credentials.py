@@ -163,3 +163,25 @@ def test_disabled_credentials_publish_unsigned(studio_settings) -> None:
         assert minted.published.image_cid == made.draft.image_cid
         assert read_credentials(studio.store.cat(minted.published.image_cid)).state == "missing"
         assert not settings.credentials_dir.exists()
+
+
+def test_an_existing_collection_document_is_kept_and_extended(studio: Studio) -> None:
+    from metadata.collection import build_collection_metadata, validate_collection_metadata
+    from studio.services.publishing import pin_content
+
+    made = drafts.create_draft(studio, prompt="a bay", seed=4, width=64, height=64)
+    document = build_collection_metadata(
+        name="Bays", description="Tides, forever.", image_cid=made.draft.image_cid, external_link="https://bays.example"
+    )
+    cid = pin_content(studio, validate_collection_metadata(document), name="c.json", content_type="application/json")
+    studio.chain.client.set_contract_uri(f"ipfs://{cid}")
+    minting.mint_draft(studio, made.draft.id, name="Bay", recipient=RECIPIENT)
+    updated = json.loads(studio.store.cat(studio.chain.client.contract_uri().removeprefix("ipfs://")))
+    assert {k: v for k, v in updated.items() if k != "content_credentials"} == document
+    assert updated["content_credentials"]["trust_anchor"].startswith("ipfs://")
+
+    # A contractURI whose document the studio does not hold is never replaced.
+    studio.chain.client.set_contract_uri("ipfs://bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy")
+    again = drafts.create_draft(studio, prompt="a bay at night", seed=4, width=64, height=64)
+    minting.mint_draft(studio, again.draft.id, name="Bay 2", recipient=RECIPIENT)
+    assert studio.chain.client.contract_uri() == "ipfs://bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
