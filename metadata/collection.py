@@ -24,7 +24,7 @@ def build_collection_metadata(
     *,
     name: str,
     description: str,
-    image_cid: str,
+    image_cid: str | None = None,
     banner_image_cid: str | None = None,
     featured_image_cid: str | None = None,
     external_link: str | None = None,
@@ -40,9 +40,10 @@ def build_collection_metadata(
     document: dict[str, Any] = {
         "name": name,
         "description": description,
-        "image": _ipfs_uri("image", image_cid),
         "seller_fee_basis_points": seller_fee_basis_points,
     }
+    if image_cid is not None:  # optional in ERC-7572; the studio's own document starts without one
+        document["image"] = _ipfs_uri("image", image_cid)
     if symbol is not None:
         document["symbol"] = symbol
     if banner_image_cid is not None:

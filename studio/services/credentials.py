@@ -1,8 +1,9 @@
 """Content Credentials for what the studio publishes: who signs, signing a version, publishing the CA.
 
-`publish_version` signs every PNG it pins through `sign_version`; minting publishes the signing CA
-(`publish_trust_anchor`): its certificate is pinned and named in the collection metadata that
-`contractURI()` points at, so anyone can check a token's images against it without asking the studio.
+`publish_version` signs every PNG it pins through `sign_version`. When the studio opens its chain it
+publishes the signing CA (`ensure_trust_anchor`): its certificate is pinned and named in the collection
+metadata that `contractURI()` points at, so anyone can check a token's images against it without asking
+the studio.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from metadata.errors import ContentError
 from metadata.jsonsafe import load_json_bounded
 from metadata.token import MAX_METADATA_BYTES
 from studio.config import Settings
+from studio.services.errors import StudioError
 from studio.services.studio import Studio
 
 log = logging.getLogger(__name__)
@@ -107,9 +109,10 @@ def _collection_document(studio: Studio, uri: str) -> dict[str, Any] | None:
     return document if isinstance(document, dict) else None
 
 
-def publish_trust_anchor(studio: Studio, *, collection_image_cid: str) -> str | None:
+def publish_trust_anchor(studio: Studio) -> str | None:
     """Pin the signing CA's certificate and make the collection metadata (`contractURI`) name it; return
-    the certificate's CID (None when signing is off). Called after each mint and cheap when nothing
+    the certificate's CID (None when signing is off). Run when the studio opens its chain, so the
+    identity exists and the anchor is published before the first image is signed; cheap when nothing
     changed (one read of the chain). A contract this studio does not administer keeps its contractURI:
     the CA is still pinned, and collectors give it to the verifier with --trust-anchor."""
     identity = signing_identity(studio)
@@ -149,7 +152,6 @@ def publish_trust_anchor(studio: Studio, *, collection_image_cid: str) -> str | 
             name=chain_settings.collection_name,
             symbol=chain_settings.collection_symbol,
             description="",
-            image_cid=collection_image_cid,
             credentials_ca_cid=ca_cid,
         )
     data = validate_collection_metadata(document)
@@ -157,3 +159,14 @@ def publish_trust_anchor(studio: Studio, *, collection_image_cid: str) -> str | 
     client.set_contract_uri(f"ipfs://{collection_cid}")
     log.info("contractURI now names the Content Credentials CA ipfs://%s", ca_cid)
     return ca_cid
+
+
+def ensure_trust_anchor(studio: Studio) -> None:
+    """`publish_trust_anchor` at chain start-up: a failure (a pinning service down, a node refusing the
+    transaction) is logged and retried at the next start, never a reason not to start."""
+    from contracts.errors import ChainError
+
+    try:
+        publish_trust_anchor(studio)
+    except (StudioError, ContentError, ChainError) as exc:
+        log.warning("could not publish the Content Credentials CA in the collection metadata: %s", exc)

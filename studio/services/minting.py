@@ -17,14 +17,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from web3 import Web3
 
-from contracts.errors import ChainError, ContractRevertError, TransactionFailedError
-from metadata.errors import ContentError
+from contracts.errors import ContractRevertError, TransactionFailedError
 from studio.crashpoints import crash_point
 from studio.owners import owner_alive, process_owner
 from studio.records import Draft, MintIntent, Token, TokenVersion
-from studio.services.credentials import publish_trust_anchor
 from studio.services.drafts import get_draft
-from studio.services.errors import InvalidInputError, NotFoundError, StudioError
+from studio.services.errors import InvalidInputError, NotFoundError
 from studio.services.publishing import PublishedVersion, StepCallback, notify_step, publish_version
 from studio.services.studio import Studio
 from studio.services.tokens import collection_query
@@ -188,7 +186,6 @@ def mint_draft(
         block_number=minted.block_number,
         gas_used=minted.gas_used,
     )
-    _publish_trust_anchor(studio, published)
     if token_royalty is not None:
         bps, receiver = token_royalty
         chain.client.set_token_royalty(minted.token_id, receiver, bps)
@@ -200,15 +197,6 @@ def mint_draft(
         gas_used=minted.gas_used,
         published=published,
     )
-
-
-def _publish_trust_anchor(studio: Studio, published: PublishedVersion) -> None:
-    """Make sure the collection metadata names the CA that signs its images. The token is minted by now:
-    a failure here is logged and retried at the next mint, never reported as a failed mint."""
-    try:
-        publish_trust_anchor(studio, collection_image_cid=published.image_cid)
-    except (StudioError, ContentError, ChainError) as exc:
-        log.warning("could not publish the Content Credentials CA in the collection metadata: %s", exc)
 
 
 def _validate_rules(studio: Studio, rules_name: str) -> None:

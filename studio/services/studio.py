@@ -47,16 +47,19 @@ class Studio:
     @property
     def chain(self) -> ChainSession:
         """The chain session: starts the local chain and deploys the contract on first use, then
-        records any mint the studio stopped before recording (see minting.reconcile_mints)."""
+        records any mint the studio stopped before recording (see minting.reconcile_mints) and makes
+        the collection metadata name the Content Credentials CA (credentials.ensure_trust_anchor)."""
         with self._chain_lock:
             if self._chain is None:
                 from studio.services.chain import open_chain
+                from studio.services.credentials import ensure_trust_anchor
                 from studio.services.minting import reconcile_mints
 
                 self._chain = open_chain(self.settings, self.db)
                 recorded = reconcile_mints(self)  # re-enters this property: the lock is reentrant
                 if recorded:
                     log.warning("recorded tokens minted before the last stop: %s", recorded)
+                ensure_trust_anchor(self)  # the collection names the CA that signs its images
             return self._chain
 
     @property
