@@ -25,6 +25,7 @@ failure is a `{"code", "message"}` pair whose codes are listed in `FAILURE_CODES
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -115,9 +116,13 @@ def bytes_match_cid(cid: str, data: bytes) -> bool:
 class GatewaySource:
     """IPFS content over HTTP from a path gateway (`<gateway>/ipfs/<cid>`), size-capped and CID-checked."""
 
-    def __init__(self, gateway: str, *, timeout_s: float = 30.0, connect_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, gateway: str, *, timeout_s: float = 30.0, connect_timeout_s: float = 10.0, deadline_s: float = 300.0
+    ) -> None:
         self.gateway = gateway.rstrip("/").removesuffix("/ipfs")
         self.timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)
+        # One read's whole time: a gateway trickling a byte per timeout_s must not hold the check for ever.
+        self.deadline_s = deadline_s
         self._client = httpx.Client(timeout=self.timeout, follow_redirects=True, max_redirects=5)
 
     def close(self) -> None:
@@ -125,6 +130,7 @@ class GatewaySource:
 
     def cat(self, cid: str, *, max_bytes: int) -> bytes:
         url = f"{self.gateway}/ipfs/{cid}"
+        deadline = time.monotonic() + self.deadline_s
         try:
             with self._client.stream("GET", url, headers={"Accept": "application/octet-stream, */*"}) as response:
                 if response.status_code != 200:
@@ -134,6 +140,8 @@ class GatewaySource:
                     size += len(chunk)
                     if size > max_bytes:
                         raise FetchFailed("unavailable", f"{cid} is larger than {max_bytes:,} bytes: refused unread")
+                    if time.monotonic() > deadline:
+                        raise FetchFailed("unavailable", f"{cid} took over {self.deadline_s:g} s: refused")
                     chunks.append(chunk)
         except httpx.HTTPError as exc:
             raise FetchFailed("unavailable", f"cannot fetch {cid} from {self.gateway} ({type(exc).__name__})") from None

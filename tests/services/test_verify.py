@@ -18,7 +18,7 @@ from contracts.cid import raw_cid_of
 from metadata.credentials import CredentialsOptions, ManifestFields, load_signing_identity, sign_png
 from metadata.gateway import create_standalone_app
 from metadata.token import build_provenance, build_token_metadata, canonical_json
-from metadata.verify import ChainEvent, GatewaySource, TokenReport, history_failures, verify_token
+from metadata.verify import ChainEvent, FetchFailed, GatewaySource, TokenReport, history_failures, verify_token
 from studio.generation import GenerationRequest, init_image_from_png
 from studio.generation.replay import replay_token_version, replay_version
 from studio.services import drafts, minting
@@ -288,5 +288,23 @@ def test_replay_of_a_tiny_model_version_is_byte_identical(studio: Studio, gatewa
         assert not wrong.identical
         assert wrong.pixel_max_diff
         assert "not identical" in wrong.failures[0]
+    finally:
+        source.close()
+
+
+def test_hostile_content_fails_one_version_not_the_verifier(studio: Studio, gateway: Gateway, evolved: Token) -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000  # json.loads would overflow the C stack on this
+    cid = pin_content(studio, deep, name="deep.json", content_type="application/json")
+    studio.chain.client.evolve(evolved.token_id, cid, 3)
+    report = verify(studio, gateway, evolved)
+    assert codes(report, 4) == {"metadata.invalid"}
+    assert "nests" in report.versions[4].failures[0].message
+    assert all(report.versions[v].ok for v in range(4))
+
+    # An answer larger than allowed is refused before it is all read.
+    source = GatewaySource(gateway.url, timeout_s=10)
+    try:
+        with pytest.raises(FetchFailed, match="larger than"):
+            source.cat(evolved.versions[0].image_cid, max_bytes=1000)
     finally:
         source.close()
