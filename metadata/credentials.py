@@ -433,19 +433,18 @@ def sign_png(
             {"label": PROVENANCE_LABEL, "data": fields.assertion()},
         ],
     }
+    out = io.BytesIO()
+    info = c2pa.C2paSignerInfo(
+        alg=b"es256", sign_cert=identity.cert_chain_pem, private_key=identity.private_key_pem, ta_url=None
+    )
     try:
-        signer = c2pa.Signer.from_info(
-            c2pa.C2paSignerInfo(
-                alg=b"es256", sign_cert=identity.cert_chain_pem, private_key=identity.private_key_pem, ta_url=None
-            )
-        )
-        builder = c2pa.Builder(manifest, context=_context(c2pa))
-        if parent_png is not None:
-            builder.set_intent(c2pa.C2paBuilderIntent.EDIT)
-            parent = {"title": f"version {fields.version - 1}", "relationship": "parentOf"}
-            builder.add_ingredient(parent, "image/png", io.BytesIO(parent_png))
-        out = io.BytesIO()
-        builder.sign(signer, "image/png", io.BytesIO(png), out)
+        # Closed at once: the native objects hold the key and the image, not left to the garbage collector.
+        with c2pa.Signer.from_info(info) as signer, c2pa.Builder(manifest, context=_context(c2pa)) as builder:
+            if parent_png is not None:
+                builder.set_intent(c2pa.C2paBuilderIntent.EDIT)
+                parent = {"title": f"version {fields.version - 1}", "relationship": "parentOf"}
+                builder.add_ingredient(parent, "image/png", io.BytesIO(parent_png))
+            builder.sign(signer, "image/png", io.BytesIO(png), out)
     except c2pa.C2paError as exc:
         # The library's message names certificates and formats, never the key's bytes.
         raise CredentialsError(f"the C2PA library refused to sign the image: {exc}") from None
