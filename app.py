@@ -26,7 +26,7 @@ from contracts.errors import ChainError
 from contracts.urls import redact_url
 from studio.config import check_content_reachable, load_settings
 from studio.services.errors import StudioError
-from studio.services.minting import reconcile_mints
+from studio.services.startup import start_studio
 from studio.services.studio import Studio
 from studio.ui.server import check_binding, create_app
 
@@ -54,13 +54,12 @@ def main() -> None:
         raise SystemExit(f"error: {exc}") from None
     studio = Studio.open(settings)  # database, IPFS store, pinner
     try:
-        chain = studio.start_chain()  # the embedded anvil or the RPC network; deploys on first start
-        recorded = reconcile_mints(studio)  # mints an earlier stop confirmed but did not record
+        # The chain (embedded anvil or the RPC network, deployed on first start), the mints an earlier
+        # stop left unrecorded, the Content Credentials CA in the collection metadata.
+        chain = start_studio(studio).chain
     except ChainError as exc:
         studio.close()
         raise SystemExit(f"error: {exc}") from None
-    if recorded:
-        logging.getLogger("studio").warning("recorded tokens minted before the last stop: %s", recorded)
 
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

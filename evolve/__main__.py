@@ -66,18 +66,15 @@ def _summary(report: CycleReport) -> str:
 
 
 def _start(studio: Studio) -> str | None:
-    """The studio's start-up step for commands that send: start the chain, then record the mints an
-    earlier stop left unrecorded. Returns why it failed (the command then exits 1), or None."""
+    """The studio's start-up for commands that send (studio.services.startup). Returns why it failed
+    (the command then exits 1), or None."""
     from contracts.errors import ChainError
-    from studio.services.minting import reconcile_mints
+    from studio.services.startup import start_studio
 
     try:
-        studio.start_chain()
-        recorded = reconcile_mints(studio)
+        start_studio(studio)
     except ChainError as exc:
         return str(exc)
-    if recorded:
-        log.warning("recorded tokens minted before the last stop: %s", recorded)
     return None
 
 

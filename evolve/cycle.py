@@ -375,6 +375,7 @@ class Cycle:
                 previous_metadata_cid=step.previous_metadata_cid,
                 feed_snapshot_cid=step.feed_snapshot_cid,
                 dry_run=self.dry_run,
+                token_id=token.token_id,
             )
         )
         return self.sender.pinned(step, image_cid=published.image_cid, metadata_cid=published.metadata_cid)

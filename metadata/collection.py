@@ -24,7 +24,7 @@ def build_collection_metadata(
     *,
     name: str,
     description: str,
-    image_cid: str,
+    image_cid: str | None = None,
     banner_image_cid: str | None = None,
     featured_image_cid: str | None = None,
     external_link: str | None = None,
@@ -32,14 +32,18 @@ def build_collection_metadata(
     fee_recipient: str | None = None,
     collaborators: Sequence[str] = (),
     symbol: str | None = None,
+    credentials_ca_cid: str | None = None,
 ) -> dict[str, Any]:
-    """A validated ERC-7572 document; CIDs may be given bare or as ipfs:// URIs."""
+    """A validated ERC-7572 document; CIDs may be given bare or as ipfs:// URIs. `credentials_ca_cid` is the
+    pinned PEM certificate of the CA that signs the collection's Content Credentials: anyone checking a
+    token's images uses it as trust anchor (`python -m metadata verify`)."""
     document: dict[str, Any] = {
         "name": name,
         "description": description,
-        "image": _ipfs_uri("image", image_cid),
         "seller_fee_basis_points": seller_fee_basis_points,
     }
+    if image_cid is not None:  # optional in ERC-7572; the studio's own document starts without one
+        document["image"] = _ipfs_uri("image", image_cid)
     if symbol is not None:
         document["symbol"] = symbol
     if banner_image_cid is not None:
@@ -52,8 +56,17 @@ def build_collection_metadata(
         document["fee_recipient"] = fee_recipient
     if collaborators:
         document["collaborators"] = list(collaborators)
+    if credentials_ca_cid is not None:
+        document["content_credentials"] = credentials_field(credentials_ca_cid)
     validate_collection_metadata(document)
     return document
+
+
+def credentials_field(ca_cid: str) -> dict[str, str]:
+    """The collection metadata's `content_credentials`: where the trust anchor is, which assertion is ours."""
+    from metadata.credentials import PROVENANCE_LABEL
+
+    return {"trust_anchor": _ipfs_uri("content_credentials.trust_anchor", ca_cid), "assertion": PROVENANCE_LABEL}
 
 
 def validate_collection_metadata(obj: Mapping[str, Any]) -> bytes:
@@ -66,6 +79,8 @@ def validate_collection_metadata(obj: Mapping[str, Any]) -> bytes:
     for key in ("image", "banner_image", "featured_image"):
         if key in obj:
             _ipfs_uri(key, obj[key])
+    if "content_credentials" in obj:
+        _ipfs_uri("content_credentials.trust_anchor", obj["content_credentials"]["trust_anchor"])
     if obj.get("seller_fee_basis_points", 0) > 0 and not obj.get("fee_recipient"):
         raise MetadataValidationError(
             "seller_fee_basis_points is set but fee_recipient is missing: give the address that receives royalties"

@@ -63,3 +63,13 @@ class MetadataValidationError(ContentError, ValueError):
 
 class BoundedJSONError(ContentError, ValueError):
     """JSON from outside refused by metadata.jsonsafe: too large, nested too deep, not UTF-8 or not JSON."""
+
+
+class CredentialsError(ContentError):
+    """Content Credentials (C2PA) that cannot be made: a missing, unreadable or unsuitable signing
+    certificate or key, or the C2PA library refusing to sign."""
+
+
+class VerificationError(ContentError):
+    """`python -m metadata verify` cannot start or read what it must check (the chain, the contract, the
+    trust anchor): distinct from a token that fails its checks, which is reported, not raised."""

@@ -5,8 +5,8 @@ between a section and its field, e.g. `STUDIO_CHAIN__RPC_URL`), the `.env` file,
 in `STUDIO_CONFIG`, default `./studio.toml`), then the embedded defaults below. The defaults run
 everything locally: an anvil chain, a local IPFS store and gateway, SQLite, all under `data_dir`.
 
-Secrets (`chain.private_key`, `chain.keystore_password`, `ipfs.pinata_jwt`) are `SecretStr`: they
-print as `**********` and are read with `.get_secret_value()` only where they are used.
+Secrets (`chain.private_key`, `chain.keystore_password`, `ipfs.pinata_jwt`, `credentials.key_password`) are
+`SecretStr`: they print as `**********` and are read with `.get_secret_value()` only where they are used.
 """
 
 from __future__ import annotations
@@ -166,6 +166,21 @@ class EvolveSettings(BaseModel):
     )
 
 
+class CredentialsSettings(BaseModel):
+    """Content Credentials (C2PA) signed into every published image."""
+
+    enabled: bool = Field(
+        True, description="Sign every PNG the studio pins (mints and evolutions) with a C2PA manifest."
+    )
+    cert_chain: Path | None = Field(
+        None,
+        description="PEM certificate chain, signing (leaf) certificate first, then its CA(s); with `key`. Empty: the "
+        "studio's own CA and signing certificate, created in <data_dir>/credentials on first use.",
+    )
+    key: Path | None = Field(None, description="PEM private key (EC P-256) of the chain's leaf certificate, mode 0600.")
+    key_password: SecretStr | None = Field(None, description="Password of `key` when it is encrypted.")
+
+
 class AppSettings(BaseModel):
     """The web app."""
 
@@ -210,6 +225,7 @@ class Settings(BaseSettings):
     model: ModelSettings = Field(default_factory=ModelSettings)
     evolve: EvolveSettings = Field(default_factory=EvolveSettings)
     app: AppSettings = Field(default_factory=AppSettings)
+    credentials: CredentialsSettings = Field(default_factory=CredentialsSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -246,6 +262,11 @@ class Settings(BaseSettings):
     @property
     def ipfs_dir(self) -> Path:
         return self.data_dir / "ipfs"
+
+    @property
+    def credentials_dir(self) -> Path:
+        """The studio's own Content Credentials CA and signing certificate (keys mode 0600)."""
+        return self.data_dir / "credentials"
 
     @property
     def rules_dir(self) -> Path:

@@ -251,3 +251,87 @@ def gallery_reader(studio: Studio, shared: SharedContent | None = None) -> Galle
         rpc_timeout_s=studio.settings.chain.rpc_timeout_s,
         from_block=chain.client.from_block,
     )
+
+
+# --- Content Credentials badges (the verifier's own checks, metadata.verify) ------------------------------
+
+
+@dataclass(frozen=True)
+class CredentialsBadge:
+    """A version's Content Credentials as the gallery shows them: the reader's state (trusted, valid,
+    invalid, missing, or unavailable when the image could not be read), the signer, and what the
+    verifier's checks found wrong."""
+
+    state: str
+    signer: str | None = None
+    problems: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "trusted" and not self.problems
+
+
+class _ReaderSource:
+    """The gallery's IPFS reader (local store, else the gateway, CID-checked) as the verifier's source."""
+
+    def __init__(self, ipfs: IpfsReader) -> None:
+        self.ipfs = ipfs
+
+    def cat(self, cid: str, *, max_bytes: int) -> bytes:
+        from metadata.verify import FetchFailed
+
+        try:
+            return self.ipfs.cat(cid, max_bytes=max_bytes)
+        except (StudioError, ContentError) as exc:
+            raise FetchFailed("unavailable", str(exc)) from None
+
+
+def collection_trust_anchor_pem(reader: GalleryReader) -> bytes | None:
+    """The CA certificate the collection metadata (`contractURI`) names, None when it names none."""
+    from metadata.verify import collection_trust_anchor
+
+    try:
+        pem, _cid = collection_trust_anchor(reader.chain.contract_uri(), _ReaderSource(reader.ipfs))
+    except (StudioError, ContentError):
+        return None
+    return pem
+
+
+def credentials_badges(
+    reader: GalleryReader, token_id: int, versions: list[GalleryVersion]
+) -> dict[int, CredentialsBadge]:
+    """One badge per version of a history page, checked as `python -m metadata verify` checks them. A
+    version's link to its parent is checked when the previous version is on the same page."""
+    from metadata.credentials import read_credentials
+    from metadata.verify import credentials_failures, ipfs_cid
+
+    anchor = collection_trust_anchor_pem(reader)
+    source = _ReaderSource(reader.ipfs)
+    manifests: dict[int, str | None] = {}
+    badges: dict[int, CredentialsBadge] = {}
+    for version in sorted(versions, key=lambda v: v.version):
+        metadata = version.metadata or {}
+        image_cid = ipfs_cid(metadata.get("image"))
+        if image_cid is None:
+            badges[version.version] = CredentialsBadge("unavailable", problems=("the metadata names no image",))
+            continue
+        try:
+            png = source.cat(image_cid, max_bytes=reader.ipfs.max_bytes)
+        except ContentError as exc:
+            badges[version.version] = CredentialsBadge("unavailable", problems=(str(exc),))
+            continue
+        verdict = read_credentials(png, anchor)
+        manifests[version.version] = verdict.manifest
+        provenance = metadata.get("provenance")
+        failures = credentials_failures(
+            verdict,
+            trust_anchor=anchor is not None,
+            previous_manifest=manifests.get(version.version - 1),
+            provenance=provenance if isinstance(provenance, dict) else None,
+            chain_id=None,
+            contract=reader.address,
+            token_id=int(token_id),
+            check_parent=version.version == 0 or (version.version - 1) in manifests,
+        )
+        badges[version.version] = CredentialsBadge(verdict.state, verdict.signer, tuple(f.message for f in failures))
+    return badges

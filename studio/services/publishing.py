@@ -1,8 +1,10 @@
-"""Publishing a token version: pin the image, build the metadata with its provenance, pin that.
+"""Publishing a token version: sign the image, pin it, build the metadata with its provenance, pin that.
 
-Order matters and is the same for a mint and for an evolution: the image is pinned (and its CID
-checked) before the metadata that points at it is built, and the metadata is pinned before anything
-goes on chain. A failure at any step leaves nothing on chain pointing at unpinned content.
+Order matters and is the same for a mint and for an evolution: the PNG (its `parameters`, `provenance`
+and `latents` chunks already written) is signed with Content Credentials, the CID is computed over the
+signed file, the image is pinned (and its CID checked) before the metadata that points at it is built,
+and the metadata is pinned before anything goes on chain. A failure at any step leaves nothing on chain
+pointing at unpinned content. Drafts stay unsigned; everything pinned here is signed.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from metadata.cid import cid_for_bytes
 from metadata.pinning import PinResult
 from metadata.token import build_provenance, build_token_metadata, canonical_json
 from studio.records import Pin
+from studio.services.credentials import sign_version, signing_identity
 from studio.services.studio import Studio
 
 StepCallback = Callable[[str, dict[str, Any]], None]
@@ -31,6 +34,7 @@ class PublishedVersion:
     metadata_cid: str
     metadata: dict[str, Any]
     metadata_bytes: bytes
+    image_png: bytes | None = None  # the PNG as pinned (signed)
 
 
 def notify_step(on_step: StepCallback | None, step: str, **details: Any) -> None:
@@ -86,11 +90,28 @@ def publish_version(
     created_at: datetime | None = None,
     dry_run: bool = False,
     on_step: StepCallback | None = None,
+    token_id: int | None = None,
 ) -> PublishedVersion:
-    """Pin a version's image and metadata; return their CIDs. Raises before pinning the metadata
-    if it does not validate, so invalid metadata is never pinned."""
+    """Sign a version's image, pin it and the metadata; return their CIDs. Raises before pinning the
+    metadata if it does not validate, so invalid metadata is never pinned. `token_id` goes into the
+    image's Content Credentials (unknown for a mint: the chain assigns it)."""
+    identity = signing_identity(studio)
+    signed_by = None
+    if identity is not None:
+        image_png = sign_version(
+            studio,
+            identity,
+            image_png,
+            name=name,
+            generation_record=generation_record,
+            version=version,
+            previous_metadata_cid=previous_metadata_cid,
+            feed_snapshot_cid=feed_snapshot_cid,
+            token_id=token_id,
+        )
+        signed_by = identity.signer
     image_cid = cid_for_bytes(image_png)
-    notify_step(on_step, "pin image", cid=image_cid, size=len(image_png))
+    notify_step(on_step, "pin image", cid=image_cid, size=len(image_png), signed_by=signed_by)
     pinned_image_cid = pin_content(
         studio, image_png, name=f"{image_cid}.png", content_type="image/png", dry_run=dry_run
     )
@@ -122,4 +143,5 @@ def publish_version(
         metadata_cid=pinned_metadata_cid,
         metadata=metadata,
         metadata_bytes=metadata_bytes,
+        image_png=image_png,
     )

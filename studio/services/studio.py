@@ -4,8 +4,8 @@ The web app and the CLIs each open one Studio and pass it to the service functio
 explicit and in two steps, so that reading an attribute never starts anything:
 
     studio = Studio.open(settings)   # settings, database, IPFS store, pinner: no chain I/O
-    studio.start_chain()             # start or attach the chain, deploy the contract if needed
-    reconcile_mints(studio)          # (studio.services.minting) record mints an earlier stop left open
+    start_studio(studio)             # (studio.services.startup) start the chain, deploy if needed,
+                                     # record mints an earlier stop left open, publish the signing CA
 
 `python -m evolve status` and the gallery of another network need only the first step. The generation
 engine is still loaded on first use (its weights are read on its first generation), so the studio

@@ -19,9 +19,11 @@ from metadata.ipfs_reader import SharedContent
 from studio.services.errors import NotFoundError, StudioError
 from studio.services.gallery import (
     HISTORY_PAGE_SIZE,
+    CredentialsBadge,
     GalleryReader,
     GalleryToken,
     GalleryVersion,
+    credentials_badges,
     gallery_reader,
 )
 from studio.services.studio import Studio
@@ -92,7 +94,20 @@ def _attributes(token: GalleryToken) -> str:
     return f'<div class="attrs">{items}</div>' if items else ""
 
 
-def _version_html(reader: GalleryReader, version: GalleryVersion) -> str:
+def _credentials_html(badge: CredentialsBadge | None) -> str:
+    """The version's "Content Credentials" badge: state and signer, and what failed when anything did."""
+    if badge is None:
+        return ""
+    signer = f" · signed by {esc(badge.signer)}" if badge.signer else ""
+    problems = f" <span class='muted'>{esc('; '.join(badge.problems))}</span>" if badge.problems else ""
+    css = "badge" if badge.ok else "badge bad"
+    return (
+        f"<span class='muted'>Content Credentials</span> <span class='{css}' data-credentials='{esc(badge.state)}'>"
+        f"{esc(badge.state)}{signer}</span>{problems}"
+    )
+
+
+def _version_html(reader: GalleryReader, version: GalleryVersion, badge: CredentialsBadge | None = None) -> str:
     metadata = version.metadata or {}
     provenance: dict[str, Any] = metadata.get("provenance") or {}
     generation = provenance.get("generation") or {}
@@ -111,6 +126,8 @@ def _version_html(reader: GalleryReader, version: GalleryVersion) -> str:
             details.append(f"<span class='muted'>caused by</span> <a href=\"{esc(snapshot_url)}\">feed snapshot</a>")
         except (StudioError, ContentError):
             details.append(f"<span class='muted'>caused by</span> {esc(version.feed_snapshot)}")
+    if badge is not None:
+        details.append(_credentials_html(badge))
     if version.error:
         details.append(f"<span class='badge bad'>{esc(version.error)}</span>")
     return (
@@ -189,7 +206,11 @@ def create_gallery_router(studio: Studio) -> APIRouter:
             ("Contract", esc(reader.address)),
         ]
         table = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
-        versions = "".join(_version_html(reader, v) for v in history)  # newest first
+        try:
+            badges = credentials_badges(reader, token.token_id, history)
+        except (StudioError, ChainError, ContentError):
+            badges = {}  # the history still shows without its badges
+        versions = "".join(_version_html(reader, v, badges.get(v.version)) for v in history)  # newest first
         pages = []
         if page > 1:
             pages.append(f'<a href="/gallery/{token.token_id}?page={page - 1}#history">← newer</a>')

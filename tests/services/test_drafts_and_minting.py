@@ -72,7 +72,8 @@ def test_mint_pins_then_mints_then_records(studio: Studio) -> None:
     # What a marketplace reads: tokenURI -> metadata -> image, all from IPFS content.
     metadata = json.loads(studio.store.cat(outcome.published.metadata_cid))
     assert metadata["name"] == "Harbour"
-    assert metadata["image"] == f"ipfs://{draft.image_cid}"
+    # The published image is the draft signed with Content Credentials (the draft itself stays unsigned).
+    assert metadata["image"] == f"ipfs://{outcome.published.image_cid}" != f"ipfs://{draft.image_cid}"
     assert {"trait_type": "Mood", "value": "calm"} in metadata["attributes"]
     assert metadata["provenance"]["version"] == 0
     assert metadata["provenance"]["previous"] is None
@@ -88,7 +89,11 @@ def test_mint_pins_then_mints_then_records(studio: Studio) -> None:
         assert version.tx_hash == outcome.tx_hash
         assert version.gas_used == outcome.gas_used > 0
         pinned = set(session.scalars(select(Pin.cid)))
-    assert pinned == {draft.image_cid, outcome.published.metadata_cid}
+    # The image and metadata, and the collection's Content Credentials CA with the metadata naming it.
+    contract_uri = client.contract_uri()
+    collection = json.loads(studio.store.cat(contract_uri.removeprefix("ipfs://")))
+    ca_cid = collection["content_credentials"]["trust_anchor"].removeprefix("ipfs://")
+    assert pinned == {outcome.published.image_cid, outcome.published.metadata_cid, ca_cid, contract_uri[7:]}
 
 
 ARTIST = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"
@@ -119,6 +124,7 @@ def test_per_token_royalty_pays_the_receiver_named_not_the_recipient(studio: Stu
 def test_a_custom_royalty_without_a_receiver_is_refused_before_anything_is_sent(studio: Studio) -> None:
     draft = drafts.create_draft(studio, prompt="dunes", seed=5, width=64, height=64).draft
     supply = studio.chain.client.total_supply()
+    pins = count(studio, Pin)  # the Content Credentials CA and the collection document, pinned at chain start
     with pytest.raises(InvalidInputError, match="needs a royalty receiver"):
         minting.mint_draft(studio, draft.id, name="Dunes", recipient=RECIPIENT, royalty_bps=1000)
     with pytest.raises(InvalidInputError, match="Royalty receiver '0xnope' is not an Ethereum address"):
@@ -126,7 +132,7 @@ def test_a_custom_royalty_without_a_receiver_is_refused_before_anything_is_sent(
             studio, draft.id, name="Dunes", recipient=RECIPIENT, royalty_bps=1000, royalty_receiver="0xnope"
         )
     assert studio.chain.client.total_supply() == supply
-    assert count(studio, Pin) == 0
+    assert count(studio, Pin) == pins
     assert count(studio, Token) == 0
     # The collection's default rate needs no receiver: the collection's default receiver is paid.
     outcome = minting.mint_draft(
@@ -180,6 +186,7 @@ def test_pinning_outage_mints_nothing_and_keeps_the_draft(studio_settings, pinat
     with Studio.open(settings) as studio:
         studio.start_chain()
         draft = drafts.create_draft(studio, prompt="storm", seed=2, width=64, height=64).draft
+        assert studio.chain  # started, its Content Credentials CA pinned, before the outage begins
         pinata_standin.fail_next(503, times=2)  # both attempts (retries=1) of the image pin
         with pytest.raises(PinningError):
             minting.mint_draft(studio, draft.id, name="Storm", recipient=RECIPIENT)
