@@ -45,8 +45,8 @@ def _gateway(args: argparse.Namespace) -> int:
 
 def _replay(args: argparse.Namespace, report: TokenReport, source: ContentSource) -> Replay:
     # The one place the content layer's command reaches the generation engine, and only when asked.
+    from metadata.replay import replay_token_version
     from studio.config import ModelSettings
-    from studio.generation.replay import replay_token_version
 
     if not args.model:
         raise ContentError("--replay needs --model: the local folder, file or hub id of the model the token names")

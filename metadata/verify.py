@@ -92,7 +92,7 @@ class FetchFailed(ContentError):
 
 
 class Replay(Protocol):
-    """A replay's outcome (studio.generation.replay.ReplayReport) as the report holds it."""
+    """A replay's outcome (metadata.replay.ReplayReport) as the report holds it."""
 
     @property
     def ok(self) -> bool: ...

@@ -28,6 +28,7 @@ pytest_plugins = [
     "tests.fixtures.chain",
     "tests.fixtures.cid_vectors",
     "tests.fixtures.content",
+    "tests.fixtures.credentials",
     "tests.fixtures.evolve",
     "tests.fixtures.generation",
     "tests.fixtures.http",

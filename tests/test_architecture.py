@@ -22,7 +22,7 @@ LAYERS: list[tuple[int, str, tuple[str, ...]]] = [
     (2, "storage", ("studio.db", "studio.records", "studio.owners", "studio.crashpoints", "studio.migrations")),
     (3, "rules", ("studio.rules",)),
     (3, "collection specs", ("studio.collections",)),
-    (3, "verifier", ("metadata.verify",)),
+    (3, "verifier", ("metadata.verify", "metadata.replay")),
     (4, "services", ("studio.services",)),
     (5, "evolution", ("evolve",)),
     (6, "ui", ("studio.ui", "app")),

@@ -17,9 +17,9 @@ import logging
 from dataclasses import dataclass
 
 from studio.services.chain import ChainSession
-from studio.services.credentials import ensure_trust_anchor
 from studio.services.minting import reconcile_mints
 from studio.services.studio import Studio
+from studio.services.trust_anchor import ensure_trust_anchor
 
 log = logging.getLogger("studio")
 

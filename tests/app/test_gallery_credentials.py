@@ -8,14 +8,14 @@ from fastapi import FastAPI
 from studio.services.gallery import credentials_badges, gallery_reader
 from studio.services.studio import Studio
 from studio.ui.gallery_pages import create_gallery_router
-from tests.app.conftest import serve
-from tests.services.test_verify import _next_png, evolve, evolve_with_image, mint
+from tests.fixtures.credentials import evolve, evolve_with_image, mint, next_png
+from tests.fixtures.http import serve_asgi
 
 
 def test_each_version_shows_its_credentials(studio: Studio) -> None:
     token = mint(studio)
     evolve(studio, token)
-    png, record = _next_png(studio, studio.store.cat(token.versions[-1].image_cid), "unsigned")
+    png, record = next_png(studio, studio.store.cat(token.versions[-1].image_cid), "unsigned")
     evolve_with_image(studio, token, png, record)  # version 2 has no Content Credentials
     evolve(studio, token)
 
@@ -29,12 +29,11 @@ def test_each_version_shows_its_credentials(studio: Studio) -> None:
 
     app = FastAPI()
     app.include_router(create_gallery_router(studio))
-    server, thread, port = serve(app)
+    served = serve_asgi(app)
     try:
-        page = httpx.get(f"http://127.0.0.1:{port}/gallery/{token.token_id}", timeout=60)
+        page = httpx.get(f"{served.url}/gallery/{token.token_id}", timeout=60)
     finally:
-        server.should_exit = True  # type: ignore[attr-defined]
-        thread.join(timeout=30)
+        served.stop()
     assert page.status_code == 200
     assert page.text.count("data-credentials='trusted'") == 3
     assert "data-credentials='missing'" in page.text

@@ -23,9 +23,10 @@ from metadata.errors import CredentialsError
 from metadata.png import read_png_latents, read_png_metadata
 from studio.generation import GenerationRequest, init_image_from_png
 from studio.services import drafts, minting
-from studio.services.credentials import publish_trust_anchor, signing_identity
+from studio.services.credentials import signing_identity
 from studio.services.publishing import publish_version
 from studio.services.studio import Studio
+from studio.services.trust_anchor import publish_trust_anchor
 
 RECIPIENT = "0x90F79bf6EB2c4f870365E785982E1f101E93b906"
 

@@ -6,127 +6,20 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
-from fastapi.responses import Response
 
 from contracts.cid import raw_cid_of
 from metadata.credentials import CredentialsOptions, ManifestFields, load_signing_identity, sign_png
-from metadata.gateway import create_standalone_app
-from metadata.token import build_provenance, build_token_metadata, canonical_json
+from metadata.replay import replay_token_version, replay_version
 from metadata.verify import ChainEvent, FetchFailed, GatewaySource, TokenReport, history_failures, verify_token
-from studio.generation import GenerationRequest, init_image_from_png
-from studio.generation.replay import replay_token_version, replay_version
-from studio.services import drafts, minting
-from studio.services.publishing import PublishedVersion, pin_content, publish_version
+from studio.services.publishing import pin_content
 from studio.services.studio import Studio
-from tests.conftest import REPO_ROOT
-from tests.fixtures.content import serve_in_thread, stop_server
+from tests.fixtures.credentials import Gateway, Token, evolve, evolve_with_image, mint, next_png
+from tests.fixtures.paths import REPO_ROOT
 
 RECIPIENT = "0x90F79bf6EB2c4f870365E785982E1f101E93b906"
-
-
-@dataclass
-class Gateway:
-    url: str
-    replaced: dict[str, bytes]  # CID -> the bytes a hostile gateway answers instead
-
-
-@pytest.fixture
-def gateway(studio: Studio) -> Iterator[Gateway]:
-    """The studio's real gateway over its store, behind a front that can be told to lie about a CID (a
-    faulty or hostile public gateway)."""
-    replaced: dict[str, bytes] = {}
-    front = FastAPI()
-
-    @front.middleware("http")
-    async def lie_when_told(request: Any, call_next: Any) -> Any:
-        cid = request.url.path.removeprefix("/ipfs/")
-        if cid in replaced:
-            return Response(replaced[cid], media_type="application/octet-stream")
-        return await call_next(request)
-
-    front.mount("/", create_standalone_app(studio.store))
-    server, thread, base = serve_in_thread(front)
-    yield Gateway(base, replaced)
-    stop_server(server, thread)
-
-
-@dataclass
-class Token:
-    token_id: int
-    versions: list[PublishedVersion]
-
-
-def _next_png(studio: Studio, previous_png: bytes, prompt: str) -> tuple[bytes, dict[str, Any]]:
-    init_image, init_latents = init_image_from_png(previous_png)
-    result = studio.engine.generate(
-        GenerationRequest(
-            prompt=prompt,
-            seed=5,
-            width=64,
-            height=64,
-            init_image=init_image,
-            init_latents=init_latents,
-            strength=0.5,
-        )
-    )
-    return result.png, result.record
-
-
-def _snapshot(studio: Studio, value: int) -> str:
-    data = json.dumps({"temperature": value}).encode()
-    return pin_content(studio, data, name="snapshot.json", content_type="application/json")
-
-
-def evolve(studio: Studio, token: Token, *, version: int | None = None, previous: str | None = None, **kw: Any) -> None:
-    """One evolution the studio's way (publish_version signs it), sent through the real contract;
-    `version`, `previous` and `feed_snapshot_cid` may be set wrong on purpose."""
-    chain_version = len(token.versions)
-    last = token.versions[-1]
-    png, record = _next_png(studio, studio.store.cat(last.image_cid), f"weather {chain_version}")
-    published = publish_version(
-        studio,
-        name="Weather",
-        description="",
-        attributes=[],
-        image_png=png,
-        generation_record=record,
-        version=chain_version if version is None else version,
-        previous_metadata_cid=previous or last.metadata_cid,
-        feed_snapshot_cid=kw.get("feed_snapshot_cid", _snapshot(studio, chain_version)),
-        token_id=token.token_id,
-    )
-    studio.chain.client.evolve(token.token_id, published.metadata_cid, chain_version - 1)
-    token.versions.append(published)
-
-
-def evolve_with_image(studio: Studio, token: Token, png: bytes, record: dict[str, Any]) -> None:
-    """An evolution whose PNG is pinned exactly as given (unsigned, or signed by someone else)."""
-    chain_version = len(token.versions)
-    last = token.versions[-1]
-    image_cid = pin_content(studio, png, name="image.png", content_type="image/png")
-    metadata = build_token_metadata(
-        name="Weather",
-        description="",
-        image_cid=image_cid,
-        attributes=[],
-        provenance=build_provenance(version=chain_version, previous=last.metadata_cid, generation=record),
-    )
-    data = canonical_json(metadata)
-    metadata_cid = pin_content(studio, data, name="metadata.json", content_type="application/json")
-    studio.chain.client.evolve(token.token_id, metadata_cid, chain_version - 1)
-    token.versions.append(PublishedVersion(image_cid, metadata_cid, metadata, data, png))
-
-
-def mint(studio: Studio) -> Token:
-    draft = drafts.create_draft(studio, prompt="weather", seed=5, width=64, height=64).draft
-    minted = minting.mint_draft(studio, draft.id, name="Weather", recipient=RECIPIENT)
-    return Token(minted.token_id, [minted.published])
 
 
 def verify(studio: Studio, gateway: Gateway, token: Token, **kw: Any) -> TokenReport:
@@ -191,7 +84,7 @@ def test_a_replaced_image_is_a_cid_mismatch(studio: Studio, gateway: Gateway, ev
 def test_a_stripped_manifest_is_missing_credentials(studio: Studio, gateway: Gateway) -> None:
     token = mint(studio)
     evolve(studio, token)
-    png, record = _next_png(studio, studio.store.cat(token.versions[-1].image_cid), "unsigned")
+    png, record = next_png(studio, studio.store.cat(token.versions[-1].image_cid), "unsigned")
     evolve_with_image(studio, token, png, record)  # the PNG without its manifest
     evolve(studio, token)
     report = verify(studio, gateway, token)
@@ -207,7 +100,7 @@ def test_a_stripped_manifest_is_missing_credentials(studio: Studio, gateway: Gat
 
 def test_a_manifest_signed_by_another_ca_is_untrusted(studio: Studio, gateway: Gateway, tmp_path: Any) -> None:
     token = mint(studio)
-    png, record = _next_png(studio, studio.store.cat(token.versions[-1].image_cid), "forged")
+    png, record = next_png(studio, studio.store.cat(token.versions[-1].image_cid), "forged")
     forger = load_signing_identity(CredentialsOptions(folder=tmp_path / "forger"))
     fields = ManifestFields(
         title="Weather (version 1)",
