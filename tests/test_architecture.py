@@ -154,3 +154,14 @@ def test_the_layer_check_sees_an_upward_import_and_a_circle() -> None:
         "studio.generation.engine (generation) imports contracts.client (chain)",
     ]
     assert strongly_connected({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"], ["d"]]
+
+
+def test_tests_import_helpers_only_from_tests_fixtures() -> None:
+    """One fixture per thing, in tests/fixtures/: a test module never imports another test or a conftest."""
+    wrong = []
+    for path in sorted((REPO_ROOT / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            module = node.module if isinstance(node, ast.ImportFrom) else None
+            if module and module.startswith("tests.") and not module.startswith("tests.fixtures."):
+                wrong.append(f"{path.relative_to(REPO_ROOT)} imports {node.module}")
+    assert wrong == [], "move what these import into tests/fixtures/:\n" + "\n".join(wrong)

@@ -9,6 +9,7 @@ import pytest
 
 from evolve.evaluation import TokenInput, evaluate
 from studio.rules import RulesError, load_rules
+from tests.fixtures.evolve import CLOCK_RULES
 
 RULES = """\
 [schedule]
@@ -262,20 +263,6 @@ def test_brackets_and_dots_in_strings_and_comments_are_not_nesting(tmp_path: Pat
     rules = load_rules(write(tmp_path, text))
     assert len(rules.evolution.variation) == 4
     assert rules.evolution.variation[0].startswith("[[[[")
-
-
-CLOCK_RULES = """\
-[schedule]
-every = "1h"
-
-[feeds.clock]
-type = "clock"
-
-[traits.light]
-input = "clock.part_of_day"
-[[traits.light.cases]]
-fragment = "soft light"
-"""
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from studio.rules import RulesError, RulesNameError, list_rules, load_collection, rules_path, save_rules_text
-from tests.evolve.test_rules import CLOCK_RULES as CLOCK
+from tests.fixtures.evolve import CLOCK_RULES as CLOCK
 
 
 @pytest.mark.parametrize("name", ["../etc/passwd", "a/b", "/abs", "..", "", ".hidden", "a b"])

@@ -5,16 +5,19 @@ nothing twice."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
 
 import pytest
+from PIL import Image
 from sqlalchemy import func, select
 
 from contracts.client import BatchMintError
 from contracts.errors import MissingRoleError
+from metadata.credentials import read_credentials
 from studio.records import MintIntent, Pin, Token
 from studio.services import drafts
 from studio.services.batch_minting import DraftToMint, mint_drafts
@@ -22,7 +25,7 @@ from studio.services.errors import InvalidInputError, NotFoundError
 from studio.services.minting import reconcile_mints
 from studio.services.studio import Studio
 from tests.fixtures.paths import REPO_ROOT
-from tests.services.test_mint_crash import settings_env
+from tests.fixtures.processes import settings_env
 
 RECIPIENT = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"  # anvil account 2
 CLOCK_RULES = """\
@@ -93,7 +96,11 @@ def test_drafts_are_published_minted_in_one_transaction_and_recorded_like_single
         assert metadata["image"] == f"ipfs://{minted.image_cid}"
         assert metadata["attributes"] == [{"trait_type": "Seed", "value": token.seed, "display_type": "number"}]
         draft = drafts.get_draft(studio, item.draft_id)
-        assert minted.image_cid == draft.image_cid
+        # Published as a single mint publishes it: the draft's pixels, signed with Content Credentials.
+        published_png = studio.store.cat(minted.image_cid)
+        assert read_credentials(published_png).state in ("valid", "trusted")
+        draft_pixels = Image.open(io.BytesIO(studio.store.cat(draft.image_cid))).tobytes()
+        assert Image.open(io.BytesIO(published_png)).tobytes() == draft_pixels
         with studio.db.session() as session:
             pinned = set(session.scalars(select(Pin.cid)))
         assert {minted.metadata_cid, minted.image_cid} <= pinned
@@ -136,6 +143,8 @@ def test_bad_input_is_refused_before_anything_is_pinned_or_sent(studio: Studio, 
         items = [items[0], DraftToMint(999, "Ghost")]
     if change.get("attribute"):
         items = [DraftToMint(items[0].draft_id, "A", attributes=[{"trait_type": "Mood"}])]
+    with studio.db.session() as session:  # the Content Credentials CA and collection document, from start-up
+        pins = session.scalar(select(func.count()).select_from(Pin))
     with pytest.raises(error, match=message):
         mint_drafts(
             studio,
@@ -144,7 +153,7 @@ def test_bad_input_is_refused_before_anything_is_pinned_or_sent(studio: Studio, 
             rules_name=change.get("rules_name"),
         )
     with studio.db.session() as session:
-        assert session.scalar(select(func.count()).select_from(Pin)) == 0
+        assert session.scalar(select(func.count()).select_from(Pin)) == pins
     assert open_intents(studio) == 0
     assert studio.chain.client.total_supply() == 0
 

@@ -13,6 +13,7 @@ from studio.services import drafts
 from studio.services.minting import reconcile_mints
 from studio.services.studio import Studio
 from tests.fixtures.paths import REPO_ROOT
+from tests.fixtures.processes import settings_env
 
 RECIPIENT = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"  # anvil account 2
 
@@ -24,17 +25,6 @@ with Studio.open() as studio:
     studio.start_chain()
     mint_draft(studio, int(sys.argv[1]), name="Tide", description="Kept", recipient=sys.argv[2])
 """
-
-
-def settings_env(settings) -> dict[str, str]:
-    chain = settings.chain
-    return {
-        "STUDIO_DATA_DIR": str(settings.data_dir),
-        "STUDIO_CHAIN__NETWORK": chain.network,
-        "STUDIO_CHAIN__RPC_URL": chain.rpc_url,
-        "STUDIO_CHAIN__CHAIN_ID": str(chain.chain_id),
-        "STUDIO_CHAIN__PRIVATE_KEY": chain.private_key.get_secret_value(),
-    }
 
 
 def test_mint_killed_after_confirmation_is_recorded_on_next_start(studio_settings) -> None:
