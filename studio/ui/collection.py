@@ -14,7 +14,7 @@ from studio.records import Token
 from studio.services.errors import InvalidInputError
 from studio.services.studio import Studio
 from studio.services.tokens import VersionView, evolution_animation, freeze_token, get_token, list_tokens, timeline
-from studio.ui.common import code, esc, link, readable_errors
+from studio.ui.common import api_endpoint, code, error_box, esc, link, readable_errors, shows_errors
 from studio.ui.create import exports_dir
 
 
@@ -135,6 +135,7 @@ def build(studio: Studio) -> CollectionTab:
     with gr.Row():
         token = gr.Dropdown([], label="Token", allow_custom_value=True, scale=5, elem_id="collection-token")
         refresh = gr.Button("↻ Refresh", scale=1, min_width=110, elem_id="collection-refresh")
+    collection_error = error_box("collection-error")
     grid = gr.Gallery(
         label="Collection", columns=6, height=260, allow_preview=False, object_fit="cover", elem_classes=["thumbs"]
     )
@@ -146,6 +147,7 @@ def build(studio: Studio) -> CollectionTab:
             with gr.Group():
                 confirm = gr.Checkbox(label="I understand freezing is permanent: the artwork never changes again")
                 freeze = gr.Button("Freeze token", variant="stop", elem_id="freeze")
+            freeze_error = error_box("freeze-error")
         with gr.Column(scale=7):
             versions = gr.Gallery(
                 label="Versions", columns=5, height=200, allow_preview=True, object_fit="cover", elem_classes=["thumbs"]
@@ -166,7 +168,6 @@ def build(studio: Studio) -> CollectionTab:
     def on_refresh(selected):
         return _refresh(int(selected) if selected is not None else None)
 
-    @readable_errors
     def on_open(token_id):
         if token_id is None:
             return "<p class='muted'>No token yet: mint one in the Mint tab.</p>", None, [], "", ""
@@ -188,7 +189,6 @@ def build(studio: Studio) -> CollectionTab:
             chain_history_html(studio, token_id),
         )
 
-    @readable_errors
     def on_freeze(token_id, confirmed):
         if token_id is None:
             raise InvalidInputError("Choose a token to freeze.")
@@ -202,12 +202,18 @@ def build(studio: Studio) -> CollectionTab:
         return ids[evt.index] if evt.index is not None and evt.index < len(ids) else gr.skip()
 
     open_outputs = [header, animation, versions, timeline_view, history]
+    show_token = shows_errors(collection_error, open_outputs)(on_open)
     refresh.click(on_refresh, [token], [token, grid, shown_ids], api_name="tokens").then(
-        on_open, [token], open_outputs, api_visibility="private"
+        show_token, [token], [*open_outputs, collection_error], api_visibility="private"
     )
-    token.change(on_open, [token], open_outputs, api_name="token_detail")
+    token.change(show_token, [token], [*open_outputs, collection_error], api_visibility="private")
+    api_endpoint(on_open, [token], open_outputs, "token_detail")
     grid.select(on_select, [shown_ids], [token], api_visibility="private")
-    freeze.click(on_freeze, [token, confirm], [confirm], api_name="freeze").then(
-        on_open, [token], open_outputs, api_visibility="private"
-    )
+    freeze.click(
+        shows_errors(freeze_error, [confirm])(on_freeze),
+        [token, confirm],
+        [confirm, freeze_error],
+        api_visibility="private",
+    ).then(show_token, [token], [*open_outputs, collection_error], api_visibility="private")
+    api_endpoint(on_freeze, [token, confirm], [confirm], "freeze")
     return CollectionTab(token=token, grid=grid, shown_ids=shown_ids, refresh=_refresh)

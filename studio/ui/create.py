@@ -13,7 +13,7 @@ from studio.records import Draft
 from studio.services.drafts import create_draft, create_variation, draft_png, get_draft, list_drafts, random_seed
 from studio.services.errors import InvalidInputError
 from studio.services.studio import Studio
-from studio.ui.common import code, esc, readable_errors
+from studio.ui.common import api_endpoint, code, error_box, esc, readable_errors, shows_errors
 
 SIDES = (64, 128, 256, 384, 512, 640, 768, 896, 1024)
 
@@ -106,6 +106,7 @@ def build(studio: Studio) -> CreateTab:
                 height = gr.Dropdown(sides, value=default_side, label="Height")
             gr.Markdown(f"<span class='muted'>Model: <code>{esc(model.model_id)}</code></span>")
             generate = gr.Button("Generate", variant="primary", elem_id="generate")
+            generate_error = error_box("generate-error")
             with gr.Accordion("Variation of the selected draft (img2img)", open=False):
                 draft = gr.Dropdown(
                     [], label="Selected draft", interactive=True, allow_custom_value=True, elem_id="create-draft"
@@ -114,6 +115,7 @@ def build(studio: Studio) -> CreateTab:
                     label="Strength (lower keeps more of the draft)", minimum=0.05, maximum=1.0, step=0.05, value=0.5
                 )
                 vary = gr.Button("Make a variation", elem_id="vary")
+                vary_error = error_box("vary-error")
         with gr.Column(scale=6):
             image = gr.Image(label="Draft", type="filepath", interactive=False, height=460, elem_id="draft-image")
             download = gr.File(label="PNG with its parameters", interactive=False)
@@ -141,7 +143,6 @@ def build(studio: Studio) -> CreateTab:
         gallery_update, draft_update, ids = _refresh(result.draft.id)
         return path, path, parameters_html(result.draft, result.warnings), gallery_update, draft_update, ids
 
-    @readable_errors
     def on_generate(prompt_text, negative_text, seed_value, steps_value, w, h, preset_value, progress=gr.Progress()):  # noqa: B008 (how Gradio injects progress)
         if not (prompt_text or "").strip():
             raise InvalidInputError("Type a prompt first: describe the image you want.")
@@ -159,7 +160,6 @@ def build(studio: Studio) -> CreateTab:
         )
         return _after(result)
 
-    @readable_errors
     def on_vary(draft_id, strength_value, seed_value, progress=gr.Progress()):  # noqa: B008 (how Gradio injects progress)
         if draft_id is None:
             raise InvalidInputError("Choose a draft to vary: pick one in 'Selected draft' or click it in Drafts.")
@@ -191,23 +191,26 @@ def build(studio: Studio) -> CreateTab:
         return path, path, parameters_html(chosen)
 
     outputs = [image, download, params, gallery, draft, shown_ids]
+    generate_inputs = [prompt, negative, seed, steps, width, height, preset]
     dice.click(lambda: random_seed(), None, seed, api_name="random_seed", queue=False)
-    generate.click(
-        on_generate,
-        [prompt, negative, seed, steps, width, height, preset],
-        outputs,
-        api_name="generate",
-        concurrency_limit=2,
-        concurrency_id="generation",
-    )
-    prompt.submit(
-        on_generate,
-        [prompt, negative, seed, steps, width, height, preset],
-        outputs,
+    for trigger in (generate.click, prompt.submit):
+        trigger(
+            shows_errors(generate_error, outputs)(on_generate),
+            generate_inputs,
+            [*outputs, generate_error],
+            api_visibility="private",
+            concurrency_limit=2,
+            concurrency_id="generation",
+        )
+    api_endpoint(on_generate, generate_inputs, outputs, "generate", concurrency_id="generation")
+    vary.click(
+        shows_errors(vary_error, outputs)(on_vary),
+        [draft, strength, seed],
+        [*outputs, vary_error],
         api_visibility="private",
         concurrency_id="generation",
     )
-    vary.click(on_vary, [draft, strength, seed], outputs, api_name="variation", concurrency_id="generation")
+    api_endpoint(on_vary, [draft, strength, seed], outputs, "variation", concurrency_id="generation")
     gallery.select(on_select, [shown_ids], [draft, image, download, params], api_visibility="private")
     draft.input(on_show, [draft], [image, download, params], api_visibility="private")
 

@@ -15,7 +15,7 @@ from studio.services.rules_files import RulesSummary, list_rules, read_rules, sa
 from studio.services.studio import Studio
 from studio.services.tokens import get_token
 from studio.ui.collection import image_file
-from studio.ui.common import code, esc, readable_errors
+from studio.ui.common import api_endpoint, code, error_box, esc, shows_errors
 
 STARTER_RULES = """\
 # A collection that follows the time of day. See README (Evolution) for every feed and condition.
@@ -142,6 +142,7 @@ def build(studio: Studio) -> EvolveTab:
             with gr.Row():
                 dry = gr.Button("Preview a dry run", elem_id="dry-run")
                 run = gr.Button("Run a cycle now", variant="primary", elem_id="run-cycle")
+            cycle_error = error_box("cycle-error")
             report = gr.HTML(elem_id="cycle-report-box")
             preview = gr.Gallery(
                 label="Dry run: current ← → preview", columns=2, height=360, object_fit="contain", elem_id="dry-preview"
@@ -152,7 +153,6 @@ def build(studio: Studio) -> EvolveTab:
             raise InvalidInputError("Choose a collection or type a new name (e.g. 'weather').")
         return str(name).strip()
 
-    @readable_errors
     def on_open(name):
         name = _collection(name)
         try:
@@ -160,27 +160,22 @@ def build(studio: Studio) -> EvolveTab:
         except NotFoundError:
             return STARTER_RULES, f"<p class='muted'>New collection {esc(name)}: edit the example, then save.</p>"
 
-    @readable_errors
     def on_validate(name, text):
         return summary_html(validate_rules_text(studio, _collection(name), text or ""), saved=False)
 
-    @readable_errors
     def on_save(name, text):
         summary = save_rules(studio, _collection(name), text or "")
         names = list_rules(studio)
         return summary_html(summary, saved=True), gr.Dropdown(choices=names, value=summary.name), schedule_html(studio)
 
-    @readable_errors
     def on_schedule():
         return schedule_html(studio)
 
-    @readable_errors
     def on_run(name, progress=gr.Progress()):  # noqa: B008 (how Gradio injects progress)
         progress(None, desc="Reading feeds, regenerating, updating the chain")
         result = run_cycle(studio, _collection(name))
         return report_html(result), schedule_html(studio)
 
-    @readable_errors
     def on_dry(name, progress=gr.Progress()):  # noqa: B008 (how Gradio injects progress)
         progress(None, desc="Dry run: reading feeds and regenerating, nothing is sent")
         result = run_cycle(studio, _collection(name), dry_run=True)
@@ -200,13 +195,40 @@ def build(studio: Studio) -> EvolveTab:
                 )
         return report_html(result), pairs
 
-    load.click(on_open, [collection], [editor, message], api_name="open_rules")
-    collection.input(on_open, [collection], [editor, message], api_visibility="private")
-    validate.click(on_validate, [collection, editor], [message], api_name="validate_rules")
-    save.click(on_save, [collection, editor], [message, collection, schedule], api_name="save_rules")
-    refresh.click(on_schedule, None, [schedule], api_name="schedule")
-    run.click(
-        on_run, [collection], [report, schedule], api_name="run_cycle", concurrency_id="evolve", concurrency_limit=1
+    # Rules errors (file, line, field) stay under the editor, in place of "edit the example, then save".
+    for trigger in (load.click, collection.input):
+        trigger(
+            shows_errors(message, [editor, message])(on_open), [collection], [editor, message], api_visibility="private"
+        )
+    api_endpoint(on_open, [collection], [editor, message], "open_rules")
+    validate.click(
+        shows_errors(message, [message])(on_validate), [collection, editor], [message], api_visibility="private"
     )
-    dry.click(on_dry, [collection], [report, preview], api_name="dry_run", concurrency_id="evolve")
+    api_endpoint(on_validate, [collection, editor], [message], "validate_rules")
+    save_outputs = [message, collection, schedule]
+    save.click(
+        shows_errors(message, save_outputs)(on_save), [collection, editor], save_outputs, api_visibility="private"
+    )
+    api_endpoint(on_save, [collection, editor], save_outputs, "save_rules")
+    refresh.click(
+        shows_errors(cycle_error, [schedule])(on_schedule), None, [schedule, cycle_error], api_visibility="private"
+    )
+    api_endpoint(on_schedule, [], [schedule], "schedule")
+    run.click(
+        shows_errors(cycle_error, [report, schedule])(on_run),
+        [collection],
+        [report, schedule, cycle_error],
+        api_visibility="private",
+        concurrency_id="evolve",
+        concurrency_limit=1,
+    )
+    api_endpoint(on_run, [collection], [report, schedule], "run_cycle", concurrency_id="evolve")
+    dry.click(
+        shows_errors(cycle_error, [report, preview])(on_dry),
+        [collection],
+        [report, preview, cycle_error],
+        api_visibility="private",
+        concurrency_id="evolve",
+    )
+    api_endpoint(on_dry, [collection], [report, preview], "dry_run", concurrency_id="evolve")
     return EvolveTab(collection=collection, editor=editor, schedule=schedule, refresh_schedule=on_schedule)

@@ -13,7 +13,7 @@ from studio.services.errors import InvalidInputError
 from studio.services.minting import MintOutcome, mint_draft
 from studio.services.rules_files import list_rules
 from studio.services.studio import Studio
-from studio.ui.common import code, esc, link, readable_errors, run_streaming
+from studio.ui.common import api_endpoint, code, error_box, esc, link, readable_errors, run_streaming, shows_errors
 from studio.ui.create import draft_file
 
 STEP_TITLES = {
@@ -158,6 +158,7 @@ def build(studio: Studio) -> MintTab:
                     elem_id="mint-rules",
                 )
             mint = gr.Button("Mint", variant="primary", elem_id="mint-button")
+            mint_error = error_box("mint-error")
         with gr.Column(scale=6):
             gr.Markdown("### Progress")
             steps = gr.HTML("<p class='muted'>Each step shows here as it happens.</p>", elem_id="mint-steps")
@@ -170,7 +171,6 @@ def build(studio: Studio) -> MintTab:
             return None
         return draft_file(studio, get_draft(studio, int(draft_id)))
 
-    @readable_errors
     def on_mint(
         draft_id,
         name_text,
@@ -223,13 +223,17 @@ def build(studio: Studio) -> MintTab:
         )
 
     draft.change(on_draft, [draft], [preview], api_visibility="private")
+    mint_inputs = [draft, name, description, attributes, royalty, recipient, living, rules, royalty_receiver]
+    mint_outputs = [steps, result, token_id]
     mint.click(
-        on_mint,
-        [draft, name, description, attributes, royalty, recipient, living, rules, royalty_receiver],
-        [steps, result, token_id],
-        api_name="mint",
+        shows_errors(mint_error, mint_outputs)(on_mint),
+        mint_inputs,
+        [*mint_outputs, mint_error],
+        api_visibility="private",
         concurrency_limit=2,
+        concurrency_id="mint",
     )
+    api_endpoint(on_mint, mint_inputs, mint_outputs, "mint", concurrency_id="mint")
     return MintTab(draft=draft, rules=rules, preview=preview, token_id=token_id, recipient=recipient)
 
 

@@ -1,0 +1,71 @@
+"""The studio as an artist uses it, in headless Chromium against the real app and anvil (issue #15):
+errors that stay where the user acted, freeze, duplicate mints, honest progress and the queue, the
+evolution's steps, the gallery's living tokens. Screenshots go to test-output/<test name>/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.app import test_browser
+
+browser_page = test_browser.browser_page  # the fixture: headless Chromium, nothing leaves 127.0.0.1
+
+ERROR_BADGES = "[data-testid='status-tracker'] span.error"  # what Gradio draws on outputs when a handler raises
+TOASTS = ".toast-body"
+
+
+def open_studio(page, url: str) -> None:
+    page.goto(url + "/")
+    page.locator("#generate").wait_for()
+
+
+def generate(page, prompt: str) -> None:
+    page.locator("#prompt textarea").fill(prompt)
+    page.locator("#generate").click()
+    page.locator("#draft-params").get_by_text(prompt).wait_for()
+
+
+def assert_no_bare_errors(page) -> None:
+    assert page.locator(ERROR_BADGES).count() == 0, "an output shows Gradio's bare 'Error' badge"
+    assert page.locator(TOASTS).count() == 0, "an error went to a toast that closes by itself"
+
+
+@pytest.mark.browser
+def test_errors_stay_where_the_user_acted_in_the_studios_words(
+    browser_page, app_server, write_rules, weather_rules_text, output_dir: Path
+) -> None:
+    page = browser_page
+    write_rules("weather", weather_rules_text.replace("strength = 0.5", "strength = 3"))
+    open_studio(page, app_server.url)
+
+    page.locator("#generate").click()
+    error = page.locator("#generate-error .studio-error")
+    error.get_by_text("Type a prompt first").wait_for(timeout=20_000)
+    page.wait_for_timeout(30_000)  # a toast closes after about 10 s; the message must still be there
+    assert error.is_visible()
+    assert_no_bare_errors(page)
+    page.screenshot(path=str(output_dir / "1-create-error.png"), full_page=True)
+
+    # The next action there replaces it.
+    generate(page, "a lighthouse on a cliff")
+    assert page.locator("#generate-error .studio-error").count() == 0
+
+    page.get_by_role("tab", name="Mint").click()
+    page.locator("#mint-recipient input, #mint-recipient textarea").first.fill("0xnope")
+    page.locator("#mint-button").click()
+    page.locator("#mint-error .studio-error").get_by_text("is not an Ethereum address").wait_for()
+    assert_no_bare_errors(page)
+    page.screenshot(path=str(output_dir / "2-mint-error.png"), full_page=True)
+
+    page.get_by_role("tab", name="Evolve").click()
+    page.locator("#rules-editor").get_by_text("strength = 3").wait_for()
+    page.locator("#rules-save").click()
+    message = page.locator("#rules-message")
+    message.locator(".studio-error").get_by_text("evolution.strength").wait_for()
+    assert "weather.toml:" in message.inner_text()
+    assert "edit the example" not in message.inner_text()
+    assert_no_bare_errors(page)
+    page.screenshot(path=str(output_dir / "3-rules-error.png"), full_page=True)
+    assert page.outside_requests == []  # type: ignore[attr-defined]
