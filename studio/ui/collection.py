@@ -120,6 +120,10 @@ def chain_history_html(studio: Studio, token_id: int) -> str:
                 when,
             )
         )
+    for record in client.freezes(int(token_id)):
+        when = datetime.fromtimestamp(record.timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        detail = f"frozen for good at {code(record.uri, keep=14)}"
+        rows.append((record.block_number, record.log_index, "PermanentURI", detail, record.tx_hash, when))
     rows.sort()
     body = "".join(
         f"<tr><td>{block}</td><td>{esc(event)}</td><td>{detail}</td><td>{code(tx)}</td><td>{esc(when)}</td></tr>"
@@ -137,7 +141,13 @@ def build(studio: Studio) -> CollectionTab:
         refresh = gr.Button("↻ Refresh", scale=1, min_width=110, elem_id="collection-refresh")
     collection_error = error_box("collection-error")
     grid = gr.Gallery(
-        label="Collection", columns=6, height=260, allow_preview=False, object_fit="cover", elem_classes=["thumbs"]
+        label="Collection",
+        columns=6,
+        height=260,
+        allow_preview=False,
+        object_fit="cover",
+        elem_classes=["thumbs"],
+        elem_id="collection-grid",
     )
     shown_ids = gr.State([])
     with gr.Row(equal_height=False):
@@ -145,7 +155,10 @@ def build(studio: Studio) -> CollectionTab:
             header = gr.HTML(elem_id="token-header")
             animation = gr.Image(label="Evolution", type="filepath", interactive=False, height=300)
             with gr.Group():
-                confirm = gr.Checkbox(label="I understand freezing is permanent: the artwork never changes again")
+                confirm = gr.Checkbox(
+                    label="I understand freezing is permanent: the artwork never changes again",
+                    elem_id="freeze-confirm",
+                )
                 freeze = gr.Button("Freeze token", variant="stop", elem_id="freeze")
             freeze_error = error_box("freeze-error")
         with gr.Column(scale=7):
@@ -195,8 +208,19 @@ def build(studio: Studio) -> CollectionTab:
         if not confirmed:
             raise InvalidInputError("Tick the box to confirm: freezing is permanent.")
         tx_hash = freeze_token(studio, int(token_id))
-        gr.Info(f"Token #{int(token_id)} is frozen (transaction {tx_hash}).")
-        return False
+        return False, (
+            f"<div class='studio-status' id='freeze-done'>Token #{int(token_id)} is frozen for good "
+            f"(transaction {code(tx_hash)}).</div>"
+        )
+
+    @readable_errors
+    def freeze_controls(token_id):
+        """A frozen token offers no freeze: the box and button are shown disabled, saying why."""
+        frozen = token_id is not None and get_token(studio, int(token_id)).frozen
+        return (
+            gr.Checkbox(value=False, interactive=not frozen),
+            gr.Button(value="Frozen for good" if frozen else "Freeze token", interactive=not frozen),
+        )
 
     def on_select(ids, evt: gr.SelectData):
         return ids[evt.index] if evt.index is not None and evt.index < len(ids) else gr.skip()
@@ -205,15 +229,21 @@ def build(studio: Studio) -> CollectionTab:
     show_token = shows_errors(collection_error, open_outputs)(on_open)
     refresh.click(on_refresh, [token], [token, grid, shown_ids], api_name="tokens").then(
         show_token, [token], [*open_outputs, collection_error], api_visibility="private"
+    ).then(freeze_controls, [token], [confirm, freeze], api_visibility="private")
+    token.change(show_token, [token], [*open_outputs, collection_error], api_visibility="private").then(
+        freeze_controls, [token], [confirm, freeze], api_visibility="private"
     )
-    token.change(show_token, [token], [*open_outputs, collection_error], api_visibility="private")
     api_endpoint(on_open, [token], open_outputs, "token_detail")
     grid.select(on_select, [shown_ids], [token], api_visibility="private")
+    # After a freeze, everything that shows the token says so: the dropdown, the thumbnails, the
+    # header and history (its PermanentURI row), and the freeze controls themselves.
     freeze.click(
-        shows_errors(freeze_error, [confirm])(on_freeze),
+        shows_errors(freeze_error, [confirm, freeze_error])(on_freeze),
         [token, confirm],
         [confirm, freeze_error],
         api_visibility="private",
-    ).then(show_token, [token], [*open_outputs, collection_error], api_visibility="private")
-    api_endpoint(on_freeze, [token, confirm], [confirm], "freeze")
+    ).then(on_refresh, [token], [token, grid, shown_ids], api_visibility="private").then(
+        show_token, [token], [*open_outputs, collection_error], api_visibility="private"
+    ).then(freeze_controls, [token], [confirm, freeze], api_visibility="private")
+    api_endpoint(on_freeze, [token, confirm], [confirm, freeze_error], "freeze")
     return CollectionTab(token=token, grid=grid, shown_ids=shown_ids, refresh=_refresh)

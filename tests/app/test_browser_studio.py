@@ -69,3 +69,38 @@ def test_errors_stay_where_the_user_acted_in_the_studios_words(
     assert_no_bare_errors(page)
     page.screenshot(path=str(output_dir / "3-rules-error.png"), full_page=True)
     assert page.outside_requests == []  # type: ignore[attr-defined]
+
+
+@pytest.mark.browser
+def test_freeze_keeps_its_confirmation_usable_and_everything_says_frozen_after(
+    browser_page, app_server, write_rules, weather_rules_text, output_dir: Path
+) -> None:
+    from tests.evolve.conftest import mint_living
+
+    page = browser_page
+    write_rules("weather", weather_rules_text)
+    [token_id] = mint_living(app_server.studio, 1)
+    open_studio(page, app_server.url)
+    page.get_by_role("tab", name="Collection").click()
+    page.locator("#collection-refresh").click()
+    page.locator("#token-header").get_by_text(f"#{token_id}").first.wait_for()
+
+    page.locator("#freeze").click()
+    page.locator("#freeze-error .studio-error").get_by_text("Tick the box to confirm").wait_for(timeout=20_000)
+    assert_no_bare_errors(page)
+    page.screenshot(path=str(output_dir / "1-freeze-unconfirmed.png"), full_page=True)
+    page.locator("#freeze-confirm input[type=checkbox]").check(timeout=10_000)  # not covered by anything
+    page.locator("#freeze").click()
+    page.locator("#freeze-done").wait_for(timeout=60_000)
+    assert app_server.studio.chain.client.is_frozen(token_id)
+
+    page.locator("#freeze").get_by_text("Frozen for good").wait_for(timeout=20_000)
+    assert page.locator("#freeze").is_disabled()
+    assert page.locator("#freeze-confirm input[type=checkbox]").is_disabled()
+    assert "frozen" in page.locator("#collection-token input").input_value()
+    page.locator("#collection-grid").get_by_text(f"#{token_id}").first.wait_for()
+    assert "frozen" in page.locator("#collection-grid").inner_text()
+    assert "living" not in page.locator("#collection-grid").inner_text()
+    page.get_by_text("On-chain history").click()
+    page.locator("#chain-history").get_by_text("PermanentURI").wait_for(timeout=20_000)
+    page.screenshot(path=str(output_dir / "2-frozen.png"), full_page=True)
