@@ -21,6 +21,16 @@ def open_studio(page, url: str) -> None:
     page.locator("#generate").wait_for()
 
 
+def open_mint_tab(page) -> None:
+    """The Mint tab, once the page's load event has filled it (drafts, rules, the wallet placeholder)."""
+    page.get_by_role("tab", name="Mint").click()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#mint-recipient input, #mint-recipient textarea')]"
+        ".some(e => e.placeholder.includes('wallet'))",
+        timeout=30_000,
+    )
+
+
 def generate(page, prompt: str) -> None:
     page.locator("#prompt textarea").fill(prompt)
     page.locator("#generate").click()
@@ -104,3 +114,40 @@ def test_freeze_keeps_its_confirmation_usable_and_everything_says_frozen_after(
     page.get_by_text("On-chain history").click()
     page.locator("#chain-history").get_by_text("PermanentURI").wait_for(timeout=20_000)
     page.screenshot(path=str(output_dir / "2-frozen.png"), full_page=True)
+
+
+@pytest.mark.browser
+def test_minting_the_same_draft_again_is_refused_until_another_edition_is_asked_for(
+    browser_page, app_server, output_dir: Path
+) -> None:
+    from studio.services.drafts import create_draft
+    from studio.services.tokens import list_tokens
+
+    page = browser_page
+    draft = create_draft(app_server.studio, prompt="a red kite over dunes", seed=4, width=64, height=64).draft
+    open_studio(page, app_server.url)
+    open_mint_tab(page)
+    name = page.locator("#mint-name input, #mint-name textarea").first
+    name.fill("Kite")
+    page.locator("#mint-button").click()
+    page.locator("#mint-result").get_by_text("Minted", exact=True).wait_for()
+    [first] = list_tokens(app_server.studio)
+    assert f"#{draft.id} became token #{first.token_id}" in page.locator("#mint-result").inner_text()
+    # The form is emptied, and the draft says what it became.
+    assert name.input_value() == ""
+    page.locator("#mint-draft-notice").get_by_text(f"token #{first.token_id}").wait_for(timeout=20_000)
+    page.screenshot(path=str(output_dir / "1-minted.png"), full_page=True)
+
+    name.fill("Kite again")
+    page.locator("#mint-button").click()
+    page.locator("#mint-error .studio-error").get_by_text("already minted as token").wait_for(timeout=30_000)
+    assert len(list_tokens(app_server.studio)) == 1  # nothing sent
+    page.screenshot(path=str(output_dir / "2-second-mint-warned.png"), full_page=True)
+
+    page.locator("#mint-another input[type=checkbox]").check()
+    page.locator("#mint-button").click()
+    page.locator("#mint-result").get_by_text("another edition").wait_for()
+    tokens = list_tokens(app_server.studio)
+    assert len(tokens) == 2
+    assert {t.draft_id for t in tokens} == {draft.id}
+    page.screenshot(path=str(output_dir / "3-another-edition.png"), full_page=True)
