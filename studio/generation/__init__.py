@@ -4,6 +4,7 @@ from studio.generation.engine import (
     Engine,
     GenerationRequest,
     GenerationResult,
+    StageCallback,
     get_engine,
     init_image_from_png,
 )
@@ -27,6 +28,7 @@ __all__ = [
     "InvalidRequestError",
     "ModelNotAvailableError",
     "OutOfMemoryError",
+    "StageCallback",
     "UnsupportedCheckpointError",
     "get_engine",
     "init_image_from_png",

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from studio.generation import GenerationRequest, init_image_from_png
+from studio.generation import GenerationRequest, StageCallback, init_image_from_png
 from studio.records import Draft
 from studio.services.errors import NotFoundError
 from studio.services.studio import Studio
@@ -46,6 +46,7 @@ def create_draft(
     preset: str | None = None,
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
+    on_stage: StageCallback | None = None,
 ) -> DraftResult:
     """Generate an image from a prompt and keep it as a draft. Settings left as None take the
     model's usual values (e.g. 1 step and no guidance for a turbo model)."""
@@ -59,7 +60,7 @@ def create_draft(
         height=height,
         preset=preset,
     )
-    return _generate_and_store(studio, request, parent_id=None, progress=progress, cancel=cancel)
+    return _generate_and_store(studio, request, parent_id=None, progress=progress, cancel=cancel, on_stage=on_stage)
 
 
 def create_variation(
@@ -72,6 +73,7 @@ def create_variation(
     steps: int | None = None,
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
+    on_stage: StageCallback | None = None,
 ) -> DraftResult:
     """img2img from an existing draft: a variation that keeps its composition (lower strength, closer).
 
@@ -93,7 +95,9 @@ def create_variation(
         init_image_cid=parent.image_cid,
         strength=float(strength),
     )
-    return _generate_and_store(studio, request, parent_id=parent.id, progress=progress, cancel=cancel)
+    return _generate_and_store(
+        studio, request, parent_id=parent.id, progress=progress, cancel=cancel, on_stage=on_stage
+    )
 
 
 def _generate_and_store(
@@ -103,8 +107,13 @@ def _generate_and_store(
     parent_id: int | None,
     progress: ProgressCallback | None,
     cancel: threading.Event | None,
+    on_stage: StageCallback | None = None,
 ) -> DraftResult:
-    result = studio.engine.generate(request, progress=progress, cancel=cancel)
+    """on_stage hears the engine's stages (waiting, loading, encoding prompt, denoising, decoding),
+    then "saving" while the PNG goes into the store and the draft's row is written."""
+    result = studio.engine.generate(request, progress=progress, cancel=cancel, on_stage=on_stage)
+    if on_stage is not None:
+        on_stage("saving", {})
     image_cid = studio.store.add_bytes(result.png, name="draft.png")
     record = result.record  # the values actually used, defaults resolved
     with studio.db.session() as session:

@@ -249,6 +249,11 @@ footer { display: none !important; }
 .studio-notice { margin: 6px 0; padding: 10px 12px; border-radius: 8px; border: 1px solid #fcd34d;
                  background: #fffbeb; color: #78350f; line-height: 1.45; }
 .studio-status { margin: 6px 0; padding: 8px 12px; border-radius: 8px; background: var(--color-accent-soft); }
+.studio-status .spinner { display: inline-block; width: 0.85em; height: 0.85em; margin-right: 4px;
+                         border: 2px solid currentColor; border-right-color: transparent; border-radius: 50%;
+                         animation: studio-spin 0.9s linear infinite; vertical-align: -1px; }
+@keyframes studio-spin { to { transform: rotate(360deg); } }
+.studio-status progress { width: 140px; vertical-align: middle; }
 .error-box:empty, .error-box:has(> div:empty) { display: none; }
 /* Thumbnail grids keep thumbnail size whatever the number of images (Gradio stretches a lone one). */
 .thumbs .grid-container { grid-template-columns: repeat(auto-fill, minmax(140px, 170px)) !important; }

@@ -13,7 +13,7 @@ from studio.records import Draft
 from studio.services.drafts import create_draft, create_variation, draft_png, get_draft, list_drafts, random_seed
 from studio.services.errors import InvalidInputError
 from studio.services.studio import Studio
-from studio.ui.common import api_endpoint, code, error_box, esc, readable_errors, shows_errors
+from studio.ui.common import api_endpoint, code, error_box, esc, readable_errors, run_streaming, shows_errors
 
 SIDES = (64, 128, 256, 384, 512, 640, 768, 896, 1024)
 
@@ -78,6 +78,30 @@ def parameters_html(draft: Draft, warnings: list[str] | None = None) -> str:
     return f'<table class="kv">{body}</table>{notes}'
 
 
+def stage_html(stage: str, details: dict[str, Any]) -> str:
+    """One line for the stage the generation is in, as the engine reports it (never a guess)."""
+    if stage == "waiting":
+        ahead = int(details.get("ahead", 0))
+        text = (
+            f"Waiting for its turn: {ahead} generation{'s' if ahead != 1 else ''} ahead of this one "
+            f"(queue position {int(details.get('position', ahead + 1))})"
+        )
+    elif stage == "loading":
+        text = f"Loading the model {esc(details.get('model'))} (once per start of the studio)"
+    elif stage == "denoising":
+        step, total = int(details.get("step", 0)), int(details.get("total", 0))
+        bar = f" <progress value='{step}' max='{max(total, 1)}'></progress>" if total else ""
+        text = f"Denoising: step {step} of {total}{bar}"
+    else:
+        text = {
+            "encoding prompt": "Encoding the prompt (text encoder)",
+            "encoding image": "Encoding the draft (VAE encoder)",
+            "decoding": "Decoding the image",
+            "saving": "Saving the draft (PNG with its parameters)",
+        }.get(stage, esc(stage))
+    return f"<div class='studio-status' data-stage='{esc(stage)}'><span class='spinner'></span> {text}</div>"
+
+
 def build(studio: Studio) -> CreateTab:
     model = studio.settings.model
     sides = [s for s in SIDES if s <= model.max_side] or [model.max_side]
@@ -106,6 +130,7 @@ def build(studio: Studio) -> CreateTab:
                 height = gr.Dropdown(sides, value=default_side, label="Height")
             gr.Markdown(f"<span class='muted'>Model: <code>{esc(model.model_id)}</code></span>")
             generate = gr.Button("Generate", variant="primary", elem_id="generate")
+            generate_status = gr.HTML("", elem_id="generate-status", padding=False)
             generate_error = error_box("generate-error")
             with gr.Accordion("Variation of the selected draft (img2img)", open=False):
                 draft = gr.Dropdown(
@@ -115,6 +140,7 @@ def build(studio: Studio) -> CreateTab:
                     label="Strength (lower keeps more of the draft)", minimum=0.05, maximum=1.0, step=0.05, value=0.5
                 )
                 vary = gr.Button("Make a variation", elem_id="vary")
+                vary_status = gr.HTML("", elem_id="vary-status", padding=False)
                 vary_error = error_box("vary-error")
         with gr.Column(scale=6):
             image = gr.Image(label="Draft", type="filepath", interactive=False, height=460, elem_id="draft-image")
@@ -131,6 +157,8 @@ def build(studio: Studio) -> CreateTab:
     )
     shown_ids = gr.State([])
 
+    outputs = [image, download, params, gallery, draft, shown_ids]
+
     def _refresh(selected: int | None = None) -> tuple[Any, Any, list[int]]:
         drafts = list_drafts(studio, limit=24)
         items = [(draft_file(studio, d), draft_label(d)) for d in drafts]
@@ -143,35 +171,57 @@ def build(studio: Studio) -> CreateTab:
         gallery_update, draft_update, ids = _refresh(result.draft.id)
         return path, path, parameters_html(result.draft, result.warnings), gallery_update, draft_update, ids
 
-    def on_generate(prompt_text, negative_text, seed_value, steps_value, w, h, preset_value, progress=gr.Progress()):  # noqa: B008 (how Gradio injects progress)
+    def _seed(seed_value: Any) -> int | None:
+        return None if seed_value is None or int(seed_value) < 0 else int(seed_value)
+
+    def _generate(report, prompt_text, negative_text, seed_value, steps_value, w, h, preset_value):
         if not (prompt_text or "").strip():
             raise InvalidInputError("Type a prompt first: describe the image you want.")
-        progress(0, desc="Loading the model")
-        result = create_draft(
+        return create_draft(
             studio,
             prompt=prompt_text,
             negative_prompt=negative_text or "",
-            seed=None if seed_value is None or int(seed_value) < 0 else int(seed_value),
+            seed=_seed(seed_value),
             steps=int(steps_value) if steps_value else None,
             width=int(w),
             height=int(h),
             preset=preset_value,
-            progress=lambda step, total: progress((step, total), desc="Denoising", unit="steps"),
+            on_stage=report,
         )
-        return _after(result)
 
-    def on_vary(draft_id, strength_value, seed_value, progress=gr.Progress()):  # noqa: B008 (how Gradio injects progress)
+    def _vary(report, draft_id, strength_value, seed_value):
         if draft_id is None:
             raise InvalidInputError("Choose a draft to vary: pick one in 'Selected draft' or click it in Drafts.")
-        progress(0, desc="Loading the model")
-        result = create_variation(
-            studio,
-            int(draft_id),
-            strength=float(strength_value),
-            seed=None if seed_value is None or int(seed_value) < 0 else int(seed_value),
-            progress=lambda step, total: progress((step, total), desc="Denoising", unit="steps"),
+        return create_variation(
+            studio, int(draft_id), strength=float(strength_value), seed=_seed(seed_value), on_stage=report
         )
-        return _after(result)
+
+    def _streamed(work: Callable[..., Any]):
+        """The generation's real stages, drawn once in the status line under the button, then the draft."""
+        try:
+            for kind, payload in run_streaming(work):
+                if kind == "step":
+                    yield (*[gr.skip()] * len(outputs), stage_html(*payload))
+                else:
+                    yield (
+                        *_after(payload),
+                        f"<div class='studio-status' data-stage='done'>✔ Draft #{payload.draft.id} is ready.</div>",
+                    )
+        except Exception:
+            yield (*[gr.skip()] * len(outputs), "")
+            raise
+
+    def on_generate(prompt_text, negative_text, seed_value, steps_value, w, h, preset_value):
+        return _after(_generate(None, prompt_text, negative_text, seed_value, steps_value, w, h, preset_value))
+
+    def on_generate_page(*args):
+        yield from _streamed(lambda report: _generate(report, *args))
+
+    def on_vary(draft_id, strength_value, seed_value):
+        return _after(_vary(None, draft_id, strength_value, seed_value))
+
+    def on_vary_page(*args):
+        yield from _streamed(lambda report: _vary(report, *args))
 
     @readable_errors
     def on_select(ids: list[int], evt: gr.SelectData):
@@ -190,24 +240,27 @@ def build(studio: Studio) -> CreateTab:
         path = draft_file(studio, chosen)
         return path, path, parameters_html(chosen)
 
-    outputs = [image, download, params, gallery, draft, shown_ids]
     generate_inputs = [prompt, negative, seed, steps, width, height, preset]
     dice.click(lambda: random_seed(), None, seed, api_name="random_seed", queue=False)
+    # Up to four requests reach the engine at once: it runs them in turn and each waiting one shows
+    # its place in the line (the engine's queue, which the evolution scheduler shares).
     for trigger in (generate.click, prompt.submit):
         trigger(
-            shows_errors(generate_error, outputs)(on_generate),
+            shows_errors(generate_error, [*outputs, generate_status])(on_generate_page),
             generate_inputs,
-            [*outputs, generate_error],
+            [*outputs, generate_status, generate_error],
             api_visibility="private",
-            concurrency_limit=2,
+            show_progress="hidden",
+            concurrency_limit=4,
             concurrency_id="generation",
         )
     api_endpoint(on_generate, generate_inputs, outputs, "generate", concurrency_id="generation")
     vary.click(
-        shows_errors(vary_error, outputs)(on_vary),
+        shows_errors(vary_error, [*outputs, vary_status])(on_vary_page),
         [draft, strength, seed],
-        [*outputs, vary_error],
+        [*outputs, vary_status, vary_error],
         api_visibility="private",
+        show_progress="hidden",
         concurrency_id="generation",
     )
     api_endpoint(on_vary, [draft, strength, seed], outputs, "variation", concurrency_id="generation")

@@ -151,3 +151,77 @@ def test_minting_the_same_draft_again_is_refused_until_another_edition_is_asked_
     assert len(tokens) == 2
     assert {t.draft_id for t in tokens} == {draft.id}
     page.screenshot(path=str(output_dir / "3-another-edition.png"), full_page=True)
+
+
+RECORD_STAGES = """
+() => {
+  window.__stages = [];
+  const box = document.querySelector('#generate-status');
+  new MutationObserver(() => {
+    for (const el of box.querySelectorAll('[data-stage]')) {
+      const seen = el.dataset.stage + ' ' + el.textContent.trim();
+      if (window.__stages[window.__stages.length - 1] !== seen) window.__stages.push(seen);
+    }
+  }).observe(box, {subtree: true, childList: true, characterData: true});
+}
+"""
+
+
+@pytest.mark.browser
+def test_generation_shows_its_real_stages_once_and_the_queue_across_two_tabs(
+    browser_page, app_server, output_dir: Path
+) -> None:
+    import threading
+
+    from studio.generation import GenerationRequest
+
+    page = browser_page
+    engine = app_server.studio.engine
+    holding, release = threading.Event(), threading.Event()
+
+    def hold(step: int, total: int) -> None:  # another generation (as the scheduler's) holds the engine
+        holding.set()
+        release.wait(timeout=120)
+
+    other = threading.Thread(
+        target=engine.generate,
+        args=(GenerationRequest(prompt="held", seed=1, width=64, height=64),),
+        kwargs={"progress": hold},
+    )
+    other.start()
+    try:
+        assert holding.wait(timeout=120)
+        open_studio(page, app_server.url)
+        second = page.context.new_page()
+        open_studio(second, app_server.url)
+        page.evaluate(RECORD_STAGES)
+
+        page.locator("#prompt textarea").fill("first tab: a harbour at night")
+        page.locator("#generate").click()
+        page.locator("#generate-status").get_by_text("1 generation ahead of this one (queue position 2)").wait_for(
+            timeout=30_000
+        )
+        second.locator("#prompt textarea").fill("second tab: a harbour at dawn")
+        second.locator("#generate").click()
+        second.locator("#generate-status").get_by_text("2 generations ahead").wait_for(timeout=30_000)
+        # One status line, not a progress bar drawn over every output.
+        assert second.locator("#generate-status .studio-status").count() == 1
+        assert second.locator("[data-testid='status-tracker'] .progress-text, .eta-bar").count() == 0
+        second.screenshot(path=str(output_dir / "1-second-tab-queued.png"), full_page=True)
+        page.screenshot(path=str(output_dir / "2-first-tab-queued.png"), full_page=True)
+    finally:
+        release.set()
+        other.join(timeout=120)
+
+    page.locator("#draft-params").get_by_text("first tab: a harbour at night").wait_for()
+    second.locator("#draft-params").get_by_text("second tab: a harbour at dawn").wait_for()
+    stages = [entry.split(" ", 1)[0] for entry in page.evaluate("window.__stages")]
+    names = [entry.split(" ", 2)[:2] for entry in page.evaluate("window.__stages")]
+    seen = " | ".join(page.evaluate("window.__stages"))
+    assert "waiting" in stages, seen
+    assert ["encoding", "prompt"] in names, seen
+    assert any("Denoising: step 1 of 1" in entry for entry in page.evaluate("window.__stages")), seen
+    assert "decoding" in stages, seen
+    assert "saving" in stages, seen
+    assert stages[-1] == "done", seen
+    page.screenshot(path=str(output_dir / "3-done.png"), full_page=True)
