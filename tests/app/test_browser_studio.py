@@ -225,3 +225,37 @@ def test_generation_shows_its_real_stages_once_and_the_queue_across_two_tabs(
     assert "saving" in stages, seen
     assert stages[-1] == "done", seen
     page.screenshot(path=str(output_dir / "3-done.png"), full_page=True)
+
+
+@pytest.mark.browser
+def test_the_schedule_knows_the_scheduler_runs_inside_the_app(browser_page, app_server, output_dir: Path) -> None:
+    from evolve.scheduler import start_background
+
+    page = browser_page
+    scheduler = start_background(app_server.studio)  # as app.py does beside the web server
+    try:
+        open_studio(page, app_server.url)
+        page.get_by_role("tab", name="Evolve").click()
+        name = page.locator("#evolve-collection input")
+        name.fill("daylight")
+        name.press("Enter")
+        page.locator("#rules-message").get_by_text("New collection daylight").wait_for(timeout=30_000)
+        page.locator("#rules-editor").get_by_text("[feeds.clock]").wait_for(timeout=30_000)
+        page.locator("#rules-save").click()
+        page.locator("#rules-message").get_by_text("Saved").wait_for(timeout=30_000)
+        row = page.locator("#schedule-table tr[data-collection='daylight']")
+        row.wait_for(timeout=30_000)
+        assert "python -m evolve run" not in row.inner_text()
+        assert "picks up new rules within 30 s" in row.inner_text()
+        page.screenshot(path=str(output_dir / "1-saved.png"), full_page=True)
+        # And it does: within the scheduler's 30 s rescan the collection has a next run time.
+        for _ in range(40):
+            page.get_by_text("Refresh schedule").click()
+            page.wait_for_timeout(2_000)
+            if "being scheduled" not in row.inner_text():
+                break
+        assert "being scheduled" not in row.inner_text()
+        assert "no scheduler" not in row.inner_text()
+        page.screenshot(path=str(output_dir / "2-scheduled.png"), full_page=True)
+    finally:
+        scheduler.stop()
