@@ -33,7 +33,7 @@ def overview_html(view: StudioOverview) -> str:
         ("Preset", esc(model.get("preset"))),
         ("Tiny decoder", esc(model.get("tiny_autoencoder") or "—")),
     ]
-    secret_rows = [(esc(name), badge(is_set, "set", "not set")) for name, is_set in view.secrets.items()]
+    secret_rows = [(esc(name), secret_state(name, is_set, view)) for name, is_set in view.secrets.items()]
     other_rows = [
         ("Data directory", f"<code>{esc(view.data_dir)}</code>"),
         ("Evolution scheduler", "runs beside the studio" if view.evolve_enabled else "off (STUDIO_EVOLVE__ENABLED)"),
@@ -53,6 +53,16 @@ def overview_html(view: StudioOverview) -> str:
         + "<p class='muted'>Change settings with STUDIO_* environment variables, .env or studio.toml "
         "(see README, Configuration), then restart the studio.</p></div>"
     )
+
+
+def secret_state(name: str, is_set: bool, view: StudioOverview) -> str:
+    """Set (green); needed here and missing (red, with why); optional (grey, with when it is used)."""
+    needed, why = view.secret_needs.get(name, (False, ""))
+    if is_set:
+        return f"<span class='badge good' data-secret='set'>set</span> <span class='muted'>{esc(why)}</span>"
+    if needed:
+        return f"<span class='badge bad' data-secret='missing'>not set: needed</span> {esc(why)}"
+    return f"<span class='badge' data-secret='optional'>optional</span> <span class='muted'>not set · {esc(why)}</span>"
 
 
 def build(studio: Studio) -> tuple[gr.HTML, object]:

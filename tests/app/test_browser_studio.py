@@ -259,3 +259,18 @@ def test_the_schedule_knows_the_scheduler_runs_inside_the_app(browser_page, app_
         page.screenshot(path=str(output_dir / "2-scheduled.png"), full_page=True)
     finally:
         scheduler.stop()
+
+
+@pytest.mark.browser
+def test_settings_show_optional_secrets_as_optional(browser_page, app_server, output_dir: Path) -> None:
+    page = browser_page
+    open_studio(page, app_server.url)
+    page.get_by_role("tab", name="Settings").click()
+    overview = page.locator("#settings-overview")
+    overview.wait_for(timeout=30_000)
+    # This studio (anvil with its key, local pinning, localhost) needs no other secret: none is red.
+    assert overview.locator("[data-secret]").count() == 4
+    assert overview.locator("[data-secret='missing']").count() == 0
+    assert overview.locator("[data-secret='optional']").count() >= 2  # the Pinata JWT and the web login
+    assert all("not set" not in text for text in overview.locator(".badge.bad").all_inner_texts())
+    page.screenshot(path=str(output_dir / "1-settings.png"), full_page=True)
