@@ -76,6 +76,7 @@ def build_ui(studio: Studio) -> gr.Blocks:
             names = list_rules(studio)
             first = names[0] if names else None
             return (
+                create_tab.banner_html(),
                 gallery_value,
                 create_draft,
                 shown,
@@ -95,6 +96,7 @@ def build_ui(studio: Studio) -> gr.Blocks:
             on_load,
             None,
             [
+                create_tab.banner,
                 create_tab.gallery,
                 create_tab.draft,
                 create_tab.shown_ids,

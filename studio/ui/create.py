@@ -12,6 +12,7 @@ import gradio as gr
 from studio.records import Draft
 from studio.services.drafts import create_draft, create_variation, draft_png, get_draft, list_drafts, random_seed
 from studio.services.errors import InvalidInputError
+from studio.services.overview import model_status
 from studio.services.studio import Studio
 from studio.ui.common import api_endpoint, code, error_box, esc, readable_errors, run_streaming, shows_errors
 
@@ -20,6 +21,8 @@ SIDES = (64, 128, 256, 384, 512, 640, 768, 896, 1024)
 
 @dataclass
 class CreateTab:
+    banner: gr.HTML
+    banner_html: Callable[[], str]
     gallery: gr.Gallery
     draft: gr.Dropdown
     shown_ids: gr.State
@@ -102,10 +105,24 @@ def stage_html(stage: str, details: dict[str, Any]) -> str:
     return f"<div class='studio-status' data-stage='{esc(stage)}'><span class='spinner'></span> {text}</div>"
 
 
+def model_banner_html(studio: Studio) -> str:
+    """Said before the first click: the model is missing (and how to get one), or will be downloaded."""
+    status = model_status(studio)
+    if status.state == "missing":
+        return (
+            "<div class='studio-error' data-model='missing'><b>Generating needs a model first.</b> "
+            f"{esc(status.message)}</div>"
+        )
+    if status.state == "download":
+        return f"<div class='studio-notice' data-model='download'>{esc(status.message)}</div>"
+    return ""
+
+
 def build(studio: Studio) -> CreateTab:
     model = studio.settings.model
     sides = [s for s in SIDES if s <= model.max_side] or [model.max_side]
     default_side = 512 if 512 in sides else sides[-1]
+    banner = gr.HTML("", elem_id="model-banner", padding=False)
     with gr.Row(equal_height=False):
         with gr.Column(scale=5):
             prompt = gr.Textbox(
@@ -201,14 +218,15 @@ def build(studio: Studio) -> CreateTab:
         try:
             for kind, payload in run_streaming(work):
                 if kind == "step":
-                    yield (*[gr.skip()] * len(outputs), stage_html(*payload))
+                    yield (*[gr.skip()] * len(outputs), stage_html(*payload), gr.skip())
                 else:
                     yield (
                         *_after(payload),
                         f"<div class='studio-status' data-stage='done'>✔ Draft #{payload.draft.id} is ready.</div>",
+                        model_banner_html(studio),
                     )
         except Exception:
-            yield (*[gr.skip()] * len(outputs), "")
+            yield (*[gr.skip()] * len(outputs), "", model_banner_html(studio))
             raise
 
     def on_generate(prompt_text, negative_text, seed_value, steps_value, w, h, preset_value):
@@ -246,9 +264,9 @@ def build(studio: Studio) -> CreateTab:
     # its place in the line (the engine's queue, which the evolution scheduler shares).
     for trigger in (generate.click, prompt.submit):
         trigger(
-            shows_errors(generate_error, [*outputs, generate_status])(on_generate_page),
+            shows_errors(generate_error, [*outputs, generate_status, banner])(on_generate_page),
             generate_inputs,
-            [*outputs, generate_status, generate_error],
+            [*outputs, generate_status, banner, generate_error],
             api_visibility="private",
             show_progress="hidden",
             concurrency_limit=4,
@@ -256,9 +274,9 @@ def build(studio: Studio) -> CreateTab:
         )
     api_endpoint(on_generate, generate_inputs, outputs, "generate", concurrency_id="generation")
     vary.click(
-        shows_errors(vary_error, [*outputs, vary_status])(on_vary_page),
+        shows_errors(vary_error, [*outputs, vary_status, banner])(on_vary_page),
         [draft, strength, seed],
-        [*outputs, vary_status, vary_error],
+        [*outputs, vary_status, banner, vary_error],
         api_visibility="private",
         show_progress="hidden",
         concurrency_id="generation",
@@ -276,4 +294,11 @@ def build(studio: Studio) -> CreateTab:
     api_png = gr.File(visible=False)
     api_draft = gr.Number(visible=False, precision=0)
     gr.Button(visible=False).click(on_png, [api_draft], [api_png], api_name="draft_png")
-    return CreateTab(gallery=gallery, draft=draft, shown_ids=shown_ids, refresh=_refresh)
+    return CreateTab(
+        banner=banner,
+        banner_html=lambda: model_banner_html(studio),
+        gallery=gallery,
+        draft=draft,
+        shown_ids=shown_ids,
+        refresh=_refresh,
+    )

@@ -28,7 +28,7 @@ def overview_html(view: StudioOverview) -> str:
     model = view.model
     model_rows = [
         ("Model", f"<code>{esc(model.get('model_id'))}</code>"),
-        ("Loaded", "yes" if model.get("loaded") else "on first generation"),
+        ("Loaded", loaded_text(view)),
         ("Device", f"{esc(model.get('device'))} ({esc(model.get('dtype'))})"),
         ("Preset", esc(model.get("preset"))),
         ("Tiny decoder", esc(model.get("tiny_autoencoder") or "—")),
@@ -53,6 +53,17 @@ def overview_html(view: StudioOverview) -> str:
         + "<p class='muted'>Change settings with STUDIO_* environment variables, .env or studio.toml "
         "(see README, Configuration), then restart the studio.</p></div>"
     )
+
+
+def loaded_text(view: StudioOverview) -> str:
+    status = view.model_status
+    if status is None or status.state == "loaded":
+        return "yes" if view.model.get("loaded") else "on first generation"
+    if status.state == "missing":
+        return f"<span class='badge bad'>not available</span> {esc(status.message)}"
+    if status.state == "download":
+        return f"on first generation, after a download · {esc(status.message)}"
+    return "on first generation (the model is on this machine)"
 
 
 def secret_state(name: str, is_set: bool, view: StudioOverview) -> str:

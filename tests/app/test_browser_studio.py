@@ -274,3 +274,46 @@ def test_settings_show_optional_secrets_as_optional(browser_page, app_server, ou
     assert overview.locator("[data-secret='optional']").count() >= 2  # the Pinata JWT and the web login
     assert all("not set" not in text for text in overview.locator(".badge.bad").all_inner_texts())
     page.screenshot(path=str(output_dir / "1-settings.png"), full_page=True)
+
+
+@pytest.fixture
+def no_model_server(app_settings):
+    """The app on a studio whose model is a hub id that is not cached, with the hub off (as offline)."""
+    from studio.services.studio import Studio
+    from studio.ui.server import create_app
+    from tests.app.conftest import serve
+
+    model = app_settings.model.model_copy(update={"model_id": "living-nft-studio-tests/not-cached-model"})
+    studio = Studio.open(app_settings.model_copy(update={"model": model}))
+    server, thread, port = serve(create_app(studio))
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=30)
+    studio.close()
+
+
+@pytest.mark.browser
+def test_create_says_before_the_first_click_that_there_is_no_model_and_how_to_get_one(
+    browser_page, no_model_server: str, output_dir: Path
+) -> None:
+    page = browser_page
+    open_studio(page, no_model_server)
+    banner = page.locator("#model-banner [data-model='missing']")
+    banner.wait_for(timeout=30_000)
+    text = banner.inner_text()
+    assert "living-nft-studio-tests/not-cached-model" in text
+    for way in ("run the studio once while online", "hf download", "STUDIO_MODEL__MODEL_ID"):
+        assert way in text
+    page.screenshot(path=str(output_dir / "1-banner.png"), full_page=True)
+
+    page.locator("#prompt textarea").fill("a fox")
+    page.locator("#generate").click()
+    error = page.locator("#generate-error .studio-error")
+    error.wait_for(timeout=30_000)
+    message = error.inner_text()
+    # The fix comes first; the hub's internals are not the opening words.
+    assert "local_files_only" not in message.split("Get one")[0]
+    assert message.index("Get one in one of three ways") < 300
+    page.screenshot(path=str(output_dir / "2-generate-without-model.png"), full_page=True)
+    page.get_by_role("tab", name="Settings").click()
+    page.locator("#settings-overview").get_by_text("not available").wait_for(timeout=30_000)
