@@ -132,8 +132,9 @@ def _download_from_hub(model_id: str, settings: ModelSettings, placement: Placem
     detail = " ".join(str(last).split())
     detail = detail if len(detail) <= 200 else detail[:199] + "…"
     # The fix first; the hub's own words (which talk about its API) last and short.
+    said = "" if offline else f" (Hub said: {detail})"  # offline, the reason above is the whole story
     raise ModelNotAvailableError(
-        f"Model {model_id!r} is not available here: {reason}. {ways_to_get_a_model(model_id)} (Hub said: {detail})"
+        f"Model {model_id!r} is not available here: {reason}. {ways_to_get_a_model(model_id)}{said}"
     ) from last
 
 
