@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,17 @@ from typing import Any
 import gradio as gr
 
 from studio.records import Draft
-from studio.services.drafts import create_draft, create_variation, draft_png, get_draft, list_drafts, random_seed
+from studio.services.drafts import (
+    ASPECT_RATIOS,
+    adjust_size_and_steps,
+    aspect_size,
+    create_draft,
+    create_variation,
+    draft_png,
+    get_draft,
+    list_drafts,
+    random_seed,
+)
 from studio.services.errors import InvalidInputError
 from studio.services.overview import model_status
 from studio.services.studio import Studio
@@ -133,8 +144,11 @@ def build(studio: Studio) -> CreateTab:
                 seed = gr.Number(label="Seed (-1 = random)", value=-1, precision=0, minimum=-1, scale=4)
                 dice = gr.Button("🎲 Random seed", scale=1, min_width=120)
             with gr.Row():
-                steps = gr.Slider(
-                    label="Steps (0 = the model's usual)", minimum=0, maximum=min(model.max_steps, 50), step=1, value=0
+                steps = gr.Number(
+                    label=f"Steps (0 = the model's usual; up to {model.max_steps})",
+                    value=0,
+                    precision=0,
+                    elem_id="steps",
                 )
                 preset = gr.Radio(
                     ["fast", "quality"],
@@ -143,8 +157,11 @@ def build(studio: Studio) -> CreateTab:
                     info="fast: tiny decoder; quality: full VAE",
                 )
             with gr.Row():
-                width = gr.Dropdown(sides, value=default_side, label="Width")
-                height = gr.Dropdown(sides, value=default_side, label="Height")
+                aspect = gr.Dropdown(list(ASPECT_RATIOS), value="1:1 square", label="Aspect ratio", elem_id="aspect")
+                long_side = gr.Dropdown(sides, value=default_side, label="Long side (pixels)", elem_id="long-side")
+            with gr.Row():
+                width = gr.Number(value=default_side, label="Width", precision=0, elem_id="width")
+                height = gr.Number(value=default_side, label="Height", precision=0, elem_id="height")
             gr.Markdown(f"<span class='muted'>Model: <code>{esc(model.model_id)}</code></span>")
             generate = gr.Button("Generate", variant="primary", elem_id="generate")
             generate_status = gr.HTML("", elem_id="generate-status", padding=False)
@@ -155,6 +172,10 @@ def build(studio: Studio) -> CreateTab:
                 )
                 strength = gr.Slider(
                     label="Strength (lower keeps more of the draft)", minimum=0.05, maximum=1.0, step=0.05, value=0.5
+                )
+                gr.Markdown(
+                    "<span class='muted'>Uses the Prompt above: change it to steer the variation, "
+                    "or leave the draft's own.</span>"
                 )
                 vary = gr.Button("Make a variation", elem_id="vary")
                 vary_status = gr.HTML("", elem_id="vary-status", padding=False)
@@ -194,79 +215,100 @@ def build(studio: Studio) -> CreateTab:
     def _generate(report, prompt_text, negative_text, seed_value, steps_value, w, h, preset_value):
         if not (prompt_text or "").strip():
             raise InvalidInputError("Type a prompt first: describe the image you want.")
-        return create_draft(
+        sized = adjust_size_and_steps(w, h, steps_value, max_side=model.max_side, max_steps=model.max_steps)
+        result = create_draft(
             studio,
             prompt=prompt_text,
             negative_prompt=negative_text or "",
             seed=_seed(seed_value),
-            steps=int(steps_value) if steps_value else None,
-            width=int(w),
-            height=int(h),
+            steps=sized.steps,
+            width=sized.width,
+            height=sized.height,
             preset=preset_value,
             on_stage=report,
         )
+        # What was changed is said beside the draft, and the form shows the values used.
+        return dataclasses.replace(result, warnings=[*sized.notes, *result.warnings])
 
-    def _vary(report, draft_id, strength_value, seed_value):
+    def _vary(report, draft_id, strength_value, seed_value, prompt_text=None):
         if draft_id is None:
             raise InvalidInputError("Choose a draft to vary: pick one in 'Selected draft' or click it in Drafts.")
         return create_variation(
-            studio, int(draft_id), strength=float(strength_value), seed=_seed(seed_value), on_stage=report
+            studio,
+            int(draft_id),
+            strength=float(strength_value),
+            seed=_seed(seed_value),
+            prompt=prompt_text or None,  # a new prompt steers the variation; empty keeps the draft's
+            on_stage=report,
         )
 
-    def _streamed(work: Callable[..., Any]):
+    def _synced(result: Any, steps_value: Any = None) -> tuple[Any, ...]:
+        """The form as the shown draft was made: prompt, size and steps."""
+        draft_row = result.draft
+        steps_shown = gr.skip() if steps_value is None else (draft_row.steps if steps_value else 0)
+        return draft_row.prompt, draft_row.width, draft_row.height, steps_shown
+
+    def _streamed(work: Callable[..., Any], steps_value: Any = None):
         """The generation's real stages, drawn once in the status line under the button, then the draft."""
         try:
             for kind, payload in run_streaming(work):
                 if kind == "step":
-                    yield (*[gr.skip()] * len(outputs), stage_html(*payload), gr.skip())
+                    yield (*[gr.skip()] * len(outputs), stage_html(*payload), gr.skip(), *[gr.skip()] * 4)
                 else:
                     yield (
                         *_after(payload),
                         f"<div class='studio-status' data-stage='done'>✔ Draft #{payload.draft.id} is ready.</div>",
                         model_banner_html(studio),
+                        *_synced(payload, steps_value),
                     )
         except Exception:
-            yield (*[gr.skip()] * len(outputs), "", model_banner_html(studio))
+            yield (*[gr.skip()] * len(outputs), "", model_banner_html(studio), *[gr.skip()] * 4)
             raise
 
     def on_generate(prompt_text, negative_text, seed_value, steps_value, w, h, preset_value):
         return _after(_generate(None, prompt_text, negative_text, seed_value, steps_value, w, h, preset_value))
 
     def on_generate_page(*args):
-        yield from _streamed(lambda report: _generate(report, *args))
+        steps_value = args[3]
+        yield from _streamed(lambda report: _generate(report, *args), steps_value if steps_value else 0)
 
-    def on_vary(draft_id, strength_value, seed_value):
-        return _after(_vary(None, draft_id, strength_value, seed_value))
+    def on_vary(draft_id, strength_value, seed_value, prompt_text=None):
+        return _after(_vary(None, draft_id, strength_value, seed_value, prompt_text))
 
     def on_vary_page(*args):
         yield from _streamed(lambda report: _vary(report, *args))
 
     @readable_errors
+    def on_aspect(aspect_name, side):
+        return aspect_size(aspect_name, int(side), model.max_side)
+
+    @readable_errors
     def on_select(ids: list[int], evt: gr.SelectData):
         draft_id = ids[evt.index] if evt.index is not None and evt.index < len(ids) else None
         if draft_id is None:
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
         chosen = get_draft(studio, draft_id)
         path = draft_file(studio, chosen)
-        return draft_id, path, path, parameters_html(chosen)
+        return draft_id, path, path, parameters_html(chosen), chosen.prompt
 
     @readable_errors
     def on_show(draft_id):
         if draft_id is None:
-            return gr.skip(), gr.skip(), gr.skip()
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
         chosen = get_draft(studio, int(draft_id))
         path = draft_file(studio, chosen)
-        return path, path, parameters_html(chosen)
+        return path, path, parameters_html(chosen), chosen.prompt
 
     generate_inputs = [prompt, negative, seed, steps, width, height, preset]
+    form = [prompt, width, height, steps]  # kept in step with the draft shown
     dice.click(lambda: random_seed(), None, seed, api_name="random_seed", queue=False)
     # Up to four requests reach the engine at once: it runs them in turn and each waiting one shows
     # its place in the line (the engine's queue, which the evolution scheduler shares).
     for trigger in (generate.click, prompt.submit):
         trigger(
-            shows_errors(generate_error, [*outputs, generate_status, banner])(on_generate_page),
+            shows_errors(generate_error, [*outputs, generate_status, banner, *form])(on_generate_page),
             generate_inputs,
-            [*outputs, generate_status, banner, generate_error],
+            [*outputs, generate_status, banner, *form, generate_error],
             api_visibility="private",
             show_progress="hidden",
             concurrency_limit=4,
@@ -274,16 +316,18 @@ def build(studio: Studio) -> CreateTab:
         )
     api_endpoint(on_generate, generate_inputs, outputs, "generate", concurrency_id="generation")
     vary.click(
-        shows_errors(vary_error, [*outputs, vary_status, banner])(on_vary_page),
-        [draft, strength, seed],
-        [*outputs, vary_status, banner, vary_error],
+        shows_errors(vary_error, [*outputs, vary_status, banner, *form])(on_vary_page),
+        [draft, strength, seed, prompt],
+        [*outputs, vary_status, banner, *form, vary_error],
         api_visibility="private",
         show_progress="hidden",
         concurrency_id="generation",
     )
-    api_endpoint(on_vary, [draft, strength, seed], outputs, "variation", concurrency_id="generation")
-    gallery.select(on_select, [shown_ids], [draft, image, download, params], api_visibility="private")
-    draft.input(on_show, [draft], [image, download, params], api_visibility="private")
+    api_endpoint(on_vary, [draft, strength, seed, prompt], outputs, "variation", concurrency_id="generation")
+    gallery.select(on_select, [shown_ids], [draft, image, download, params, prompt], api_visibility="private")
+    draft.input(on_show, [draft], [image, download, params, prompt], api_visibility="private")
+    for control in (aspect, long_side):
+        control.input(on_aspect, [aspect, long_side], [width, height], api_visibility="private", queue=False)
 
     @readable_errors
     def on_png(draft_id):

@@ -317,3 +317,40 @@ def test_create_says_before_the_first_click_that_there_is_no_model_and_how_to_ge
     page.screenshot(path=str(output_dir / "2-generate-without-model.png"), full_page=True)
     page.get_by_role("tab", name="Settings").click()
     page.locator("#settings-overview").get_by_text("not available").wait_for(timeout=30_000)
+
+
+@pytest.mark.browser
+def test_creative_controls_aspect_ratios_adjusted_values_said_and_variations_with_a_new_prompt(
+    browser_page, app_server, output_dir: Path
+) -> None:
+    page = browser_page
+    open_studio(page, app_server.url)
+    # An aspect ratio sets width and height (the tiny test model allows 256 pixels a side).
+    page.locator("#aspect input").click()
+    page.get_by_role("option", name="16:9 wide").click()
+    page.wait_for_function("() => document.querySelector('#height input').value === '144'", timeout=20_000)
+    assert page.locator("#width input").input_value() == "256"
+    generate(page, "a wide harbour")
+    assert "256 × 144" in page.locator("#draft-params").inner_text()
+
+    # A typed value the model cannot use is changed, and the page says so and shows what was used.
+    page.locator("#width input").fill("250")
+    page.locator("#steps input").fill("-3")
+    generate(page, "a narrow harbour")
+    params = page.locator("#draft-params").inner_text()
+    assert "Width 250 was changed to 248" in params
+    assert "Steps -3 was changed to 1" in params
+    assert page.locator("#width input").input_value() == "248"
+    assert page.locator("#steps input").input_value() == "1"
+    page.screenshot(path=str(output_dir / "1-adjusted.png"), full_page=True)
+
+    # A variation takes the prompt box's new text; the box always shows the prompt of the draft shown.
+    page.get_by_text("Variation of the selected draft").click()
+    page.locator("#prompt textarea").fill("a narrow harbour in snow")
+    page.locator("#vary").click()
+    page.locator("#draft-params").get_by_text("a narrow harbour in snow").wait_for()
+    assert "variation of #2" in page.locator("#draft-params").inner_text()
+    page.locator("#drafts-gallery .thumbnail-item").nth(2).click()  # the oldest draft
+    page.locator("#draft-params").get_by_text("a wide harbour").wait_for(timeout=20_000)
+    assert page.locator("#prompt textarea").input_value() == "a wide harbour"
+    page.screenshot(path=str(output_dir / "2-variation-and-sync.png"), full_page=True)
