@@ -354,3 +354,37 @@ def test_creative_controls_aspect_ratios_adjusted_values_said_and_variations_wit
     page.locator("#draft-params").get_by_text("a wide harbour").wait_for(timeout=20_000)
     assert page.locator("#prompt textarea").input_value() == "a wide harbour"
     page.screenshot(path=str(output_dir / "2-variation-and-sync.png"), full_page=True)
+
+
+@pytest.mark.browser
+def test_a_cycle_shows_feed_values_and_the_before_and_after_of_what_changed(
+    browser_page, app_server, write_rules, weather_api, weather_rules_text, output_dir: Path
+) -> None:
+    from tests.evolve.conftest import mint_living
+
+    page = browser_page
+    write_rules("weather", weather_rules_text)
+    weather_api.value = -5.0
+    [token_id] = mint_living(app_server.studio, 1)
+    open_studio(page, app_server.url)
+    page.get_by_role("tab", name="Evolve").click()
+    page.locator("#rules-editor").get_by_text("[feeds.temperature]").wait_for(timeout=30_000)
+
+    page.locator("#dry-run").click()
+    page.locator("#cycle-changes").get_by_text("would become v1").wait_for()
+    report = page.locator("#cycle-report").inner_text()
+    assert "temperature: -5" in report  # the value, not "ok"
+    page.locator("#dry-preview").get_by_text("preview (not sent)").wait_for(timeout=20_000)
+    page.screenshot(path=str(output_dir / "1-dry-run.png"), full_page=True)
+
+    page.locator("#run-cycle").click()
+    changes = page.locator("#cycle-changes")
+    changes.get_by_text("became v1").wait_for()
+    assert "weather: frozen" in changes.inner_text()
+    assert "a lighthouse 0, frozen" in changes.inner_text()  # the final prompt
+    gallery = page.locator("#dry-preview")
+    gallery.get_by_text(f"#{token_id} v1 after").wait_for(timeout=20_000)
+    assert gallery.get_by_text(f"#{token_id} before").count() == 1
+    assert gallery.get_by_text("preview (not sent)").count() == 0  # the stale dry run is gone
+    assert app_server.studio.chain.client.metadata_version(token_id) == 1
+    page.screenshot(path=str(output_dir / "2-cycle.png"), full_page=True)
