@@ -24,6 +24,7 @@ from studio.services.gallery import (
     GalleryVersion,
     gallery_reader,
 )
+from studio.services.living import LivingInfo, change_reasons, living_info
 from studio.services.studio import Studio
 
 PAGE_SIZE = 24
@@ -47,7 +48,27 @@ border-radius:8px}.attrs{display:flex;flex-wrap:wrap;gap:8px;margin:12px 0}.attr
 border:1px solid #262a33;border-radius:10px;padding:6px 10px}.attr small{display:block;color:#9aa0ad}
 .err{background:#3a1d22;border:1px solid #6b2a33;border-radius:10px;padding:12px 14px;color:#ffd5da}
 nav.pages{margin-top:22px;display:flex;gap:12px}
+.badge.living{background:#163626;color:#9ff0c0}.living-box{background:#12241b;border:1px solid #1f4a33;
+border-radius:10px;padding:10px 14px;margin:10px 0}.why{margin:6px 0 0;padding-left:18px}
 """
+
+
+def _living_badge(info: LivingInfo | None) -> str:
+    """A living token's badge, with the feeds it follows and its schedule (none for static tokens)."""
+    if info is None or info.frozen:
+        return ""
+    feeds = ", ".join(f"{esc(name)} ({esc(kind)})" for name, kind in info.feeds.items()) or "—"
+    return (
+        f"<div class='living-box' id='living'><span class='badge living'>living</span> it changes with the "
+        f"world: follows <b>{feeds}</b>, checked {esc(info.schedule)}</div>"
+    )
+
+
+def _reasons_html(lines: list[str]) -> str:
+    if not lines:
+        return ""
+    items = "".join(f"<li>{esc(line)}</li>" for line in lines)
+    return f"<span class='muted'>why it changed</span><ul class='why'>{items}</ul>"
 
 
 def esc(value: object) -> str:
@@ -92,7 +113,7 @@ def _attributes(token: GalleryToken) -> str:
     return f'<div class="attrs">{items}</div>' if items else ""
 
 
-def _version_html(reader: GalleryReader, version: GalleryVersion) -> str:
+def _version_html(reader: GalleryReader, version: GalleryVersion, reasons: list[str] | None = None) -> str:
     metadata = version.metadata or {}
     provenance: dict[str, Any] = metadata.get("provenance") or {}
     generation = provenance.get("generation") or {}
@@ -113,6 +134,8 @@ def _version_html(reader: GalleryReader, version: GalleryVersion) -> str:
             details.append(f"<span class='muted'>caused by</span> {esc(version.feed_snapshot)}")
     if version.error:
         details.append(f"<span class='badge bad'>{esc(version.error)}</span>")
+    if reasons:
+        details.append(_reasons_html(reasons))
     return (
         f'<div class="version" id="version-{version.version}">{_image(version.image_url, f"version {version.version}")}'
         f"<div>{'<br>'.join(details)}</div></div>"
@@ -151,6 +174,8 @@ def create_gallery_router(studio: Studio) -> APIRouter:
                 continue
             token = card.token
             frozen = " <span class='badge'>frozen</span>" if token.frozen else ""
+            if not token.frozen and living_info(studio, token.token_id, reader.address) is not None:
+                frozen = " <span class='badge living'>living</span>"
             items.append(
                 f'<a class="card" href="/gallery/{token.token_id}" data-token="{token.token_id}">'
                 f"{_image(token.image_url, token.name)}<div class='t'><b>{esc(token.name)}</b>"
@@ -189,7 +214,8 @@ def create_gallery_router(studio: Studio) -> APIRouter:
             ("Contract", esc(reader.address)),
         ]
         table = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
-        versions = "".join(_version_html(reader, v) for v in history)  # newest first
+        reasons = change_reasons(studio, token.token_id, reader.address)
+        versions = "".join(_version_html(reader, v, reasons.get(v.version)) for v in history)  # newest first
         pages = []
         if page > 1:
             pages.append(f'<a href="/gallery/{token.token_id}?page={page - 1}#history">← newer</a>')
@@ -198,6 +224,7 @@ def create_gallery_router(studio: Studio) -> APIRouter:
         body = (
             f'<div class="hero"><div>{_image(token.image_url, token.name)}</div><div>'
             f"<h2 id='token-name'>{esc(token.name)} <span class='muted'>#{token.token_id}</span></h2>{state}"
+            f"{_living_badge(living_info(studio, token.token_id, reader.address))}"
             f"<p>{esc(token.description)}</p>{_attributes(token)}<table>{table}</table></div></div>"
             f"<h3>History · {count} version{'s' if count != 1 else ''}</h3>"
             f"<div class='versions' id='history'>{versions}</div><nav class='pages'>{''.join(pages)}</nav>"

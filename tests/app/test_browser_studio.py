@@ -388,3 +388,31 @@ def test_a_cycle_shows_feed_values_and_the_before_and_after_of_what_changed(
     assert gallery.get_by_text("preview (not sent)").count() == 0  # the stale dry run is gone
     assert app_server.studio.chain.client.metadata_version(token_id) == 1
     page.screenshot(path=str(output_dir / "2-cycle.png"), full_page=True)
+
+
+@pytest.mark.browser
+def test_the_gallery_marks_living_tokens_with_what_they_follow_and_says_why_they_changed(
+    browser_page, app_server, write_rules, weather_api, weather_rules_text, output_dir: Path
+) -> None:
+    from evolve.cycle import run_cycle
+    from tests.evolve.conftest import mint_living
+
+    page = browser_page
+    write_rules("weather", weather_rules_text)
+    weather_api.value = -5.0
+    [token_id] = mint_living(app_server.studio, 1)
+    assert run_cycle(app_server.studio, "weather").evolved == [token_id]
+
+    page.goto(f"{app_server.url}/gallery")
+    card = page.locator(f"a[data-token='{token_id}']")
+    card.wait_for()
+    assert "living" in card.inner_text()
+    page.goto(f"{app_server.url}/gallery/{token_id}")
+    living = page.locator("#living")
+    living.wait_for()
+    assert "temperature (http_json)" in living.inner_text()
+    assert "every 1h" in living.inner_text()
+    why = page.locator("#version-1").inner_text()
+    assert "weather: frozen, because temperature = -5.0" in why
+    assert '{"' not in why  # words, not a JSON dump
+    page.screenshot(path=str(output_dir / "1-gallery-token.png"), full_page=True)
