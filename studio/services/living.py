@@ -4,7 +4,10 @@ the collection's rules file. Tokens of another deployment, or static ones, have 
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
+
+from PIL import Image
 
 from evolve.errors import RulesError
 from evolve.evaluation import trait_input
@@ -16,6 +19,8 @@ from studio.services.studio import Studio
 from studio.services.tokens import collection_query, timeline
 
 MAX_VALUE_CHARS = 80
+FRAME_MS = 1200  # long enough to look at each version
+MAX_FRAMES = 200  # a token with more versions shows its latest 200
 
 
 @dataclass(frozen=True)
@@ -82,3 +87,22 @@ def change_reasons(studio: Studio, token_id: int, contract_address: str | None =
             lines.append(line)
         reasons[view.version] = lines
     return reasons
+
+
+def evolution_webp(studio: Studio, token_id: int, contract_address: str | None = None) -> bytes | None:
+    """The token's versions, oldest first, as an animated WebP at full size (lossless, FRAME_MS a frame,
+    looping); None for a token this studio did not mint or one that never changed."""
+    token = _token(studio, token_id, contract_address)
+    if token is None:
+        return None
+    views = timeline(studio, token.token_id)[-MAX_FRAMES:]
+    if len(views) < 2:
+        return None
+    frames = [Image.open(io.BytesIO(studio.store.cat(view.image_cid))).convert("RGB") for view in views]
+    size = frames[-1].size
+    frames = [frame if frame.size == size else frame.resize(size, Image.Resampling.LANCZOS) for frame in frames]
+    buffer = io.BytesIO()
+    frames[0].save(
+        buffer, format="WEBP", save_all=True, append_images=frames[1:], duration=FRAME_MS, loop=0, lossless=True
+    )
+    return buffer.getvalue()

@@ -12,6 +12,7 @@ import gradio as gr
 
 from studio.records import Token
 from studio.services.errors import InvalidInputError
+from studio.services.living import evolution_webp
 from studio.services.studio import Studio
 from studio.services.tokens import VersionView, evolution_animation, freeze_token, get_token, list_tokens, timeline
 from studio.ui.common import api_endpoint, code, error_box, esc, link, readable_errors, shows_errors
@@ -193,6 +194,11 @@ def build(studio: Studio) -> CollectionTab:
         )
         if not gif.exists():
             gif.write_bytes(evolution_animation(studio, token_id))
+        webp = gif.with_suffix(".webp")  # full size, 1.2 s a frame, once the token has changed
+        if not webp.exists() and (animation := evolution_webp(studio, token_id)) is not None:
+            webp.write_bytes(animation)
+        if webp.exists():
+            gif = webp
         images = [(image_file(studio, v.image_cid), f"v{v.version}") for v in views]
         return (
             header_html(record),

@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Query
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
 from contracts.errors import ChainError
 from metadata.errors import ContentError
@@ -24,7 +24,7 @@ from studio.services.gallery import (
     GalleryVersion,
     gallery_reader,
 )
-from studio.services.living import LivingInfo, change_reasons, living_info
+from studio.services.living import LivingInfo, change_reasons, evolution_webp, living_info
 from studio.services.studio import Studio
 
 PAGE_SIZE = 24
@@ -50,6 +50,7 @@ border:1px solid #262a33;border-radius:10px;padding:6px 10px}.attr small{display
 nav.pages{margin-top:22px;display:flex;gap:12px}
 .badge.living{background:#163626;color:#9ff0c0}.living-box{background:#12241b;border:1px solid #1f4a33;
 border-radius:10px;padding:10px 14px;margin:10px 0}.why{margin:6px 0 0;padding-left:18px}
+.evolution{width:100%;max-width:720px;border-radius:12px;background:#0b0c10;image-rendering:auto}
 """
 
 
@@ -193,6 +194,17 @@ def create_gallery_router(studio: Studio) -> APIRouter:
         )
         return _page(title, body, reader)
 
+    @router.get("/gallery/{token_id}/evolution.webp")
+    def gallery_evolution(token_id: int) -> Response:
+        """The token's versions as a full-size animated WebP (tokens this studio minted)."""
+        reader, failure = reader_or_error()
+        if failure is not None or reader is None:
+            return failure  # type: ignore[return-value]
+        data = evolution_webp(studio, token_id, reader.address)
+        if data is None:
+            return Response("No evolution to show for this token.\n", status_code=404, media_type="text/plain")
+        return Response(data, media_type="image/webp", headers={"Cache-Control": "no-cache"})
+
     @router.get("/gallery/{token_id}", response_class=HTMLResponse)
     def gallery_token(token_id: int, page: int = Query(1, ge=1, le=100_000)) -> HTMLResponse:
         reader, failure = reader_or_error()
@@ -226,7 +238,13 @@ def create_gallery_router(studio: Studio) -> APIRouter:
             f"<h2 id='token-name'>{esc(token.name)} <span class='muted'>#{token.token_id}</span></h2>{state}"
             f"{_living_badge(living_info(studio, token.token_id, reader.address))}"
             f"<p>{esc(token.description)}</p>{_attributes(token)}<table>{table}</table></div></div>"
-            f"<h3>History · {count} version{'s' if count != 1 else ''}</h3>"
+            + (
+                f"<h3>Evolution</h3><img id='evolution' class='evolution' src='/gallery/{token.token_id}/"
+                f"evolution.webp?v={token.version}' alt='every version of {esc(token.name)}, oldest first'>"
+                if count > 1 and reasons
+                else ""
+            )
+            + f"<h3>History · {count} version{'s' if count != 1 else ''}</h3>"
             f"<div class='versions' id='history'>{versions}</div><nav class='pages'>{''.join(pages)}</nav>"
         )
         return _page(f"{token.name} · #{token.token_id}", body, reader)

@@ -415,4 +415,22 @@ def test_the_gallery_marks_living_tokens_with_what_they_follow_and_says_why_they
     why = page.locator("#version-1").inner_text()
     assert "weather: frozen, because temperature = -5.0" in why
     assert '{"' not in why  # words, not a JSON dump
+    # The evolution at full size, as an animated WebP a browser plays.
+    evolution = page.locator("#evolution")
+    evolution.scroll_into_view_if_needed()
+    page.wait_for_function("() => document.querySelector('#evolution').complete")
+    assert evolution.evaluate("img => img.naturalWidth") == 64  # the drafts' own size, not a thumbnail
     page.screenshot(path=str(output_dir / "1-gallery-token.png"), full_page=True)
+
+    import io
+
+    import httpx
+    from PIL import Image
+
+    response = httpx.get(f"{app_server.url}/gallery/{token_id}/evolution.webp", timeout=30)
+    assert response.headers["content-type"] == "image/webp"
+    animation = Image.open(io.BytesIO(response.content))
+    assert animation.format == "WEBP"
+    assert animation.n_frames == 2
+    animation.load()  # Pillow reads a frame's duration with the frame
+    assert animation.info["duration"] >= 1000
