@@ -38,7 +38,8 @@ def _token(studio: Studio, token_id: int, contract_address: str | None) -> Token
     if contract_address is not None and contract_address.lower() != studio.chain.contract_address.lower():
         return None  # the gallery shows another deployment: the studio knows nothing of its rules
     with studio.db.session() as session:
-        return session.scalar(collection_query(studio).where(Token.token_id == int(token_id)))
+        found: Token | None = session.scalar(collection_query(studio).where(Token.token_id == int(token_id)))
+    return found
 
 
 def _rules(studio: Studio, name: str) -> Rules | None:
