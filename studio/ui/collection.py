@@ -12,7 +12,7 @@ import gradio as gr
 
 from studio.records import Token
 from studio.services.errors import InvalidInputError
-from studio.services.living import evolution_webp
+from studio.services.living import change_reasons, evolution_webp
 from studio.services.studio import Studio
 from studio.services.tokens import VersionView, evolution_animation, freeze_token, get_token, list_tokens, timeline
 from studio.ui.common import api_endpoint, code, error_box, esc, link, readable_errors, shows_errors
@@ -41,7 +41,16 @@ def token_label(token: Token) -> str:
     return f"#{token.token_id} · {token.name} · v{token.current_version} · {living}"
 
 
-def feed_values_html(view: VersionView, token_id: int) -> str:
+def feed_values_html(view: VersionView, token_id: int, reasons: list[str] | None = None) -> str:
+    if reasons:  # in words: "weather: frozen, because temperature = -5.0"
+        words = "<br>".join(f"<span class='why'>{esc(line)}</span>" for line in reasons)
+        snapshot = (
+            f"<br><span class='muted'>snapshot {code(view.feed_snapshot_cid)} "
+            f"{link('/ipfs/' + view.feed_snapshot_cid, 'json')}</span>"
+            if view.feed_snapshot_cid
+            else ""
+        )
+        return words + snapshot
     parts = []
     traits = ((view.state or {}).get("traits") or {}) if view.state else {}
     for trait, fragment in sorted(traits.items()):
@@ -63,12 +72,13 @@ def feed_values_html(view: VersionView, token_id: int) -> str:
     return "<br>".join(parts) if parts else "<span class='muted'>the mint</span>"
 
 
-def timeline_html(views: list[VersionView], token_id: int) -> str:
+def timeline_html(views: list[VersionView], token_id: int, reasons: dict[int, list[str]] | None = None) -> str:
     rows = []
     for view in reversed(views):
         rows.append(
             f"<tr data-version='{view.version}'><td><b>v{view.version}</b><br>"
-            f"<span class='muted'>{esc(view.created_at)}</span></td><td>{feed_values_html(view, token_id)}</td>"
+            f"<span class='muted'>{esc(view.created_at)}</span></td>"
+            f"<td>{feed_values_html(view, token_id, (reasons or {}).get(view.version))}</td>"
             f"<td>{code(view.metadata_cid)} {link('/ipfs/' + view.metadata_cid, 'metadata')}</td>"
             f"<td>{code(view.tx_hash)}<br><span class='muted'>gas {view.gas_used or 0:,}</span></td></tr>"
         )
@@ -204,7 +214,7 @@ def build(studio: Studio) -> CollectionTab:
             header_html(record),
             str(gif),
             images,
-            timeline_html(views, token_id),
+            timeline_html(views, token_id, change_reasons(studio, token_id)),
             chain_history_html(studio, token_id),
         )
 

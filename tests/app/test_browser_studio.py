@@ -389,6 +389,15 @@ def test_a_cycle_shows_feed_values_and_the_before_and_after_of_what_changed(
     assert app_server.studio.chain.client.metadata_version(token_id) == 1
     page.screenshot(path=str(output_dir / "2-cycle.png"), full_page=True)
 
+    # The Collection tab says why in words, not as a JSON dump of the feed.
+    page.get_by_role("tab", name="Collection").click()
+    page.locator("#collection-refresh").click()
+    row = page.locator("#token-timeline tr[data-version='1']")
+    row.wait_for()
+    assert "weather: frozen, because temperature = -5.0" in row.inner_text()
+    assert '{"' not in row.inner_text()
+    page.screenshot(path=str(output_dir / "3-collection-why.png"), full_page=True)
+
 
 @pytest.mark.browser
 def test_the_gallery_marks_living_tokens_with_what_they_follow_and_says_why_they_changed(
