@@ -52,6 +52,17 @@ class TransferRecord:
     timestamp: int
 
 
+@dataclass(frozen=True)
+class FreezeRecord:
+    """A token's freeze, read from its PermanentURI event: its metadata URI for ever after."""
+
+    uri: str
+    block_number: int
+    tx_hash: str
+    log_index: int
+    timestamp: int
+
+
 class LivingNFTReader:
     """Reads one deployed LivingNFT contract (or any ERC-721 with MetadataSet events) through a Web3."""
 
@@ -147,6 +158,19 @@ class LivingNFTReader:
             for log in self._logs("Transfer", token_id)
         ]
 
+    def freezes(self, token_id: int) -> list[FreezeRecord]:
+        """The token's PermanentURI event (none, or one: freezing is for ever)."""
+        return [
+            FreezeRecord(
+                uri=str(log["args"]["_value"]),
+                block_number=int(log["blockNumber"]),
+                tx_hash=HexBytes(log["transactionHash"]).to_0x_hex(),
+                log_index=int(log["logIndex"]),
+                timestamp=self._timestamp(int(log["blockNumber"])),
+            )
+            for log in self._logs("PermanentURI", token_id)
+        ]
+
     # ----------------------------------------------------------------- internals
 
     def _rpc(self, call: Callable[[], Any]) -> Any:
@@ -177,7 +201,9 @@ class LivingNFTReader:
         event_obj = getattr(self.contract.events, event)()
         topic0 = HexBytes(keccak(text=event_obj.abi_element_identifier)).to_0x_hex()
         token_topic = "0x" + int(token_id).to_bytes(32, "big").hex()
-        topics: list[Any] = [topic0, token_topic] if event == "MetadataSet" else [topic0, None, None, token_topic]
+        # MetadataSet and PermanentURI index the token id first; Transfer indexes it third.
+        first = event in ("MetadataSet", "PermanentURI")
+        topics: list[Any] = [topic0, token_topic] if first else [topic0, None, None, token_topic]
         raw = self._rpc(
             lambda: self.w3.eth.get_logs(
                 {"address": self.address, "fromBlock": self.from_block, "toBlock": "latest", "topics": topics}

@@ -38,7 +38,6 @@ from contracts.errors import (
 )
 from contracts.urls import redact_urls
 from evolve.errors import CycleAborted, CycleBusy, FeedError
-from evolve.evaluation import Decision
 from evolve.feeds import FetchPolicy, build_feeds
 from evolve.feeds.base import Feed, FeedValue, error_json, iso
 from evolve.journal import CycleStatus, Journal, OpenStep, StepStatus
@@ -56,6 +55,7 @@ from evolve.senders import (
 from metadata.errors import ContentError
 from studio.records import Token
 from studio.rules import Rules, load_collection
+from studio.rules.evaluation import Decision
 from studio.services.publishing import pin_content, publish_version
 from studio.services.studio import Studio
 from studio.services.tokens import living_tokens_query

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from evolve.evaluation import Decision, TokenInput, evaluate
 from evolve.journal import OpenStep, StepStatus
 from studio.rules import Rules
+from studio.rules.evaluation import Decision, TokenInput, evaluate
 
 STATE_MOVED_ON = "the token's state changed again before it was sent"
 NOT_RECONCILED = "an earlier transaction is not reconciled yet"
@@ -78,7 +78,7 @@ def plan_cycle(
     open_steps: dict[int, OpenStep],
     changed_on_chain: dict[int, str] | None = None,
 ) -> CyclePlan:
-    """Decide each token's next state under `rules` from the feed `snapshot` (evolve/evaluation.py)
+    """Decide each token's next state under `rules` from the feed `snapshot` (studio/rules/evaluation.py)
     and what the cycle does about it.
 
     `open_steps` are the tokens' open journal rows by token pk; `changed_on_chain` maps a token id to

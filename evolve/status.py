@@ -18,6 +18,10 @@ from studio.services.chain import recorded_identity
 from studio.services.studio import Studio
 from studio.services.tokens import collection_query, living_tokens_query
 
+NO_SCHEDULER_FIX = (
+    "the studio app runs one unless STUDIO_EVOLVE__ENABLED=false; without the app, start python -m evolve run"
+)
+
 
 def collection_status(studio: Studio) -> list[dict[str, Any]]:
     settings = studio.settings
@@ -50,12 +54,16 @@ def collection_status(studio: Studio) -> list[dict[str, Any]]:
                 except RulesError as exc:
                     entry["rules"] = f"invalid: {exc}"
             next_run = jobs.get(JOB_PREFIX + name)
-            if not next_run:
-                entry["next_run"] = "not scheduled (start the daemon: python -m evolve run)"
+            if not next_run and scheduling:
+                # A scheduler runs (inside the studio app or as `python -m evolve run`): it rereads the
+                # rules folder every 30 s, so a file just saved is simply not picked up yet.
+                entry["next_run"] = "being scheduled: the running scheduler picks up new rules within 30 s"
+            elif not next_run:
+                entry["next_run"] = f"not scheduled: no scheduler is running ({NO_SCHEDULER_FIX})"
             else:
                 entry["next_run"] = datetime.fromtimestamp(next_run, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
                 if not scheduling:
-                    entry["next_run"] += " (but no scheduler is running: start python -m evolve run)"
+                    entry["next_run"] += f" (but no scheduler is running: {NO_SCHEDULER_FIX})"
             entry["scheduler"] = scheduler
             entry["living_tokens"] = (
                 session.scalar(living_tokens_query(identity, name, func.count())) if identity is not None else 0

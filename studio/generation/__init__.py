@@ -6,6 +6,7 @@ from studio.generation.engine import (
     GenerationRequest,
     GenerationResult,
     ResolvedRequest,
+    StageCallback,
     get_engine,
     init_image_from_png,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "ModelNotAvailableError",
     "OutOfMemoryError",
     "ResolvedRequest",
+    "StageCallback",
     "UnsupportedCheckpointError",
     "get_engine",
     "init_image_from_png",

@@ -54,6 +54,11 @@ MAX_GUIDANCE = 30.0
 MAX_PROMPT_CHARS = 4000  # the provenance schema's limit (metadata/schemas)
 
 ProgressCallback = Callable[[int, int], None]
+# on_stage(stage, details), as the request moves: "waiting" {ahead, position} while other requests run
+# first, "loading" {model}, "encoding prompt", "encoding image", "denoising" {step, total} (step 0 as the
+# loop starts, then after each step), "decoding". Called from the generating thread.
+StageCallback = Callable[[str, dict[str, Any]], None]
+_STAGE_NAMES = {"text_encoder": "encoding prompt", "encoder": "encoding image", "decoder": "decoding"}
 # The UNet's 3x3 convolutions Winograd takes: the 320- and 640-channel levels and the 640<->1280 ones
 # between them (weights up to 42 MiB; UNet call 4.76 -> 4.52 s held to AVX2 against 24 MiB, +300 MiB);
 # the 1280-channel ones (56-112 MiB each) would need 4x their memory for a small gain at 8x8 and 16x16.
@@ -218,8 +223,9 @@ def _is_out_of_memory(exc: BaseException) -> bool:
 class _StageTimer:
     """Adds up the time spent in the text encoder(s), the UNet and the VAE encoder/decoder."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_start: Callable[[str], None] | None = None) -> None:
         self.seconds: dict[str, float] = {}
+        self.on_start = on_start  # told each time a stage starts (the stages the user sees come from here)
 
     def add(self, stage: str, seconds: float) -> None:
         self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
@@ -232,6 +238,8 @@ class _StageTimer:
         started: list[float] = []
 
         def before(*_args: Any, **_kwargs: Any) -> None:
+            if self.on_start is not None:
+                self.on_start(stage)
             started.append(time.perf_counter())
 
         def after(*_args: Any, **_kwargs: Any) -> None:
@@ -250,6 +258,8 @@ class _StageTimer:
         original = getattr(owner, name)
 
         def timed(*args: Any, **kwargs: Any) -> Any:
+            if self.on_start is not None:
+                self.on_start(stage)
             start = time.perf_counter()
             try:
                 return original(*args, **kwargs)
@@ -271,6 +281,10 @@ class Engine:
         self.settings = model_settings
         self._skip_cpu_optimizations = tuple(skip_cpu_optimizations)
         self._lock = threading.Lock()
+        # Requests take turns in arrival order; the first ticket is the running request's, so a
+        # waiting one can say how many are ahead of it.
+        self._turns = threading.Condition()
+        self._tickets: list[object] = []
         self._model: LoadedModel | None = None
         self._pipes: dict[tuple[bool, bool], Any] = {}
         self.load_seconds: float | None = None
@@ -498,14 +512,51 @@ class Engine:
         *,
         progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
+        on_stage: StageCallback | None = None,
     ) -> GenerationResult:
-        """Generate one image. progress(step, total) is called after each denoising step; setting
-        `cancel` stops the run at the next step with GenerationCancelled. Requests wait their turn."""
+        """Generate one image. progress(step, total) is called after each denoising step and
+        on_stage(stage, details) as the request moves (see StageCallback); setting `cancel` stops the
+        run at the next step with GenerationCancelled. Requests wait their turn, first come first served."""
         queued = time.perf_counter()
+        ticket = self._take_turn(on_stage, cancel)
+        try:
+            return self._generate_locked(request, queued, progress, cancel, on_stage)
+        finally:
+            with self._turns:
+                self._tickets.remove(ticket)
+                self._turns.notify_all()
+
+    def _take_turn(self, on_stage: StageCallback | None, cancel: threading.Event | None) -> object:
+        """Wait until every request that came earlier is done; say how many are ahead while waiting."""
+        ticket = object()
+        told: int | None = None
+        with self._turns:
+            self._tickets.append(ticket)
+            while (ahead := self._tickets.index(ticket)) > 0:
+                if cancel is not None and cancel.is_set():
+                    self._tickets.remove(ticket)
+                    self._turns.notify_all()
+                    raise GenerationCancelled("The generation was cancelled while it waited for its turn.")
+                if on_stage is not None and ahead != told:
+                    on_stage("waiting", {"ahead": ahead, "position": ahead + 1})
+                    told = ahead
+                self._turns.wait(timeout=0.5)
+        return ticket
+
+    def _generate_locked(
+        self,
+        request: GenerationRequest,
+        queued: float,
+        progress: ProgressCallback | None,
+        cancel: threading.Event | None,
+        on_stage: StageCallback | None,
+    ) -> GenerationResult:
         with self._lock:
             started = time.perf_counter()
             timings: dict[str, float] = {"queued": started - queued}
             fresh_load = self._model is None
+            if fresh_load and on_stage is not None:
+                on_stage("loading", {"model": public_model_name(self.settings.model_id)})
             model = self._load_locked()
             if fresh_load and self.load_seconds is not None:
                 timings["load"] = self.load_seconds
@@ -513,7 +564,7 @@ class Engine:
             if cancel is not None and cancel.is_set():
                 raise GenerationCancelled("The generation was cancelled before it started.")
             try:
-                result = self._run(model, request, values, timings, progress, cancel)
+                result = self._run(model, request, values, timings, progress, cancel, on_stage)
             except _Cancelled as exc:
                 raise GenerationCancelled("The generation was cancelled; no image was made.") from exc
             except GenerationError:
@@ -541,6 +592,7 @@ class Engine:
         timings: dict[str, float],
         progress: ProgressCallback | None,
         cancel: threading.Event | None,
+        on_stage: StageCallback | None = None,
     ) -> GenerationResult:
         preset = values.preset
         tiny = uses_tiny_decoder(preset, model.tiny_vae is not None)
@@ -558,6 +610,8 @@ class Engine:
             final["latents"] = callback_kwargs["latents"]  # after the last step: what the decoder gets
             if progress is not None:
                 progress(step + 1, int(pipeline.num_timesteps))
+            if on_stage is not None:
+                on_stage("denoising", {"step": step + 1, "total": int(pipeline.num_timesteps)})
             if cancel is not None and cancel.is_set():
                 raise _Cancelled
             return callback_kwargs
@@ -587,7 +641,20 @@ class Engine:
         else:
             kwargs.update(width=values.width, height=values.height)
 
-        timer = _StageTimer()
+        announced: set[str] = set()
+
+        def stage_started(stage: str) -> None:
+            # The UNet runs once per step and the text encoder once per prompt: only the first call starts
+            # a stage (denoising steps come from on_step_end).
+            if on_stage is None or stage in announced:
+                return
+            announced.add(stage)
+            if stage == "unet":
+                on_stage("denoising", {"step": 0, "total": int(getattr(pipe, "num_timesteps", 0) or values.steps)})
+            else:
+                on_stage(_STAGE_NAMES.get(stage, stage), {})
+
+        timer = _StageTimer(stage_started)
         vae = pipe.vae
         start = time.perf_counter()
         with contextlib.ExitStack() as stack:

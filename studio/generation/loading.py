@@ -126,19 +126,68 @@ def _download_from_hub(model_id: str, settings: ModelSettings, placement: Placem
             return Path(DiffusionPipeline.download(model_id, revision=settings.revision, variant=attempt))
         except (OSError, ValueError) as exc:  # huggingface_hub's errors derive from OSError
             last = exc
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
-    hub_cache = os.environ.get("HF_HUB_CACHE") or os.path.join(
+    offline = _hub_offline()
+    if offline:
+        reason = f"it is not in the local Hugging Face cache ({_hub_cache()}) and the hub is off (HF_HUB_OFFLINE)"
+    else:
+        reason = "it could not be fetched from the Hugging Face hub (no internet connection, or a wrong id?)"
+    detail = " ".join(str(last).split())
+    detail = detail if len(detail) <= 200 else detail[:199] + "…"
+    # The fix first; the hub's own words (which talk about its API) last and short.
+    said = "" if offline else f" (Hub said: {detail})"  # offline, the reason above is the whole story
+    raise ModelNotAvailableError(
+        f"Model {model_id!r} is not available here: {reason}. {ways_to_get_a_model(model_id)}{said}"
+    ) from last
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+
+
+def _hub_cache() -> str:
+    return os.environ.get("HF_HUB_CACHE") or os.path.join(
         os.environ.get("HF_HOME", os.path.expanduser("~/.cache/huggingface")), "hub"
     )
-    if offline:
-        reason = f"it is not in the local Hugging Face cache ({hub_cache}) and the hub is switched off (HF_HUB_OFFLINE)"
-    else:
-        reason = f"it could not be fetched from the Hugging Face hub ({last})"
-    raise ModelNotAvailableError(
-        f"Model {model_id!r} is not available: {reason}. To get it, run the studio once while online "
-        f"(it is downloaded and cached), or on a connected machine run `hf download {model_id}` and copy "
-        f"the cache folder here. Or point to a model you already have: " + _POINT_AT_MODEL
-    ) from last
+
+
+def ways_to_get_a_model(model_id: str) -> str:
+    """The three ways to get a model onto this machine, as one paragraph."""
+    hub_id = model_id if not is_local_path(model_id) else "stabilityai/sd-turbo"
+    return (
+        f"Get one in one of three ways: (1) run the studio once while online: {hub_id} is downloaded and "
+        f"cached; (2) on a connected machine run `hf download {hub_id}` and copy its Hugging Face cache "
+        f"folder to {_hub_cache()} here; (3) point STUDIO_MODEL__MODEL_ID at a model you already have: a "
+        "local diffusers folder (the one holding model_index.json) or a single .safetensors checkpoint file."
+    )
+
+
+def model_availability(settings: ModelSettings) -> tuple[Literal["ready", "download", "missing"], str]:
+    """Whether the configured model can load, found without loading it (fast, no network): "ready",
+    "download" (a hub model not cached yet, fetched on first use while online) or "missing", and a
+    sentence for the artist that leads with the fix."""
+    model_id = settings.model_id.strip()
+    if not model_id:
+        return "missing", "No model is configured. " + ways_to_get_a_model(model_id)
+    if is_local_path(model_id):
+        path = Path(model_id).expanduser()
+        if path.is_file() or (path / "model_index.json").is_file():
+            return "ready", f"Model {path.name} is on this machine."
+        what = "does not exist" if not path.exists() else "is not a diffusers model folder (no model_index.json)"
+        return "missing", f"Model path {path} {what}. " + ways_to_get_a_model(model_id)
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(model_id, "model_index.json", revision=settings.revision)
+    if isinstance(cached, str):
+        return "ready", f"Model {model_id} is in the local Hugging Face cache."
+    if _hub_offline():
+        return "missing", (
+            f"Model {model_id} is not on this machine and the hub is switched off (HF_HUB_OFFLINE). "
+            + ways_to_get_a_model(model_id)
+        )
+    return "download", (
+        f"Model {model_id} is not on this machine yet: the first generation downloads it from the Hugging "
+        "Face hub (several GB, once; then it is cached)."
+    )
 
 
 # ---------------------------------------------------------------------------------------------------

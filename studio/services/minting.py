@@ -44,6 +44,17 @@ class MintOutcome:
     published: PublishedVersion
 
 
+class AlreadyMintedError(InvalidInputError):
+    """The draft already became a token; minting it again must be asked for (another_edition=True)."""
+
+
+def tokens_from_draft(studio: Studio, draft_id: int) -> list[Token]:
+    """The collection's tokens minted from draft `draft_id`, oldest first."""
+    with studio.db.session() as session:
+        query = collection_query(studio.identity).where(Token.draft_id == int(draft_id)).order_by(Token.token_id)
+        return list(session.scalars(query))
+
+
 def check_recipient(recipient: str, *, field: str = "Recipient") -> str:
     """The checksummed address, or an error saying what a valid one looks like (`field` names the input)."""
     text = (recipient or "").strip()
@@ -106,8 +117,13 @@ def mint_draft(
     living: bool = False,
     rules_name: str | None = None,
     on_step: StepCallback | None = None,
+    another_edition: bool = False,
 ) -> MintOutcome:
     """Mint draft `draft_id` to `recipient` and record it. Nothing is recorded unless the chain confirmed.
+
+    A draft that already became a token is refused (AlreadyMintedError, naming the token) unless
+    `another_edition` says a second token of the same artwork is wanted: one click too many must not
+    mint a duplicate.
 
     A token's own royalty (`royalty_bps` other than the collection's default, or any `royalty_receiver`)
     needs `royalty_receiver`: it is never assumed to be the recipient."""
@@ -121,6 +137,14 @@ def mint_draft(
             raise InvalidInputError("A living token needs a rules file: choose one, or untick 'Living'.")
         check_living_rules(studio, rules_name)
     draft = get_draft(studio, draft_id)
+    if not another_edition:
+        earlier = tokens_from_draft(studio, draft.id)
+        if earlier:
+            which = ", ".join(f"#{token.token_id} ({token.name})" for token in earlier)
+            raise AlreadyMintedError(
+                f"Draft #{draft.id} was already minted as token {which}; nothing was sent. To mint the same "
+                "artwork again as another edition, tick 'Mint another edition' (another_edition=True)."
+            )
     image_png = studio.store.cat(draft.image_cid)
     chain = studio.chain  # checked before pinning: without a started chain nothing is pinned
 

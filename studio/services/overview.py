@@ -4,12 +4,15 @@ RPC URL is shown by its host alone (provider URLs often carry an API key in thei
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 from urllib.parse import urlsplit
 
 from contracts.errors import ChainError
 from contracts.signer import rpc_call, to_address
 from metadata.errors import ContentError
+from studio.config import Settings
+from studio.generation.loading import model_availability
 from studio.services.studio import ChainNotStartedError, Studio
 
 WEI_PER_ETH = 10**18
@@ -37,6 +40,49 @@ class StudioOverview:
     secrets: dict[str, bool]
     data_dir: str
     evolve_enabled: bool
+    # Per secret: (whether this configuration needs it, why or when it is used). Most are optional.
+    secret_needs: dict[str, tuple[bool, str]] = field(default_factory=dict)
+    model_status: ModelStatus | None = None
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    """Whether a generation can run, known before the first click: "loaded", "ready" (on this machine,
+    loads on first use), "download" (fetched from the hub on first use) or "missing", and what to say."""
+
+    state: Literal["loaded", "ready", "download", "missing"]
+    message: str
+
+
+def model_status(studio: Studio) -> ModelStatus:
+    """The configured model's status without loading it or touching the network."""
+    if studio.engine.loaded:
+        return ModelStatus("loaded", f"Model {studio.engine.describe().get('model_id')} is loaded.")
+    state, message = model_availability(studio.settings.model)
+    return ModelStatus(state, message)
+
+
+LOCAL_BINDS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def secret_needs(settings: Settings) -> dict[str, tuple[bool, str]]:
+    """For each secret the Settings tab lists: (needed by this configuration, why or when it is used)."""
+    rpc = settings.chain.network == "rpc"
+    pinata = "pinata" in settings.ipfs.backends
+    beyond_localhost = settings.app.host.strip("[]") not in LOCAL_BINDS
+    signer = "signs transactions on the RPC network (the private key or a keystore)"
+    return {
+        "chain private key": (
+            rpc,
+            signer if rpc else "only for an RPC network; the embedded anvil uses its dev account",
+        ),
+        "chain keystore": (False, "an alternative to the private key on an RPC network"),
+        "Pinata JWT": (pinata, "ipfs.backends lists pinata" if pinata else "only when ipfs.backends lists pinata"),
+        "web login": (
+            beyond_localhost,
+            "the studio listens beyond localhost" if beyond_localhost else "only when listening beyond localhost",
+        ),
+    }
 
 
 def rpc_host(url: str) -> str:
@@ -92,4 +138,6 @@ def studio_overview(studio: Studio, *, check_pinning: bool = True) -> StudioOver
         },
         data_dir=str(settings.data_dir.resolve()),
         evolve_enabled=settings.evolve.enabled,
+        secret_needs=secret_needs(settings),
+        model_status=model_status(studio),
     )

@@ -158,8 +158,9 @@ def timeline(studio: Studio, token_id: int) -> list[VersionView]:
 
 @dataclass(frozen=True)
 class ChainEvent:
-    """One event of a token on chain: a MetadataSet (`version`, `metadata_cid`) or a Transfer
-    (`from_address`, `to_address`; the mint comes from the zero address)."""
+    """One event of a token on chain: a MetadataSet (`version`, `metadata_cid`), a Transfer
+    (`from_address`, `to_address`; the mint comes from the zero address) or its PermanentURI, the freeze
+    (`uri`: its metadata for ever after)."""
 
     kind: str
     block_number: int
@@ -170,6 +171,7 @@ class ChainEvent:
     metadata_cid: str | None = None
     from_address: str | None = None
     to_address: str | None = None
+    uri: str | None = None
 
 
 @dataclass(frozen=True)
@@ -181,7 +183,7 @@ class ChainHistory:
 
 
 def chain_history(studio: Studio, token_id: int) -> ChainHistory:
-    """The token's MetadataSet and Transfer events from the studio's contract, oldest first."""
+    """The token's MetadataSet, Transfer and PermanentURI events from the studio's contract, oldest first."""
     client = studio.chain.client
     events = [
         ChainEvent(
@@ -206,6 +208,17 @@ def chain_history(studio: Studio, token_id: int) -> ChainHistory:
             to_address=transfer.to_address,
         )
         for transfer in client.transfers(int(token_id))
+    ]
+    events += [
+        ChainEvent(
+            kind="PermanentURI",
+            block_number=freeze.block_number,
+            log_index=freeze.log_index,
+            tx_hash=freeze.tx_hash,
+            timestamp=freeze.timestamp,
+            uri=freeze.uri,
+        )
+        for freeze in client.freezes(int(token_id))
     ]
     events.sort(key=lambda event: (event.block_number, event.log_index))
     return ChainHistory(frozen=client.is_frozen(int(token_id)), events=events)

@@ -36,7 +36,7 @@ def build_ui(studio: Studio) -> gr.Blocks:
             with gr.Tab("Collection", id="collection"):
                 collection_tab = collection.build(studio)
             with gr.Tab("Evolve", id="evolve"):
-                evolve = evolve_tab.build(studio)
+                evolve_view = evolve_tab.build(studio)
             with gr.Tab("Settings", id="settings"):
                 settings_view, check_settings = settings_tab.build(studio)
 
@@ -66,7 +66,9 @@ def build_ui(studio: Studio) -> gr.Blocks:
             value = selected if selected in names else (names[0] if names else None)
             return gr.Dropdown(choices=names, value=value)
 
-        evolve.collection.change(rules_update, [evolve.collection], [mint_tab.rules], api_visibility="private")
+        evolve_view.collection.change(
+            rules_update, [evolve_view.collection], [mint_tab.rules], api_visibility="private"
+        )
 
         @readable_errors
         def on_load():
@@ -76,6 +78,7 @@ def build_ui(studio: Studio) -> gr.Blocks:
             names = list_rules(studio)
             first = names[0] if names else None
             return (
+                create_tab.banner_html(),
                 gallery_value,
                 create_draft,
                 shown,
@@ -87,7 +90,7 @@ def build_ui(studio: Studio) -> gr.Blocks:
                 token_ids,
                 gr.Dropdown(choices=names, value=first),
                 read_rules(studio, first) if first else evolve_tab.STARTER_RULES,
-                evolve.refresh_schedule(),
+                evolve_view.refresh_schedule(),
                 check_settings(),
             )
 
@@ -95,6 +98,7 @@ def build_ui(studio: Studio) -> gr.Blocks:
             on_load,
             None,
             [
+                create_tab.banner,
                 create_tab.gallery,
                 create_tab.draft,
                 create_tab.shown_ids,
@@ -104,9 +108,9 @@ def build_ui(studio: Studio) -> gr.Blocks:
                 collection_tab.token,
                 collection_tab.grid,
                 collection_tab.shown_ids,
-                evolve.collection,
-                evolve.editor,
-                evolve.schedule,
+                evolve_view.collection,
+                evolve_view.editor,
+                evolve_view.schedule,
                 settings_view,
             ],
             api_visibility="private",

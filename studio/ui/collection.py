@@ -12,6 +12,7 @@ import gradio as gr
 
 from studio.records import Token
 from studio.services.errors import InvalidInputError
+from studio.services.living import change_reasons, evolution_webp
 from studio.services.studio import Studio
 from studio.services.tokens import (
     VersionView,
@@ -22,7 +23,7 @@ from studio.services.tokens import (
     list_tokens,
     timeline,
 )
-from studio.ui.common import code, esc, link, readable_errors
+from studio.ui.common import api_endpoint, code, error_box, esc, link, readable_errors, shows_errors
 from studio.ui.create import exports_dir
 
 
@@ -48,7 +49,16 @@ def token_label(token: Token) -> str:
     return f"#{token.token_id} · {token.name} · v{token.current_version} · {living}"
 
 
-def feed_values_html(view: VersionView, token_id: int) -> str:
+def feed_values_html(view: VersionView, token_id: int, reasons: list[str] | None = None) -> str:
+    if reasons:  # in words: "weather: frozen, because temperature = -5.0"
+        words = "<br>".join(f"<span class='why'>{esc(line)}</span>" for line in reasons)
+        snapshot = (
+            f"<br><span class='muted'>snapshot {code(view.feed_snapshot_cid)} "
+            f"{link('/ipfs/' + view.feed_snapshot_cid, 'json')}</span>"
+            if view.feed_snapshot_cid
+            else ""
+        )
+        return words + snapshot
     parts = []
     traits = ((view.state or {}).get("traits") or {}) if view.state else {}
     for trait, fragment in sorted(traits.items()):
@@ -70,12 +80,13 @@ def feed_values_html(view: VersionView, token_id: int) -> str:
     return "<br>".join(parts) if parts else "<span class='muted'>the mint</span>"
 
 
-def timeline_html(views: list[VersionView], token_id: int) -> str:
+def timeline_html(views: list[VersionView], token_id: int, reasons: dict[int, list[str]] | None = None) -> str:
     rows = []
     for view in reversed(views):
         rows.append(
             f"<tr data-version='{view.version}'><td><b>v{view.version}</b><br>"
-            f"<span class='muted'>{esc(view.created_at)}</span></td><td>{feed_values_html(view, token_id)}</td>"
+            f"<span class='muted'>{esc(view.created_at)}</span></td>"
+            f"<td>{feed_values_html(view, token_id, (reasons or {}).get(view.version))}</td>"
             f"<td>{code(view.metadata_cid)} {link('/ipfs/' + view.metadata_cid, 'metadata')}</td>"
             f"<td>{code(view.tx_hash)}<br><span class='muted'>gas {view.gas_used or 0:,}</span></td></tr>"
         )
@@ -107,6 +118,8 @@ def chain_history_html(studio: Studio, token_id: int) -> str:
         when = datetime.fromtimestamp(event.timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         if event.kind == "MetadataSet":
             detail = f"v{event.version} → {code(event.metadata_cid)}"
+        elif event.kind == "PermanentURI":
+            detail = f"frozen for good at {code(event.uri, keep=14)}"
         else:
             sender = event.from_address or ""
             what = "mint to" if int(sender, 16) == 0 else f"{code(sender)} →"
@@ -124,8 +137,15 @@ def build(studio: Studio) -> CollectionTab:
     with gr.Row():
         token = gr.Dropdown([], label="Token", allow_custom_value=True, scale=5, elem_id="collection-token")
         refresh = gr.Button("↻ Refresh", scale=1, min_width=110, elem_id="collection-refresh")
+    collection_error = error_box("collection-error")
     grid = gr.Gallery(
-        label="Collection", columns=6, height=260, allow_preview=False, object_fit="cover", elem_classes=["thumbs"]
+        label="Collection",
+        columns=6,
+        height=260,
+        allow_preview=False,
+        object_fit="cover",
+        elem_classes=["thumbs"],
+        elem_id="collection-grid",
     )
     shown_ids = gr.State([])
     with gr.Row(equal_height=False):
@@ -133,8 +153,12 @@ def build(studio: Studio) -> CollectionTab:
             header = gr.HTML(elem_id="token-header")
             animation = gr.Image(label="Evolution", type="filepath", interactive=False, height=300)
             with gr.Group():
-                confirm = gr.Checkbox(label="I understand freezing is permanent: the artwork never changes again")
+                confirm = gr.Checkbox(
+                    label="I understand freezing is permanent: the artwork never changes again",
+                    elem_id="freeze-confirm",
+                )
                 freeze = gr.Button("Freeze token", variant="stop", elem_id="freeze")
+            freeze_error = error_box("freeze-error")
         with gr.Column(scale=7):
             versions = gr.Gallery(
                 label="Versions", columns=5, height=200, allow_preview=True, object_fit="cover", elem_classes=["thumbs"]
@@ -155,7 +179,6 @@ def build(studio: Studio) -> CollectionTab:
     def on_refresh(selected):
         return _refresh(int(selected) if selected is not None else None)
 
-    @readable_errors
     def on_open(token_id):
         if token_id is None:
             return "<p class='muted'>No token yet: mint one in the Mint tab.</p>", None, [], "", ""
@@ -168,35 +191,62 @@ def build(studio: Studio) -> CollectionTab:
         )
         if not gif.exists():
             gif.write_bytes(evolution_animation(studio, token_id))
+        webp = gif.with_suffix(".webp")  # full size, 1.2 s a frame, once the token has changed
+        if not webp.exists() and (animation := evolution_webp(studio, token_id)) is not None:
+            webp.write_bytes(animation)
+        if webp.exists():
+            gif = webp
         images = [(image_file(studio, v.image_cid), f"v{v.version}") for v in views]
         return (
             header_html(record),
             str(gif),
             images,
-            timeline_html(views, token_id),
+            timeline_html(views, token_id, change_reasons(studio, token_id)),
             chain_history_html(studio, token_id),
         )
 
-    @readable_errors
     def on_freeze(token_id, confirmed):
         if token_id is None:
             raise InvalidInputError("Choose a token to freeze.")
         if not confirmed:
             raise InvalidInputError("Tick the box to confirm: freezing is permanent.")
         tx_hash = freeze_token(studio, int(token_id))
-        gr.Info(f"Token #{int(token_id)} is frozen (transaction {tx_hash}).")
-        return False
+        return False, (
+            f"<div class='studio-status' id='freeze-done'>Token #{int(token_id)} is frozen for good "
+            f"(transaction {code(tx_hash)}).</div>"
+        )
+
+    @readable_errors
+    def freeze_controls(token_id):
+        """A frozen token offers no freeze: the box and button are shown disabled, saying why."""
+        frozen = token_id is not None and get_token(studio, int(token_id)).frozen
+        return (
+            gr.Checkbox(value=False, interactive=not frozen),
+            gr.Button(value="Frozen for good" if frozen else "Freeze token", interactive=not frozen),
+        )
 
     def on_select(ids, evt: gr.SelectData):
         return ids[evt.index] if evt.index is not None and evt.index < len(ids) else gr.skip()
 
     open_outputs = [header, animation, versions, timeline_view, history]
+    show_token = shows_errors(collection_error, open_outputs)(on_open)
     refresh.click(on_refresh, [token], [token, grid, shown_ids], api_name="tokens").then(
-        on_open, [token], open_outputs, api_visibility="private"
+        show_token, [token], [*open_outputs, collection_error], api_visibility="private"
+    ).then(freeze_controls, [token], [confirm, freeze], api_visibility="private")
+    token.change(show_token, [token], [*open_outputs, collection_error], api_visibility="private").then(
+        freeze_controls, [token], [confirm, freeze], api_visibility="private"
     )
-    token.change(on_open, [token], open_outputs, api_name="token_detail")
+    api_endpoint(on_open, [token], open_outputs, "token_detail")
     grid.select(on_select, [shown_ids], [token], api_visibility="private")
-    freeze.click(on_freeze, [token, confirm], [confirm], api_name="freeze").then(
-        on_open, [token], open_outputs, api_visibility="private"
-    )
+    # After a freeze, everything that shows the token says so: the dropdown, the thumbnails, the
+    # header and history (its PermanentURI row), and the freeze controls themselves.
+    freeze.click(
+        shows_errors(freeze_error, [confirm, freeze_error])(on_freeze),
+        [token, confirm],
+        [confirm, freeze_error],
+        api_visibility="private",
+    ).then(on_refresh, [token], [token, grid, shown_ids], api_visibility="private").then(
+        show_token, [token], [*open_outputs, collection_error], api_visibility="private"
+    ).then(freeze_controls, [token], [confirm, freeze], api_visibility="private")
+    api_endpoint(on_freeze, [token, confirm], [confirm, freeze_error], "freeze")
     return CollectionTab(token=token, grid=grid, shown_ids=shown_ids, refresh=_refresh)

@@ -1,5 +1,6 @@
-"""What every tab shares: turning service errors into readable gr.Error messages, running a service
-call in a thread while its steps stream to the page, HTML escaping helpers, the studio's look."""
+"""What every tab shares: turning service errors into readable messages (kept on the page where the
+user acted, or raised as gr.Error for API callers), running a service call in a thread while its steps
+stream to the page, HTML escaping helpers, the studio's look."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import logging
 import queue
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import gradio as gr
@@ -79,6 +80,77 @@ def readable_errors(fn: F) -> F:
             raise as_gr_error(exc) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def error_html(exc: BaseException) -> str:
+    """The studio's own message for `exc` as a box under the control the user acted on. It stays until
+    their next action there (a toast closes by itself after a few seconds, even under the mouse)."""
+    error = as_gr_error(exc)
+    title = error.title if error.title and error.title != "Error" else "Not done"
+    return (
+        f"<div class='studio-error' role='alert' data-title='{esc(title)}'><b>{esc(title)}</b> · "
+        f"{esc(error.message)}</div>"
+    )
+
+
+def error_box(elem_id: str) -> gr.HTML:
+    """An empty place for error_html, put right under the button whose errors it shows."""
+    return gr.HTML("", elem_id=elem_id, elem_classes=["error-box"], padding=False)
+
+
+def shows_errors(box: gr.components.Component, outputs: Sequence[gr.components.Component]) -> Callable[[F], F]:
+    """Wrap a UI handler (function or generator) whose event writes `[*outputs, box]`.
+
+    The handler returns (or yields) its values for `outputs` as usual; the wrapper empties `box` with
+    them. On an error it writes the error into `box` (error_html) and leaves every other output as it
+    was: no toast that vanishes, no bare "Error" badge on each output (what Gradio draws when a handler
+    raises). API endpoints keep raising (readable_errors), so scripts still see the failure."""
+    targets = list(outputs)
+
+    def as_update(result: Any) -> dict[Any, Any]:
+        values = result if len(targets) != 1 else (result,)
+        if not isinstance(values, tuple | list) or len(values) != len(targets):
+            raise TypeError(f"a handler for {len(targets)} outputs returned {result!r}")
+        update = dict(zip(targets, values, strict=True))
+        if not any(target is box for target in targets):
+            update[box] = ""
+        return update
+
+    def decorate(fn: F) -> F:
+        if inspect.isgeneratorfunction(fn):
+
+            @functools.wraps(fn)
+            def gen_wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
+                try:
+                    for result in fn(*args, **kwargs):
+                        yield as_update(result)
+                except Exception as exc:
+                    yield {box: error_html(exc)}
+
+            return gen_wrapper  # type: ignore[return-value]
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return as_update(fn(*args, **kwargs))
+            except Exception as exc:
+                return {box: error_html(exc)}
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def api_endpoint(
+    fn: Callable[..., Any],
+    inputs: Sequence[gr.components.Component],
+    outputs: Sequence[gr.components.Component],
+    api_name: str,
+    **kwargs: Any,
+) -> None:
+    """`fn` as the named API endpoint (gradio_client): a hidden button's event whose errors are raised
+    as gr.Error, while the page's own event of the same function shows them in place (shows_errors)."""
+    gr.Button(visible=False).click(readable_errors(fn), list(inputs), list(outputs), api_name=api_name, **kwargs)
 
 
 _DONE = object()
@@ -168,6 +240,18 @@ CSS = """
 .badge.good { background: #dcfce7; color: #166534; }
 .muted { color: var(--body-text-color-subdued); }
 footer { display: none !important; }
+.studio-error { margin: 6px 0; padding: 10px 12px; border-radius: 8px; border: 1px solid #fca5a5;
+                background: #fef2f2; color: #7f1d1d; line-height: 1.45; }
+.studio-error b { color: #991b1b; }
+.studio-notice { margin: 6px 0; padding: 10px 12px; border-radius: 8px; border: 1px solid #fcd34d;
+                 background: #fffbeb; color: #78350f; line-height: 1.45; }
+.studio-status { margin: 6px 0; padding: 8px 12px; border-radius: 8px; background: var(--color-accent-soft); }
+.studio-status .spinner { display: inline-block; width: 0.85em; height: 0.85em; margin-right: 4px;
+                         border: 2px solid currentColor; border-right-color: transparent; border-radius: 50%;
+                         animation: studio-spin 0.9s linear infinite; vertical-align: -1px; }
+@keyframes studio-spin { to { transform: rotate(360deg); } }
+.studio-status progress { width: 140px; vertical-align: middle; }
+.error-box:empty, .error-box:has(> div:empty) { display: none; }
 /* Thumbnail grids keep thumbnail size whatever the number of images (Gradio stretches a lone one). */
 .thumbs .grid-container { grid-template-columns: repeat(auto-fill, minmax(140px, 170px)) !important; }
 /* Our tables draw their own row rules; Gradio's default cell borders would box every cell. */

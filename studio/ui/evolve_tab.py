@@ -11,12 +11,12 @@ import gradio as gr
 from evolve.cycle import CycleReport, run_cycle
 from evolve.journal import CycleStatus
 from evolve.status import collection_status
+from studio.services.cycles import CycleChange, cycle_changes, feed_values
 from studio.services.errors import InvalidInputError, NotFoundError
 from studio.services.rules_files import RulesSummary, list_rules, read_rules, save_rules, validate_rules_text
 from studio.services.studio import Studio
-from studio.services.tokens import get_token
 from studio.ui.collection import image_file
-from studio.ui.common import code, esc, readable_errors
+from studio.ui.common import api_endpoint, code, error_box, esc, shows_errors
 
 STARTER_RULES = """\
 # A collection that follows the time of day. See README (Evolution) for every feed and condition.
@@ -98,12 +98,31 @@ def schedule_html(studio: Studio) -> str:
     return f'<table class="timeline" id="schedule-table">{head}{"".join(rows)}</table>'
 
 
-def report_html(report: CycleReport) -> str:
+def changes_html(changes: list[CycleChange]) -> str:
+    """Per token: what it became and why (traits and the final prompt); images are in the gallery beside."""
+    if not changes:
+        return ""
+    rows = []
+    for change in changes:
+        verb = "became" if change.applied else "would become"
+        traits = " · ".join(f"{esc(k)}: <b>{esc(v)}</b>" for k, v in change.traits.items()) or "—"
+        rows.append(
+            f"<tr data-token='{change.token_id}'><td><b>#{change.token_id}</b> {esc(change.name)}<br>"
+            f"<span class='muted'>{verb} v{change.version}</span></td><td>{traits}<br>"
+            f"<span class='muted'>prompt:</span> {esc(change.prompt or '—')}</td></tr>"
+        )
+    head = "<tr><th>Token</th><th>Traits and final prompt</th></tr>"
+    return f"<table class='timeline' id='cycle-changes'>{head}{''.join(rows)}</table>"
+
+
+def report_html(
+    report: CycleReport, feeds: dict[str, str] | None = None, changes: list[CycleChange] | None = None
+) -> str:
     kind = "Dry run" if report.dry_run else f"Cycle #{report.cycle_id}"
     badge = "good" if report.status == CycleStatus.DONE else "bad"
     rows = [
         ("Status", f"<span class='badge {badge}'>{esc(report.status)}</span>"),
-        ("Feeds", "<br>".join(f"{esc(k)}: {esc(v)}" for k, v in report.feeds.items()) or "—"),
+        ("Feeds", "<br>".join(f"{esc(k)}: <b>{esc(v)}</b>" for k, v in (feeds or report.feeds).items()) or "—"),
         ("Snapshot", code(report.snapshot_cid)),
         ("Tokens considered", esc(report.tokens_considered)),
         ("Evolved", ", ".join(f"#{t}" for t in report.evolved) or "—"),
@@ -115,7 +134,10 @@ def report_html(report: CycleReport) -> str:
         ("Errors", "<br>".join(esc(e) for e in report.errors) or "—"),
     ]
     body = "".join(f"<tr><th>{name}</th><td>{value}</td></tr>" for name, value in rows)
-    return f"<h4>{esc(kind)} of {esc(report.collection)}</h4><table class='kv' id='cycle-report'>{body}</table>"
+    return (
+        f"<h4>{esc(kind)} of {esc(report.collection)}</h4><table class='kv' id='cycle-report'>{body}</table>"
+        + changes_html(changes or [])
+    )
 
 
 def build(studio: Studio) -> EvolveTab:
@@ -143,9 +165,14 @@ def build(studio: Studio) -> EvolveTab:
             with gr.Row():
                 dry = gr.Button("Preview a dry run", elem_id="dry-run")
                 run = gr.Button("Run a cycle now", variant="primary", elem_id="run-cycle")
+            cycle_error = error_box("cycle-error")
             report = gr.HTML(elem_id="cycle-report-box")
             preview = gr.Gallery(
-                label="Dry run: current ← → preview", columns=2, height=360, object_fit="contain", elem_id="dry-preview"
+                label="Before → after (a dry run shows its preview)",
+                columns=2,
+                height=360,
+                object_fit="contain",
+                elem_id="dry-preview",
             )
 
     def _collection(name: str | None) -> str:
@@ -153,7 +180,6 @@ def build(studio: Studio) -> EvolveTab:
             raise InvalidInputError("Choose a collection or type a new name (e.g. 'weather').")
         return str(name).strip()
 
-    @readable_errors
     def on_open(name):
         name = _collection(name)
         try:
@@ -161,53 +187,76 @@ def build(studio: Studio) -> EvolveTab:
         except NotFoundError:
             return STARTER_RULES, f"<p class='muted'>New collection {esc(name)}: edit the example, then save.</p>"
 
-    @readable_errors
     def on_validate(name, text):
         return summary_html(validate_rules_text(studio, _collection(name), text or ""), saved=False)
 
-    @readable_errors
     def on_save(name, text):
         summary = save_rules(studio, _collection(name), text or "")
         names = list_rules(studio)
         return summary_html(summary, saved=True), gr.Dropdown(choices=names, value=summary.name), schedule_html(studio)
 
-    @readable_errors
     def on_schedule():
         return schedule_html(studio)
 
-    @readable_errors
-    def on_run(name, progress=gr.Progress()):  # noqa: B008 (how Gradio injects progress)
-        progress(None, desc="Reading feeds, regenerating, updating the chain")
-        result = run_cycle(studio, _collection(name))
-        return report_html(result), schedule_html(studio)
-
-    @readable_errors
-    def on_dry(name, progress=gr.Progress()):  # noqa: B008 (how Gradio injects progress)
-        progress(None, desc="Dry run: reading feeds and regenerating, nothing is sent")
-        result = run_cycle(studio, _collection(name), dry_run=True)
+    def _shown(result: CycleReport) -> tuple[str, list[tuple[str, str]]]:
+        """The report with feed values and changes in words, and the before → after images (a real
+        cycle's replace a stale dry run's preview)."""
+        changes = cycle_changes(studio, evolved=result.evolved, would_change=result.would_change)
+        feeds = feed_values(studio, result.snapshot_cid, result.feeds)
         pairs: list[tuple[str, str]] = []
-        for change in result.would_change:
-            token = get_token(studio, change["token_id"])
-            pairs.append(
-                (image_file(studio, token.current_image_cid), f"#{token.token_id} now (v{token.current_version})")
-            )
-            if change.get("image_cid"):
-                traits = ", ".join(f"{k}: {v}" for k, v in ((change.get("state") or {}).get("traits") or {}).items())
+        for change in changes:
+            pairs.append((image_file(studio, change.before_image_cid), f"#{change.token_id} before"))
+            if change.after_image_cid:
+                label = "after" if change.applied else "preview (not sent)"
                 pairs.append(
-                    (
-                        image_file(studio, change["image_cid"]),
-                        f"#{token.token_id} preview v{change['version']} · {traits}",
-                    )
+                    (image_file(studio, change.after_image_cid), f"#{change.token_id} v{change.version} {label}")
                 )
-        return report_html(result), pairs
+        return report_html(result, feeds, changes), pairs
 
-    load.click(on_open, [collection], [editor, message], api_name="open_rules")
-    collection.input(on_open, [collection], [editor, message], api_visibility="private")
-    validate.click(on_validate, [collection, editor], [message], api_name="validate_rules")
-    save.click(on_save, [collection, editor], [message, collection, schedule], api_name="save_rules")
-    refresh.click(on_schedule, None, [schedule], api_name="schedule")
-    run.click(
-        on_run, [collection], [report, schedule], api_name="run_cycle", concurrency_id="evolve", concurrency_limit=1
+    def on_run(name):
+        result = run_cycle(studio, _collection(name))
+        shown, pairs = _shown(result)
+        return shown, schedule_html(studio), pairs
+
+    def on_dry(name):
+        return _shown(run_cycle(studio, _collection(name), dry_run=True))
+
+    # Rules errors (file, line, field) stay under the editor, in place of "edit the example, then save".
+    for trigger in (load.click, collection.input):
+        trigger(
+            shows_errors(message, [editor, message])(on_open), [collection], [editor, message], api_visibility="private"
+        )
+    api_endpoint(on_open, [collection], [editor, message], "open_rules")
+    validate.click(
+        shows_errors(message, [message])(on_validate), [collection, editor], [message], api_visibility="private"
     )
-    dry.click(on_dry, [collection], [report, preview], api_name="dry_run", concurrency_id="evolve")
+    api_endpoint(on_validate, [collection, editor], [message], "validate_rules")
+    save_outputs = [message, collection, schedule]
+    save.click(
+        shows_errors(message, save_outputs)(on_save), [collection, editor], save_outputs, api_visibility="private"
+    )
+    api_endpoint(on_save, [collection, editor], save_outputs, "save_rules")
+    refresh.click(
+        shows_errors(cycle_error, [schedule])(on_schedule), None, [schedule, cycle_error], api_visibility="private"
+    )
+    api_endpoint(on_schedule, [], [schedule], "schedule")
+    run.click(
+        shows_errors(cycle_error, [report, schedule, preview])(on_run),
+        [collection],
+        [report, schedule, preview, cycle_error],
+        api_visibility="private",
+        show_progress_on=[report],
+        concurrency_id="evolve",
+        concurrency_limit=1,
+    )
+    api_endpoint(lambda name: on_run(name)[:2], [collection], [report, schedule], "run_cycle", concurrency_id="evolve")
+    dry.click(
+        shows_errors(cycle_error, [report, preview])(on_dry),
+        [collection],
+        [report, preview, cycle_error],
+        api_visibility="private",
+        show_progress_on=[report],
+        concurrency_id="evolve",
+    )
+    api_endpoint(on_dry, [collection], [report, preview], "dry_run", concurrency_id="evolve")
     return EvolveTab(collection=collection, editor=editor, schedule=schedule, refresh_schedule=on_schedule)

@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Query
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
 from contracts.errors import ChainError
 from metadata.errors import ContentError
@@ -26,6 +26,7 @@ from studio.services.gallery import (
     credentials_badges,
     gallery_reader,
 )
+from studio.services.living import LivingInfo, change_reasons, evolution_webp, living_info
 from studio.services.studio import Studio
 
 PAGE_SIZE = 24
@@ -49,7 +50,28 @@ border-radius:8px}.attrs{display:flex;flex-wrap:wrap;gap:8px;margin:12px 0}.attr
 border:1px solid #262a33;border-radius:10px;padding:6px 10px}.attr small{display:block;color:#9aa0ad}
 .err{background:#3a1d22;border:1px solid #6b2a33;border-radius:10px;padding:12px 14px;color:#ffd5da}
 nav.pages{margin-top:22px;display:flex;gap:12px}
+.badge.living{background:#163626;color:#9ff0c0}.living-box{background:#12241b;border:1px solid #1f4a33;
+border-radius:10px;padding:10px 14px;margin:10px 0}.why{margin:6px 0 0;padding-left:18px}
+.evolution{width:100%;max-width:720px;border-radius:12px;background:#0b0c10;image-rendering:auto}
 """
+
+
+def _living_badge(info: LivingInfo | None) -> str:
+    """A living token's badge, with the feeds it follows and its schedule (none for static tokens)."""
+    if info is None or info.frozen:
+        return ""
+    feeds = ", ".join(f"{esc(name)} ({esc(kind)})" for name, kind in info.feeds.items()) or "—"
+    return (
+        f"<div class='living-box' id='living'><span class='badge living'>living</span> it changes with the "
+        f"world: follows <b>{feeds}</b>, checked {esc(info.schedule)}</div>"
+    )
+
+
+def _reasons_html(lines: list[str]) -> str:
+    if not lines:
+        return ""
+    items = "".join(f"<li>{esc(line)}</li>" for line in lines)
+    return f"<span class='muted'>why it changed</span><ul class='why'>{items}</ul>"
 
 
 def esc(value: object) -> str:
@@ -107,7 +129,12 @@ def _credentials_html(badge: CredentialsBadge | None) -> str:
     )
 
 
-def _version_html(reader: GalleryReader, version: GalleryVersion, badge: CredentialsBadge | None = None) -> str:
+def _version_html(
+    reader: GalleryReader,
+    version: GalleryVersion,
+    badge: CredentialsBadge | None = None,
+    reasons: list[str] | None = None,
+) -> str:
     metadata = version.metadata or {}
     provenance: dict[str, Any] = metadata.get("provenance") or {}
     generation = provenance.get("generation") or {}
@@ -130,6 +157,8 @@ def _version_html(reader: GalleryReader, version: GalleryVersion, badge: Credent
         details.append(_credentials_html(badge))
     if version.error:
         details.append(f"<span class='badge bad'>{esc(version.error)}</span>")
+    if reasons:
+        details.append(_reasons_html(reasons))
     return (
         f'<div class="version" id="version-{version.version}">{_image(version.image_url, f"version {version.version}")}'
         f"<div>{'<br>'.join(details)}</div></div>"
@@ -168,6 +197,8 @@ def create_gallery_router(studio: Studio) -> APIRouter:
                 continue
             token = card.token
             frozen = " <span class='badge'>frozen</span>" if token.frozen else ""
+            if not token.frozen and living_info(studio, token.token_id, reader.address) is not None:
+                frozen = " <span class='badge living'>living</span>"
             items.append(
                 f'<a class="card" href="/gallery/{token.token_id}" data-token="{token.token_id}">'
                 f"{_image(token.image_url, token.name)}<div class='t'><b>{esc(token.name)}</b>"
@@ -184,6 +215,17 @@ def create_gallery_router(studio: Studio) -> APIRouter:
             f"<div class='grid'>{''.join(items)}</div><nav class='pages'>{''.join(pages)}</nav>"
         )
         return _page(title, body, reader)
+
+    @router.get("/gallery/{token_id}/evolution.webp")
+    def gallery_evolution(token_id: int) -> Response:
+        """The token's versions as a full-size animated WebP (tokens this studio minted)."""
+        reader, failure = reader_or_error()
+        if failure is not None or reader is None:
+            return failure  # type: ignore[return-value]
+        data = evolution_webp(studio, token_id, reader.address)
+        if data is None:
+            return Response("No evolution to show for this token.\n", status_code=404, media_type="text/plain")
+        return Response(data, media_type="image/webp", headers={"Cache-Control": "no-cache"})
 
     @router.get("/gallery/{token_id}", response_class=HTMLResponse)
     def gallery_token(token_id: int, page: int = Query(1, ge=1, le=100_000)) -> HTMLResponse:
@@ -208,9 +250,12 @@ def create_gallery_router(studio: Studio) -> APIRouter:
         table = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
         try:
             badges = credentials_badges(reader, token.token_id, history)
-        except (StudioError, ChainError, ContentError):
+        except StudioError:
             badges = {}  # the history still shows without its badges
-        versions = "".join(_version_html(reader, v, badges.get(v.version)) for v in history)  # newest first
+        reasons = change_reasons(studio, token.token_id, reader.address)
+        versions = "".join(
+            _version_html(reader, v, badges.get(v.version), reasons.get(v.version)) for v in history
+        )  # newest first
         pages = []
         if page > 1:
             pages.append(f'<a href="/gallery/{token.token_id}?page={page - 1}#history">← newer</a>')
@@ -219,8 +264,15 @@ def create_gallery_router(studio: Studio) -> APIRouter:
         body = (
             f'<div class="hero"><div>{_image(token.image_url, token.name)}</div><div>'
             f"<h2 id='token-name'>{esc(token.name)} <span class='muted'>#{token.token_id}</span></h2>{state}"
+            f"{_living_badge(living_info(studio, token.token_id, reader.address))}"
             f"<p>{esc(token.description)}</p>{_attributes(token)}<table>{table}</table></div></div>"
-            f"<h3>History · {count} version{'s' if count != 1 else ''}</h3>"
+            + (
+                f"<h3>Evolution</h3><img id='evolution' class='evolution' src='/gallery/{token.token_id}/"
+                f"evolution.webp?v={token.version}' alt='every version of {esc(token.name)}, oldest first'>"
+                if count > 1 and reasons
+                else ""
+            )
+            + f"<h3>History · {count} version{'s' if count != 1 else ''}</h3>"
             f"<div class='versions' id='history'>{versions}</div><nav class='pages'>{''.join(pages)}</nav>"
         )
         return _page(f"{token.name} · #{token.token_id}", body, reader)

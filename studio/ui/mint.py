@@ -10,10 +10,10 @@ import gradio as gr
 
 from studio.services.drafts import get_draft
 from studio.services.errors import InvalidInputError
-from studio.services.minting import MintOutcome, mint_draft
+from studio.services.minting import MintOutcome, mint_draft, tokens_from_draft
 from studio.services.rules_files import list_rules
 from studio.services.studio import Studio
-from studio.ui.common import code, esc, link, readable_errors, run_streaming
+from studio.ui.common import api_endpoint, code, error_box, esc, link, readable_errors, run_streaming, shows_errors
 from studio.ui.create import draft_file
 
 STEP_TITLES = {
@@ -101,9 +101,18 @@ def steps_html(studio: Studio, steps: list[tuple[str, dict[str, Any]]], *, state
     return f'<ul class="step-list" id="mint-steps-list">{"".join(items)}</ul>'
 
 
-def result_html(studio: Studio, outcome: MintOutcome, living: bool, rules_name: str | None) -> str:
+def result_html(
+    studio: Studio,
+    outcome: MintOutcome,
+    living: bool,
+    rules_name: str | None,
+    draft_id: int | None = None,
+    another_edition: bool = False,
+) -> str:
+    edition = " (another edition of it)" if another_edition else ""
     rows = [
         ("Token", f"<b>#{outcome.token_id}</b>"),
+        ("From draft", f"#{draft_id} became token #{outcome.token_id}{edition}" if draft_id is not None else "—"),
         ("Living", f"yes, rules <code>{esc(rules_name)}</code>" if living else "no (its artwork stays as minted)"),
         ("Transaction", code(outcome.tx_hash, keep=14)),
         ("Block", esc(outcome.block_number)),
@@ -131,6 +140,7 @@ def build(studio: Studio) -> MintTab:
                 [], label="Draft", allow_custom_value=True, info="Generate one in Create first", elem_id="mint-draft"
             )
             preview = gr.Image(label="Artwork", type="filepath", interactive=False, height=300)
+            draft_notice = gr.HTML("", elem_id="mint-draft-notice", padding=False)
             name = gr.Textbox(label="Name", placeholder="Lighthouse at Dusk", elem_id="mint-name")
             description = gr.Textbox(label="Description", lines=3)
             attributes = gr.Textbox(
@@ -157,20 +167,39 @@ def build(studio: Studio) -> MintTab:
                     info="Edit rules in the Evolve tab",
                     elem_id="mint-rules",
                 )
+            another = gr.Checkbox(
+                label="Mint another edition (this draft is already a token)",
+                value=False,
+                visible=False,
+                elem_id="mint-another",
+            )
             mint = gr.Button("Mint", variant="primary", elem_id="mint-button")
+            mint_error = error_box("mint-error")
         with gr.Column(scale=6):
             gr.Markdown("### Progress")
             steps = gr.HTML("<p class='muted'>Each step shows here as it happens.</p>", elem_id="mint-steps")
             result = gr.HTML(elem_id="mint-result")
             token_id = gr.Number(visible=False, precision=0)
 
+    def minted_notice(draft_id: int | None) -> tuple[str, Any]:
+        """What the draft already became, and the 'another edition' box only when it did."""
+        earlier = tokens_from_draft(studio, int(draft_id)) if draft_id is not None else []
+        if not earlier:
+            return "", gr.Checkbox(value=False, visible=False)
+        which = ", ".join(f"{link(f'/gallery/{t.token_id}', f'token #{t.token_id}')} ({esc(t.name)})" for t in earlier)
+        notice = (
+            f"<div class='studio-notice'>Draft #{draft_id} is already minted: it became {which}. "
+            "Minting it again makes another edition of the same artwork; tick the box below if that "
+            "is what you want.</div>"
+        )
+        return notice, gr.Checkbox(value=False, visible=True)
+
     @readable_errors
     def on_draft(draft_id):
         if draft_id is None:
-            return None
-        return draft_file(studio, get_draft(studio, int(draft_id)))
+            return None, "", gr.Checkbox(value=False, visible=False)
+        return draft_file(studio, get_draft(studio, int(draft_id))), *minted_notice(int(draft_id))
 
-    @readable_errors
     def on_mint(
         draft_id,
         name_text,
@@ -181,6 +210,7 @@ def build(studio: Studio) -> MintTab:
         is_living,
         rules_name,
         royalty_receiver_text=None,
+        another_edition=False,
     ):
         if draft_id is None:
             raise InvalidInputError("Choose a draft to mint: generate one in the Create tab, then pick it here.")
@@ -202,6 +232,7 @@ def build(studio: Studio) -> MintTab:
                 living=bool(is_living),
                 rules_name=rules_name if is_living else None,
                 on_step=report,
+                another_edition=bool(another_edition),
             )
 
         outcome: MintOutcome | None = None
@@ -218,18 +249,33 @@ def build(studio: Studio) -> MintTab:
         assert outcome is not None
         yield (
             steps_html(studio, seen, state="done"),
-            result_html(studio, outcome, bool(is_living), rules_name),
+            result_html(studio, outcome, bool(is_living), rules_name, int(draft_id), bool(another_edition)),
             outcome.token_id,
         )
 
-    draft.change(on_draft, [draft], [preview], api_visibility="private")
+    def on_mint_page(*args):
+        """The page's mint: as the API's, then the form is emptied (a second click cannot repeat the
+        mint by accident) and the draft says which token it became."""
+        for steps_value, result_value, token_value in on_mint(*args):
+            if isinstance(token_value, int):
+                notice, another_update = minted_notice(args[0])
+                yield (steps_value, result_value, token_value, "", "", "", False, another_update, notice)
+            else:
+                yield (steps_value, result_value, token_value, *[gr.skip()] * 6)
+
+    draft.change(on_draft, [draft], [preview, draft_notice, another], api_visibility="private")
+    mint_inputs = [draft, name, description, attributes, royalty, recipient, living, rules, royalty_receiver, another]
+    mint_outputs = [steps, result, token_id]
+    page_outputs = [*mint_outputs, name, description, attributes, living, another, draft_notice]
     mint.click(
-        on_mint,
-        [draft, name, description, attributes, royalty, recipient, living, rules, royalty_receiver],
-        [steps, result, token_id],
-        api_name="mint",
+        shows_errors(mint_error, page_outputs)(on_mint_page),
+        mint_inputs,
+        [*page_outputs, mint_error],
+        api_visibility="private",
         concurrency_limit=2,
+        concurrency_id="mint",
     )
+    api_endpoint(on_mint, mint_inputs, mint_outputs, "mint", concurrency_id="mint")
     return MintTab(draft=draft, rules=rules, preview=preview, token_id=token_id, recipient=recipient)
 
 

@@ -3,6 +3,8 @@ device. Read-only; secrets are shown as set or not set, never their values."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import gradio as gr
 
 from studio.services.overview import StudioOverview, studio_overview
@@ -28,12 +30,12 @@ def overview_html(view: StudioOverview) -> str:
     model = view.model
     model_rows = [
         ("Model", f"<code>{esc(model.get('model_id'))}</code>"),
-        ("Loaded", "yes" if model.get("loaded") else "on first generation"),
+        ("Loaded", loaded_text(view)),
         ("Device", f"{esc(model.get('device'))} ({esc(model.get('dtype'))})"),
         ("Preset", esc(model.get("preset"))),
         ("Tiny decoder", esc(model.get("tiny_autoencoder") or "—")),
     ]
-    secret_rows = [(esc(name), badge(is_set, "set", "not set")) for name, is_set in view.secrets.items()]
+    secret_rows = [(esc(name), secret_state(name, is_set, view)) for name, is_set in view.secrets.items()]
     other_rows = [
         ("Data directory", f"<code>{esc(view.data_dir)}</code>"),
         ("Evolution scheduler", "runs beside the studio" if view.evolve_enabled else "off (STUDIO_EVOLVE__ENABLED)"),
@@ -55,7 +57,28 @@ def overview_html(view: StudioOverview) -> str:
     )
 
 
-def build(studio: Studio) -> tuple[gr.HTML, object]:
+def loaded_text(view: StudioOverview) -> str:
+    status = view.model_status
+    if status is None or status.state == "loaded":
+        return "yes" if view.model.get("loaded") else "on first generation"
+    if status.state == "missing":
+        return f"<span class='badge bad'>not available</span> {esc(status.message)}"
+    if status.state == "download":
+        return f"on first generation, after a download · {esc(status.message)}"
+    return "on first generation (the model is on this machine)"
+
+
+def secret_state(name: str, is_set: bool, view: StudioOverview) -> str:
+    """Set (green); needed here and missing (red, with why); optional (grey, with when it is used)."""
+    needed, why = view.secret_needs.get(name, (False, ""))
+    if is_set:
+        return f"<span class='badge good' data-secret='set'>set</span> <span class='muted'>{esc(why)}</span>"
+    if needed:
+        return f"<span class='badge bad' data-secret='missing'>not set: needed</span> {esc(why)}"
+    return f"<span class='badge' data-secret='optional'>optional</span> <span class='muted'>not set · {esc(why)}</span>"
+
+
+def build(studio: Studio) -> tuple[gr.HTML, Callable[[], str]]:
     view = gr.HTML(elem_id="settings-view")
     check = gr.Button("↻ Check again", size="sm")
 

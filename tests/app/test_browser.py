@@ -4,49 +4,9 @@ request may leave 127.0.0.1. Screenshots go to test-output/<test name>/."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from urllib.parse import urlsplit
-
 import pytest
 
-from tests.fixtures.app import chromium_path
-
-LAUNCH_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 LONG_MS = 180_000
-
-
-@pytest.fixture
-def browser_page() -> Iterator:
-    from playwright.sync_api import sync_playwright
-
-    executable = chromium_path()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=LAUNCH_ARGS, headless=True)
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
-        outside: list[str] = []
-
-        def guard(route) -> None:
-            host = urlsplit(route.request.url).hostname
-            if route.request.url.startswith(("data:", "blob:")) or host in ("127.0.0.1", "localhost"):
-                route.continue_()
-            else:
-                outside.append(route.request.url)
-                route.abort()
-
-        context.route("**/*", guard)
-        page = context.new_page()
-        page.set_default_timeout(LONG_MS)
-        page.outside_requests = outside  # type: ignore[attr-defined]
-        yield page
-        context.close()
-        browser.close()
 
 
 @pytest.mark.browser

@@ -161,6 +161,10 @@ def test_freeze_is_permanent_and_emits_permanent_uri(living_nft, stranger, make_
     assert [(p.args._value, p.args._id) for p in permanent] == [("ipfs://" + make_cid("art"), token)]
     assert living_nft.is_frozen(token)
     assert not living_nft.is_frozen(neighbour)
+    # The client reads the freeze back from the logs, for the token's on-chain history.
+    [record] = living_nft.freezes(token)
+    assert (record.uri, record.tx_hash) == ("ipfs://" + make_cid("art"), frozen.tx_hash)
+    assert living_nft.freezes(neighbour) == []
 
     with pytest.raises(TokenFrozenError) as refused:
         living_nft.evolve(token, make_cid("changed"), 0)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from evolve.evaluation import TokenInput, evaluate
 from studio.rules import RulesError, load_rules
+from studio.rules.evaluation import TokenInput, evaluate
 from tests.fixtures.evolve import CLOCK_RULES
 
 RULES = """\
