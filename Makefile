@@ -18,6 +18,7 @@ run: setup
 # pytest includes tests/chain/test_forge.py, which runs the contract's Foundry suite (contracts/test/).
 test: setup test-tools
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 	$(MAKE) --no-print-directory test-avx2
 	$(PY) -m pytest
 
@@ -65,9 +66,11 @@ test-tools:
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	else echo "Not found: $$missing. Install it (or set STUDIO_CHROMIUM=/path/to/chromium) for the browser and store tests."; fi
 
+# mypy: strict below the UI (contracts/, metadata/, evolve/, studio/services/, studio/generation/), see pyproject.toml.
 lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 
 format: setup
 	$(PY) -m ruff format .
