@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -217,21 +218,49 @@ def resume_collection(
         made: list[int] = []
         _notify(on_progress, Progress(done, total, None, 0.0, None, "starting"))
         stopped = False
-        for edition in todo:
-            if cancel is not None and cancel.is_set():
-                stopped = True
-                break
-            try:
-                draft = _generate_edition(studio, view.spec, edition.number, edition.traits, edition.seed, cancel)
-            except GenerationCancelled:
-                stopped = True
-                break
-            _attach_draft(studio, name, edition.number, draft.id, seed=edition.seed, regenerated=False)
-            made.append(edition.number)
-            done += 1
-            elapsed = time.monotonic() - started
-            eta = elapsed / len(made) * (total - done)
-            _notify(on_progress, Progress(done, total, edition.number, elapsed, eta, f"edition {edition.number}"))
+        failure: BaseException | None = None
+        # As many editions in flight as the generator takes at once (1 in-process; one per Ray actor),
+        # each recorded by this process as soon as it is back.
+        waiting = iter(todo)
+        with ThreadPoolExecutor(max_workers=studio.generator.capacity, thread_name_prefix="collection") as pool:
+            running: dict[Future[Draft], EditionView] = {}
+
+            def submit_next() -> None:
+                edition = next(waiting, None)
+                if edition is not None:
+                    future = pool.submit(
+                        _generate_edition, studio, view.spec, edition.number, edition.traits, edition.seed, cancel
+                    )
+                    running[future] = edition
+
+            for _ in range(studio.generator.capacity):
+                submit_next()
+            while running:
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    edition = running.pop(future)
+                    try:
+                        draft = future.result()
+                    except GenerationCancelled:
+                        stopped = True
+                        continue
+                    except Exception as exc:
+                        failure = failure or exc
+                        continue
+                    _attach_draft(studio, name, edition.number, draft.id, seed=edition.seed, regenerated=False)
+                    made.append(edition.number)
+                    done += 1
+                    elapsed = time.monotonic() - started
+                    eta = elapsed / len(made) * (total - done)
+                    _notify(
+                        on_progress, Progress(done, total, edition.number, elapsed, eta, f"edition {edition.number}")
+                    )
+                    if cancel is not None and cancel.is_set():
+                        stopped = True
+                    if not stopped and failure is None:
+                        submit_next()
+        if failure is not None:
+            raise failure
         return RunResult(
             name=name,
             made=made,

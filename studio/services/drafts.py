@@ -104,7 +104,7 @@ def _generate_and_store(
     progress: ProgressCallback | None,
     cancel: threading.Event | None,
 ) -> DraftResult:
-    result = studio.engine.generate(request, progress=progress, cancel=cancel)
+    result = studio.generator.generate(request, progress=progress, cancel=cancel)
     image_cid = studio.store.add_bytes(result.png, name="draft.png")
     record = result.record  # the values actually used, defaults resolved
     with studio.db.session() as session:
