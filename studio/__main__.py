@@ -177,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     from contracts.urls import redact_urls
     from evolve.errors import RulesError
     from studio.config import check_content_reachable, load_settings
+    from studio.generation.pool import ClusterUnavailableError
     from studio.services.errors import StudioError
 
     try:
@@ -199,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("stopped; what was made is kept: run the same command to resume", file=sys.stderr)
         return 1
+    except ClusterUnavailableError as exc:
+        print(f"settings refused: {exc}", file=sys.stderr)
+        return 2
     except RulesError as exc:
         print(f"rules file refused: {exc}", file=sys.stderr)
         return 2

@@ -155,6 +155,8 @@ class RayPool:
         self._idle: queue.Queue[Any] = queue.Queue()
         self._actors: list[Any] = []
         self._closed = False
+        self.replaced = 0  # actors lost and replaced so far
+        self._busy: list[Any] = []
         for _ in range(count):
             self._idle.put(self._start_actor())
         self._count = count
@@ -170,6 +172,12 @@ class RayPool:
         with self._lock:
             return list(self._actors)
 
+    @property
+    def busy_actors(self) -> list[Any]:
+        """The actors working on a request now."""
+        with self._lock:
+            return list(self._busy)
+
     def _start_actor(self) -> Any:
         options: dict[str, Any] = {"max_restarts": 0, "max_task_retries": 0}
         if self.use_gpus:
@@ -183,12 +191,19 @@ class RayPool:
             self._actors.append(actor)
         return actor
 
+    def _unbusy(self, actor: Any) -> None:
+        with self._lock:
+            if actor in self._busy:
+                self._busy.remove(actor)
+
     def _replace(self, actor: Any) -> None:
+        self._unbusy(actor)
         with self._lock:
             if actor in self._actors:
                 self._actors.remove(actor)
             closed = self._closed
         if not closed:
+            self.replaced += 1
             self._idle.put(self._start_actor())
 
     def generate(
@@ -213,6 +228,8 @@ class RayPool:
                     f"No Ray engine actor was free within {self.scale.request_timeout_s:g} s: check the cluster "
                     "(ray status) and its resources."
                 ) from None
+            with self._lock:
+                self._busy.append(actor)
             try:
                 result: GenerationResult = self._ray.get(
                     actor.generate.remote(request), timeout=self.scale.request_timeout_s
@@ -229,11 +246,13 @@ class RayPool:
                     "replaced. Check the workers (ray status), or raise STUDIO_SCALE__REQUEST_TIMEOUT_S."
                 ) from None
             except RayTaskError as exc:
+                self._unbusy(actor)
                 self._idle.put(actor)
                 cause = exc.cause if isinstance(getattr(exc, "cause", None), Exception) else None
                 if cause is not None:
                     raise cause from None
                 raise
+            self._unbusy(actor)
             self._idle.put(actor)
             if progress is not None:
                 steps = int(result.record.get("steps") or 1)
