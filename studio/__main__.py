@@ -132,7 +132,7 @@ def _show(args: argparse.Namespace, settings: Any) -> int:
     with Studio.open(settings) as studio:
         view = collections.get_collection(studio, args.name)
         rows = collections.rarity(studio, args.name)
-    editions = [
+    editions: list[dict[str, Any]] = [
         {
             "number": e.number,
             "traits": e.traits,

@@ -236,7 +236,7 @@ def _pick(values: Mapping[str, float], u: float) -> str:
         running += weight
         if target < running:
             return value
-    return next(reversed(values))  # u * total rounded up to total
+    return list(values)[-1]  # u * total rounded up to total
 
 
 def fill_prompt(spec: CollectionSpec, traits: Mapping[str, str]) -> str:

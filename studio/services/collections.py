@@ -16,7 +16,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from metadata.collection import build_collection_metadata
 from metadata.token import canonical_json, trait_attributes
@@ -363,13 +363,11 @@ def publish_collection_metadata(studio: Studio, name: str) -> str:
     """Pin the collection's ERC-7572 metadata (name, description, first kept edition as its image, the
     contract's royalty) and point the contract's `contractURI` at it; return its CID."""
     view = get_collection(studio, name)
-    first = next((e for e in view.included if e.image_cid is not None), None)
-    if first is None:
+    first_cid = next((e.image_cid for e in view.included if e.image_cid is not None), None)
+    if first_cid is None:
         raise InvalidInputError(f"Collection '{name}' has no generated edition to show: generate it first.")
     chain = studio.chain
-    image_cid = pin_content(
-        studio, studio.store.cat(first.image_cid), name=f"{first.image_cid}.png", content_type="image/png"
-    )
+    image_cid = pin_content(studio, studio.store.cat(first_cid), name=f"{first_cid}.png", content_type="image/png")
     royalty = studio.settings.chain.royalty_bps
     document = build_collection_metadata(
         name=view.spec.display_name,
@@ -385,8 +383,9 @@ def publish_collection_metadata(studio: Studio, name: str) -> str:
     if chain.client.contract_uri() != uri:
         chain.client.set_contract_uri(uri)
     with studio.db.session() as session:
-        row = session.scalar(select(GenerativeCollection).where(GenerativeCollection.name == name))
-        row.metadata_cid = metadata_cid
+        session.execute(
+            update(GenerativeCollection).where(GenerativeCollection.name == name).values(metadata_cid=metadata_cid)
+        )
     return metadata_cid
 
 
@@ -435,6 +434,7 @@ def mint_collection(
         for edition in todo:
             if cancel is not None and cancel.is_set():
                 break
+            assert edition.draft_id is not None  # checked above: every kept edition is generated
             if edition.draft_id in pending:
                 raise InvalidInputError(
                     f"Edition {edition.number}'s mint may still be in flight (an open mint intent): open the studio "
