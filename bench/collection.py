@@ -69,8 +69,8 @@ watercolour = 1
 
 def main() -> None:
     import torch
-
     from generate import build_full_size_model, engine_settings, machine_figures  # bench/generate.py
+
     from studio.collections.spec import draw_editions, parse_spec
     from studio.config import ScaleSettings
     from studio.generation import GenerationRequest
@@ -94,6 +94,10 @@ def main() -> None:
 
         import ray
 
+        # A local ray.init() writes ~/.ray/auth_token; a driver that later finds it is refused by clusters
+        # started with `ray start` (Ray 2.60). Leave none behind unless one was there before.
+        token = Path.home() / ".ray" / "auth_token"
+        token_was_there = token.exists()
         # The workers import the studio from this checkout, with this process's thread count.
         ray.init(
             num_cpus=threads,
@@ -123,6 +127,8 @@ def main() -> None:
         finally:
             remote.close()
             ray.shutdown()
+            if not token_was_there:
+                token.unlink(missing_ok=True)
     in_process_s = statistics.median(local_times)
     ray_s = statistics.median(ray_times)
     transport_s = statistics.median(r - a for r, a in zip(ray_times, actor_times, strict=True))

@@ -74,25 +74,27 @@ def ray_cluster() -> Iterator[str]:
         start_new_session=True,
     )  # fmt: skip
     address = f"127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        assert head.poll() is None, (Path(temp_dir) / "head.log").read_text()
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            assert time.monotonic() < deadline, "the Ray head did not start within 180 s"
-            time.sleep(0.5)
-    ray.init(address=address, logging_level="WARNING")
-    yield address
-    ray.shutdown()
-    os.killpg(head.pid, signal.SIGTERM)
     try:
-        head.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(head.pid, signal.SIGKILL)
-        head.wait(timeout=30)
-    log.close()
+        deadline = time.monotonic() + 180
+        while True:
+            assert head.poll() is None, (Path(temp_dir) / "head.log").read_text()
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the Ray head did not start within 180 s"
+                time.sleep(0.5)
+        ray.init(address=address, logging_level="WARNING")
+        yield address
+    finally:  # the head is stopped even when connecting to it failed
+        ray.shutdown()
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait(timeout=30)
+        log.close()
 
 
 def ray_settings(studio_settings, address: str, data_dir: Path):
