@@ -342,7 +342,7 @@ class Cycle:
         token, decision = change.token, change.decision
         init, init_latents = init_image_from_png(self.studio.store.cat(token.current_image_cid))
         started = time.perf_counter()
-        result = self.studio.engine.generate(
+        result = self.studio.generator.generate(
             GenerationRequest(
                 prompt=decision.prompt or token.prompt,
                 seed=token.seed,

@@ -97,6 +97,13 @@ class Attribute:
         return out
 
 
+def trait_attributes(traits: Mapping[str, str], trait_types: Mapping[str, str] | None = None) -> list[Attribute]:
+    """OpenSea `attributes` from a generative edition's traits (trait name -> value), in their order;
+    `trait_types` renames a trait for display (e.g. boat -> "Boat")."""
+    names = trait_types or {}
+    return [Attribute(trait_type=names.get(trait, trait), value=value) for trait, value in traits.items()]
+
+
 def _format_time(value: datetime | str) -> str:
     if isinstance(value, str):
         return value

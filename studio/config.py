@@ -181,6 +181,28 @@ class CredentialsSettings(BaseModel):
     key_password: SecretStr | None = Field(None, description="Password of `key` when it is encrypted.")
 
 
+class ScaleSettings(BaseModel):
+    """Generation on a Ray cluster (docs/scaling.md). Empty ray_address: this process's engine, no Ray."""
+
+    ray_address: str = Field(
+        "",
+        description="ray://HEAD:10001 (Ray Client), HEAD:6379 (from a cluster machine) or 'local'; empty: in-process.",
+    )
+    actors: int = Field(
+        0, ge=0, description="Engine actors to start; 0: one per GPU of the cluster, else one per actor_cpus CPUs."
+    )
+    actor_cpus: float = Field(1.0, gt=0, description="CPUs each actor reserves.")
+    actor_threads: int = Field(
+        0,
+        ge=0,
+        description="torch threads per actor; 0: Ray's default (its CPUs). Match the coordinator's to "
+        "get byte-identical images.",
+    )
+    connect_timeout_s: float = Field(10.0, gt=0, description="How long to try reaching the cluster at start-up.")
+    request_timeout_s: float = Field(600.0, gt=0, description="Longest one image may take on a worker.")
+    max_retries: int = Field(3, ge=0, description="Times a request is sent again after its actor was lost.")
+
+
 class AppSettings(BaseModel):
     """The web app."""
 
@@ -226,6 +248,7 @@ class Settings(BaseSettings):
     evolve: EvolveSettings = Field(default_factory=EvolveSettings)
     app: AppSettings = Field(default_factory=AppSettings)
     credentials: CredentialsSettings = Field(default_factory=CredentialsSettings)
+    scale: ScaleSettings = Field(default_factory=ScaleSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -249,3 +249,43 @@ class EvolveSchedulerJob(Base):
     id: Mapped[str] = mapped_column(Unicode(191), primary_key=True)
     next_run_time: Mapped[float | None] = mapped_column(Float(25), index=True)
     job_state: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+# --- generative collections (studio/services/collections.py) -------------------------------------
+
+
+class GenerativeCollection(Base):
+    """A collection generated from a spec (studio/collections/spec.py). The spec text is kept as it was
+    given, so a stopped generation resumes on exactly the editions it drew."""
+
+    __tablename__ = "collections"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    spec_text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    metadata_cid: Mapped[str | None] = mapped_column(String(128))
+
+    editions: Mapped[list[CollectionEdition]] = relationship(
+        back_populates="collection", order_by="CollectionEdition.number", cascade="all, delete-orphan"
+    )
+
+
+class CollectionEdition(Base):
+    """One edition: its drawn traits and seed, its draft once generated (None until then), whether the
+    artist excluded it from the drop, and the token it was minted as."""
+
+    __tablename__ = "collection_editions"
+    __table_args__ = (UniqueConstraint("collection_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    collection_id: Mapped[int] = mapped_column(ForeignKey("collections.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    traits: Mapped[dict[str, Any]] = mapped_column(JSON)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    regenerations: Mapped[int] = mapped_column(Integer, default=0)
+    draft_id: Mapped[int | None] = mapped_column(ForeignKey("drafts.id"))
+    excluded: Mapped[bool] = mapped_column(Boolean, default=False)
+    token_id: Mapped[int | None] = mapped_column(BigInteger)
+
+    collection: Mapped[GenerativeCollection] = relationship(back_populates="editions")

@@ -163,5 +163,5 @@ def test_tests_import_helpers_only_from_tests_fixtures() -> None:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             module = node.module if isinstance(node, ast.ImportFrom) else None
             if module and module.startswith("tests.") and not module.startswith("tests.fixtures."):
-                wrong.append(f"{path.relative_to(REPO_ROOT)} imports {node.module}")
+                wrong.append(f"{path.relative_to(REPO_ROOT)} imports {module}")
     assert wrong == [], "move what these import into tests/fixtures/:\n" + "\n".join(wrong)

@@ -175,7 +175,7 @@ def _generate_and_store(
 ) -> DraftResult:
     """on_stage hears the engine's stages (waiting, loading, encoding prompt, denoising, decoding),
     then "saving" while the PNG goes into the store and the draft's row is written."""
-    result = studio.engine.generate(request, progress=progress, cancel=cancel, on_stage=on_stage)
+    result = studio.generator.generate(request, progress=progress, cancel=cancel, on_stage=on_stage)
     if on_stage is not None:
         on_stage("saving", {})
     image_cid = studio.store.add_bytes(result.png, name="draft.png")

@@ -27,6 +27,7 @@ from studio.services.options import pinner_options, store_options
 
 if TYPE_CHECKING:
     from studio.generation import Engine
+    from studio.generation.pool import GenerationPool
 
 
 class ChainNotStartedError(StudioError):
@@ -49,6 +50,8 @@ class Studio:
         self.pinner = pinner
         self._chain: ChainSession | None = None
         self._chain_lock = threading.Lock()
+        self._generator: GenerationPool | None = None
+        self._generator_lock = threading.Lock()
 
     @classmethod
     def open(cls, settings: Settings | None = None) -> Studio:
@@ -93,7 +96,21 @@ class Studio:
 
         return get_engine(self.settings.model)
 
+    @property
+    def generator(self) -> GenerationPool:
+        """Where images are made: the engine above, or engines on a Ray cluster (settings.scale)."""
+        with self._generator_lock:
+            if self._generator is None:
+                from studio.generation.pool import open_pool
+
+                self._generator = open_pool(self.settings.model, self.settings.scale)
+            return self._generator
+
     def close(self) -> None:
+        with self._generator_lock:
+            if self._generator is not None:
+                self._generator.close()
+                self._generator = None
         with self._chain_lock:
             if self._chain is not None:
                 self._chain.close()

@@ -12,7 +12,7 @@ import gradio as gr
 from studio.services.drafts import list_drafts
 from studio.services.rules_files import list_rules, read_rules
 from studio.services.studio import Studio
-from studio.ui import collection, create, evolve_tab, mint, settings_tab
+from studio.ui import collection, collections_tab, create, evolve_tab, mint, settings_tab
 from studio.ui.common import readable_errors
 
 HEADER = """
@@ -37,6 +37,8 @@ def build_ui(studio: Studio) -> gr.Blocks:
                 collection_tab = collection.build(studio)
             with gr.Tab("Evolve", id="evolve"):
                 evolve_view = evolve_tab.build(studio)
+            with gr.Tab("Collections", id="collections"):
+                collections_picker, collections_names = collections_tab.build(studio)
             with gr.Tab("Settings", id="settings"):
                 settings_view, check_settings = settings_tab.build(studio)
 
@@ -115,5 +117,6 @@ def build_ui(studio: Studio) -> gr.Blocks:
             ],
             api_visibility="private",
         )
+        blocks.load(readable_errors(collections_names), None, [collections_picker], api_visibility="private")
     blocks.queue(default_concurrency_limit=4)
     return blocks

@@ -1,0 +1,3 @@
+"""Generative collections: the spec and the seeded draw of traits.
+
+Pure; the service is studio/services/collections.py."""
