@@ -15,7 +15,7 @@ from tests.fixtures.paths import REPO_ROOT
 # (rank, group, module prefixes), from the bottom up. An import must go to a lower rank or stay in its
 # own group; groups of one rank are peers and never import each other.
 LAYERS: list[tuple[int, str, tuple[str, ...]]] = [
-    (0, "foundation", ("studio", "studio.errors", "studio.config")),
+    (0, "foundation", ("studio", "studio.errors", "studio.config", "studio.tomlfile")),
     (1, "content", ("metadata",)),
     (2, "chain", ("contracts",)),
     (2, "generation", ("studio.generation",)),
