@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from metadata.collection import build_collection_metadata
-from metadata.token import canonical_json, trait_attributes
+from metadata.collection import build_collection_metadata, validate_collection_metadata
+from metadata.token import trait_attributes
 from studio.collections.spec import (
     CollectionSpec,
     CollectionSpecError,
@@ -38,6 +38,7 @@ from studio.services.minting import check_recipient
 from studio.services.publishing import StepCallback, pin_content
 from studio.services.studio import Studio
 from studio.services.tokens import collection_query
+from studio.services.trust_anchor import pin_trust_anchor
 
 log = logging.getLogger("studio.collections")
 
@@ -377,8 +378,9 @@ def publish_collection_metadata(studio: Studio, name: str) -> str:
         seller_fee_basis_points=royalty,
         fee_recipient=chain.address if royalty else None,
         symbol=studio.settings.chain.collection_symbol,
+        credentials_ca_cid=pin_trust_anchor(studio),  # the collection's images are checked against it
     )
-    data = canonical_json(document)
+    data = validate_collection_metadata(document)
     metadata_cid = pin_content(studio, data, name=f"{name}-collection.json", content_type="application/json")
     uri = f"ipfs://{metadata_cid}"
     if chain.client.contract_uri() != uri:

@@ -35,17 +35,24 @@ def _collection_document(studio: Studio, uri: str) -> dict[str, Any] | None:
     return document if isinstance(document, dict) else None
 
 
+def pin_trust_anchor(studio: Studio) -> str | None:
+    """Pin the CA certificate that signs the studio's Content Credentials; its CID (None when signing
+    is off). Every collection document the studio publishes names it (`content_credentials`)."""
+    identity = signing_identity(studio)
+    if identity is None:
+        return None
+    return pin_content(studio, identity.trust_anchor_pem, name=CA_FILE_NAME, content_type="application/x-pem-file")
+
+
 def publish_trust_anchor(studio: Studio) -> str | None:
     """Pin the signing CA's certificate and make the collection metadata (`contractURI`) name it; return
     the certificate's CID (None when signing is off). Run when the studio opens its chain, so the
     identity exists and the anchor is published before the first image is signed; cheap when nothing
     changed (one read of the chain). A contract this studio does not administer keeps its contractURI:
     the CA is still pinned, and collectors give it to the verifier with --trust-anchor."""
-    identity = signing_identity(studio)
-    if identity is None:
+    ca_cid = pin_trust_anchor(studio)
+    if ca_cid is None:
         return None
-
-    ca_cid = pin_content(studio, identity.trust_anchor_pem, name=CA_FILE_NAME, content_type="application/x-pem-file")
     client = studio.chain.client
     current_uri = client.contract_uri()
     existing = _collection_document(studio, current_uri)

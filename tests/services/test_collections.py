@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 
 import pytest
+from PIL import Image
 from sqlalchemy import func, select
 
+from metadata.credentials import read_credentials
 from studio.collections.spec import CollectionSpecError, edition_seed
 from studio.records import CollectionEdition, Draft, Token
 from studio.services import collections
@@ -165,7 +168,14 @@ def test_mint_publishes_collection_metadata_and_attributes_once(studio: Studio) 
             {"trait_type": "Boat", "value": edition.traits["boat"]},
             {"trait_type": "weather", "value": edition.traits["weather"]},
         ]
-        assert metadata["image"] == f"ipfs://{edition.image_cid}"
+        # The edition's draft, published with Content Credentials under the CA the collection names.
+        published = studio.store.cat(metadata["image"].removeprefix("ipfs://"))
+        assert (
+            Image.open(io.BytesIO(published)).tobytes()
+            == Image.open(io.BytesIO(studio.store.cat(edition.image_cid))).tobytes()
+        )
+        ca_cid = collection_doc["content_credentials"]["trust_anchor"].removeprefix("ipfs://")
+        assert read_credentials(published, studio.store.cat(ca_cid)).state == "trusted"
     assert view.editions[5].token_id is None
 
     again = collections.mint_collection(studio, "harbours", recipient=RECIPIENT)
