@@ -91,16 +91,18 @@ def _generate(args: argparse.Namespace, settings: Any) -> int:
         )
         return 1
     print(f"{result.name}: {result.generated}/{result.total} editions made ({len(result.made)} in this run)")
-    print(f"next: review them in the Collections tab, then: python -m studio collection mint {result.name}")
+    print(f"next: review them in the Generative tab, then: python -m studio collection mint {result.name}")
     return 0
 
 
 def _mint(args: argparse.Namespace, settings: Any) -> int:
     from studio.services import collections
+    from studio.services.startup import start_studio
     from studio.services.studio import Studio
 
     stop = _stop_on_interrupt()
     with Studio.open(settings) as studio:
+        start_studio(studio)  # the chain, the mints an earlier stop left unrecorded, the signing CA
         result = collections.mint_collection(
             studio,
             args.name,

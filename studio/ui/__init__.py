@@ -37,7 +37,7 @@ def build_ui(studio: Studio) -> gr.Blocks:
                 collection_tab = collection.build(studio)
             with gr.Tab("Evolve", id="evolve"):
                 evolve_view = evolve_tab.build(studio)
-            with gr.Tab("Collections", id="collections"):
+            with gr.Tab("Generative", id="collections"):
                 collections_picker, collections_names = collections_tab.build(studio)
             with gr.Tab("Settings", id="settings"):
                 settings_view, check_settings = settings_tab.build(studio)

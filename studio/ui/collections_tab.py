@@ -1,4 +1,4 @@
-"""The Collections tab: paste or edit a collection spec, generate its editions with a progress bar and
+"""The Generative tab: paste or edit a collection spec, generate its editions with a progress bar and
 ETA (Stop keeps what was made; Generate again resumes), review them (regenerate one with a new seed,
 exclude one), see the rarity table, and mint the drop. Every button calls studio/services/collections.py.
 """

@@ -1,4 +1,4 @@
-"""The Collections tab end to end in headless Chromium: paste a spec, generate with the progress bar,
+"""The Generative tab end to end in headless Chromium: paste a spec, generate with the progress bar,
 review (exclude one, regenerate one), read the rarity table, mint. No request leaves 127.0.0.1."""
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def test_generate_review_and_mint_a_collection(browser_page, app_server, output_
     page = browser_page
     studio = app_server.studio
     page.goto(app_server.url + "/")
-    page.get_by_role("tab", name="Collections").click()
+    page.get_by_role("tab", name="Generative").click()
 
     set_spec(page, SPEC.replace("editions = 4", "editions = 0"))
     page.locator("#collection-generate").click()
