@@ -60,7 +60,7 @@ from studio.rules.evaluation import Decision
 from studio.services.cycles import value_words
 from studio.services.publishing import pin_content, publish_version
 from studio.services.studio import Studio
-from studio.services.tokens import living_tokens_query
+from studio.services.tokens import living_tokens_query, timeline
 
 log = logging.getLogger("evolve.cycle")
 
@@ -435,6 +435,10 @@ class Cycle:
                 feed_snapshot_cid=step.feed_snapshot_cid,
                 dry_run=self.dry_run,
                 token_id=token.token_id,
+                # The versions recorded before this one: the frames of its animation_url.
+                earlier_image_cids=[
+                    view.image_cid for view in timeline(self.studio, token.token_id) if view.version < step.version
+                ],
             )
         )
         return self.sender.pinned(step, image_cid=published.image_cid, metadata_cid=published.metadata_cid)
