@@ -411,8 +411,15 @@ class Cycle:
         )
         self.report.generation_s += time.perf_counter() - started
         self.tell(
+            CycleStage.GENERATING,
+            f"Generated {done}/{total}: token #{token.token_id} v{step.version}",
+            done=done,
+            total=total,
+            token_id=token.token_id,
+        )
+        self.tell(
             CycleStage.PINNING,
-            f"Pinning token #{token.token_id} v{step.version}: image, then its metadata",
+            f"Pinning token #{token.token_id} v{step.version}: image, animation, then its metadata",
             done=done,
             total=total,
             token_id=token.token_id,
