@@ -21,6 +21,7 @@ from evolve.cycle import CycleReport, run_cycle
 from evolve.errors import CycleBusy, EvolveError
 from evolve.journal import CycleStatus
 from evolve.logs import configure_logging
+from evolve.progress import CycleProgress, CycleStage
 from studio.rules import RulesError, list_rules
 
 if TYPE_CHECKING:
@@ -65,6 +66,21 @@ def _summary(report: CycleReport) -> str:
     return "\n".join(lines)
 
 
+class _StepPrinter:
+    """Prints a cycle's steps to stderr as they happen (stdout keeps the summary or the JSON): one line
+    per step, one per token generated (not one per denoising step)."""
+
+    def __init__(self) -> None:
+        self.last: tuple[CycleStage, int | None] | None = None
+
+    def __call__(self, event: CycleProgress) -> None:
+        key = (event.stage, event.token_id)
+        if event.stage == CycleStage.GENERATING and key == self.last:
+            return
+        self.last = key
+        print(f"  ... {event.text}", file=sys.stderr, flush=True)
+
+
 def _start(studio: Studio) -> str | None:
     """The studio's start-up for commands that send (studio.services.startup). Returns why it failed
     (the command then exits 1), or None."""
@@ -93,7 +109,7 @@ def _cycles(args: argparse.Namespace, *, dry_run: bool) -> int:
         code = 0
         for name in names:
             try:
-                report = run_cycle(studio, name, dry_run=dry_run)
+                report = run_cycle(studio, name, dry_run=dry_run, on_step=_StepPrinter())
             except RulesError as exc:
                 print(f"{name}: rules file refused: {exc}", file=sys.stderr)
                 code = max(code, 2)

@@ -42,6 +42,7 @@ from evolve.feeds import FetchPolicy, build_feeds
 from evolve.feeds.base import Feed, FeedValue, error_json, iso
 from evolve.journal import CycleStatus, Journal, OpenStep, StepStatus
 from evolve.plan import STATE_MOVED_ON, Change, CyclePlan, LiveToken, plan_cycle
+from evolve.progress import CycleProgress, CycleStage, ProgressCallback
 from evolve.senders import (
     Batch,
     ChainSender,
@@ -56,9 +57,10 @@ from metadata.errors import ContentError
 from studio.records import Token
 from studio.rules import Rules, load_collection
 from studio.rules.evaluation import Decision
+from studio.services.cycles import value_words
 from studio.services.publishing import pin_content, publish_version
 from studio.services.studio import Studio
-from studio.services.tokens import living_tokens_query
+from studio.services.tokens import living_tokens_query, timeline
 
 log = logging.getLogger("evolve.cycle")
 
@@ -122,8 +124,10 @@ class Cycle:
         dry_run: bool = False,
         stop: threading.Event | None = None,
         now: datetime | None = None,
+        on_step: ProgressCallback | None = None,
     ) -> None:
         self.studio = studio
+        self.on_step = on_step
         self.settings = studio.settings
         self.collection = collection
         self.dry_run = dry_run
@@ -134,6 +138,16 @@ class Cycle:
         self.gas_left = self.settings.evolve.cycle_gas_budget
         self.cycle_id = 0
         self.sender: Sender  # chosen once the cycle is stored (run)
+        self.confirmed = 0  # tokens the chain confirmed so far (progress only)
+
+    def tell(self, stage: CycleStage, text: str, **details: Any) -> None:
+        """Report a step to `on_step`; a failing watcher is logged, never the cycle's problem."""
+        if self.on_step is None:
+            return
+        try:
+            self.on_step(CycleProgress(stage, text, **details))
+        except Exception:
+            log.exception("a cycle progress callback failed", extra={"event": "progress_error"})
 
     # --- the whole cycle ---------------------------------------------------------------------------
 
@@ -151,6 +165,8 @@ class Cycle:
             extra={"event": "cycle_start", "cycle_id": self.cycle_id, "dry_run": self.dry_run, "took_over": taken_over},
         )
         status, error = CycleStatus.DONE, None
+        what = "Dry run" if self.dry_run else f"Cycle #{self.cycle_id}"
+        self.tell(CycleStage.STARTED, f"{what} of {self.collection} started: reading the feeds")
         try:
             self.studio.start_chain()  # what kept the chain from starting is this cycle's error, recorded
             self.roll_forward()  # 0
@@ -167,6 +183,7 @@ class Cycle:
             self.report.errors.append(error)
             log.exception("cycle failed", extra={"event": "cycle_failed", "cycle_id": self.cycle_id})
         self.finish(status, error, started)
+        self.tell(CycleStage.FINISHED, f"{what} {self.report.status} in {self.report.wall_s:.1f} s")
         return self.report
 
     def _refuse_while_another_process_holds_the_chain(self) -> None:
@@ -222,6 +239,15 @@ class Cycle:
                 for name, result in sorted(results.items())
             },
         }
+        values = {
+            name: value_words(result.value) if isinstance(result, FeedValue) else f"unavailable: {result}"
+            for name, result in sorted(results.items())
+        }
+        self.tell(
+            CycleStage.FEEDS,
+            "Feeds read: " + ("; ".join(f"{name}: {value}" for name, value in values.items()) or "none"),
+            feeds=values,
+        )
         for name, result in results.items():
             self.report.feeds[name] = "ok" if isinstance(result, FeedValue) else str(result)
             if isinstance(result, FeedError):
@@ -248,6 +274,7 @@ class Cycle:
             log.error(str(exc), extra={"event": "pin_error", "what": "feed snapshot"})
             raise CycleAborted(f"cannot pin the feed snapshot ({exc}); the next cycle tries again") from exc
         self.report.snapshot_cid = cid
+        self.tell(CycleStage.SNAPSHOT, f"Feed snapshot pinned: ipfs://{cid}")
         self.sender.snapshot_pinned(cid, document)
         crash_point("after_snapshot")
         return document, cid
@@ -270,6 +297,13 @@ class Cycle:
         self.report.changed.extend(plan.changed)
         self.report.waiting.update({str(token_id): reason for token_id, reason in plan.waiting.items()})
         self.report.pending.update({str(token_id): reason for token_id, reason in plan.pending.items()})
+        changing = ", ".join(f"#{change.token.token_id}" for change in plan.changes) or "none"
+        self.tell(
+            CycleStage.DECIDED,
+            f"Tokens decided: {plan.considered} living, {len(plan.changes)} to change ({changing}), "
+            f"{plan.unchanged} unchanged, {len(plan.waiting) + len(plan.pending)} waiting",
+            total=len(plan.changes),
+        )
         return plan
 
     def living_tokens(self) -> list[LiveToken]:
@@ -306,6 +340,8 @@ class Cycle:
             self.report.superseded.append(stale.token_id)
         ready: list[OpenStep] = []
         pinning_down: str | None = None  # set when pinning or the model is out for this cycle
+        to_generate = sum(1 for c in plan.changes if c.step is None or c.step.step == StepStatus.PLANNED)
+        generated = 0
         for change in plan.changes:
             token_id = change.token.token_id
             step = change.step or self.sender.plan(change.new_step_fields(snapshot_cid))
@@ -313,8 +349,9 @@ class Cycle:
                 if pinning_down or self.stop.is_set():
                     self.report.pending[str(token_id)] = pinning_down or "stop requested: generated next cycle"
                     continue
+                generated += 1
                 try:
-                    step = self.regenerate(rules, change, step)
+                    step = self.regenerate(rules, change, step, (generated, to_generate))
                 except ContentError as exc:
                     # A pinning outage: stop pinning for this cycle (every further try would fail too).
                     pinning_down = f"pinning failed ({_cause(exc)}): retried next cycle"
@@ -335,11 +372,25 @@ class Cycle:
             ready.append(step)
         return ready
 
-    def regenerate(self, rules: Rules, change: Change, step: OpenStep) -> OpenStep:
-        """img2img from the token's current image with its own seed; pin image then metadata."""
+    def regenerate(self, rules: Rules, change: Change, step: OpenStep, count: tuple[int, int] = (1, 1)) -> OpenStep:
+        """img2img from the token's current image with its own seed; pin image then metadata. `count`
+        is this token's place among the tokens this cycle generates (for progress)."""
         from studio.generation import GenerationRequest, init_image_from_png
 
         token, decision = change.token, change.decision
+        done, total = count
+        generating = f"Generating {done}/{total}: token #{token.token_id} v{step.version}"
+
+        def on_stage(stage: str, details: dict[str, Any]) -> None:
+            if stage == "denoising" and details.get("total"):
+                text = f"{generating}, denoising step {details.get('step', 0)} of {details['total']}"
+            elif stage == "waiting":
+                text = f"{generating}, waiting for the generator ({details.get('ahead', 0)} ahead)"
+            else:
+                text = f"{generating}, {stage}"
+            self.tell(CycleStage.GENERATING, text, done=done, total=total, token_id=token.token_id)
+
+        self.tell(CycleStage.GENERATING, generating, done=done, total=total, token_id=token.token_id)
         init, init_latents = init_image_from_png(self.studio.store.cat(token.current_image_cid))
         started = time.perf_counter()
         result = self.studio.generator.generate(
@@ -355,9 +406,24 @@ class Cycle:
                 init_latents=init_latents,
                 init_image_cid=token.current_image_cid,
                 strength=decision.strength,
-            )
+            ),
+            on_stage=on_stage if self.on_step else None,
         )
         self.report.generation_s += time.perf_counter() - started
+        self.tell(
+            CycleStage.GENERATING,
+            f"Generated {done}/{total}: token #{token.token_id} v{step.version}",
+            done=done,
+            total=total,
+            token_id=token.token_id,
+        )
+        self.tell(
+            CycleStage.PINNING,
+            f"Pinning token #{token.token_id} v{step.version}: image, animation, then its metadata",
+            done=done,
+            total=total,
+            token_id=token.token_id,
+        )
         provenance = {
             "version": step.version,
             "previous": f"ipfs://{step.previous_metadata_cid}",
@@ -376,6 +442,10 @@ class Cycle:
                 feed_snapshot_cid=step.feed_snapshot_cid,
                 dry_run=self.dry_run,
                 token_id=token.token_id,
+                # The versions recorded before this one: the frames of its animation_url.
+                earlier_image_cids=[
+                    view.image_cid for view in timeline(self.studio, token.token_id) if view.version < step.version
+                ],
             )
         )
         return self.sender.pinned(step, image_cid=published.image_cid, metadata_cid=published.metadata_cid)
@@ -416,6 +486,14 @@ class Cycle:
                     )
                 return
             self.report.estimated_gas += batch.estimate
+            tokens = ", ".join(f"#{s.token_id}" for s in batch.steps)
+            self.tell(
+                CycleStage.SENDING,
+                f"Estimated {batch.estimate:,} gas for {tokens} (dry run: nothing sent)"
+                if self.dry_run
+                else f"Sending {tokens} in one transaction (estimated {batch.estimate:,} gas)",
+                total=len(steps),
+            )
             try:
                 sent = self.sender.send(batch)
             except VersionMismatchError as exc:
@@ -504,6 +582,15 @@ class Cycle:
         for done in recorded:
             self.report.evolved.append(done.token_id)
             self.report.gas_used += done.gas_counted
+        if recorded:
+            self.confirmed += len(recorded)
+            tokens = ", ".join(f"#{done.token_id}" for done in recorded)
+            txs = ", ".join(sorted({done.tx_hash[:12] + "…" for done in recorded if done.tx_hash}))
+            self.tell(
+                CycleStage.CONFIRMED,
+                f"Confirmed on chain: {tokens}" + (f" (transaction {txs})" if txs else ""),
+                done=self.confirmed,
+            )
 
     def finish(self, status: CycleStatus, error: str | None, started: float) -> None:
         """The cycle's row gets its status and report. A cycle with tokens waiting or errors is partial."""
@@ -570,8 +657,10 @@ def run_cycle(
     dry_run: bool = False,
     stop: threading.Event | None = None,
     now: datetime | None = None,
+    on_step: ProgressCallback | None = None,
 ) -> CycleReport:
     """Run one cycle of `collection` (its rules in `<rules_dir>/<collection>.toml`) and return its
     report. Raises RulesError for a broken rules file and CycleBusy when another live process runs a
-    cycle of the same collection; everything else is in the report (and the journal)."""
-    return Cycle(studio, collection, dry_run=dry_run, stop=stop, now=now).run()
+    cycle of the same collection; everything else is in the report (and the journal). `on_step` sees
+    each step as it happens (evolve/progress.py)."""
+    return Cycle(studio, collection, dry_run=dry_run, stop=stop, now=now, on_step=on_step).run()

@@ -9,7 +9,8 @@ IPFS gateway and is checked against its CID before use. What is checked, per ver
 - the metadata: its CID recomputed from the fetched bytes, the token metadata schema, its
   `provenance.version` equal to the on-chain version and `provenance.previous` equal to the previous
   version's metadata CID;
-- the image and the feed snapshot: fetched and their CIDs recomputed;
+- the image, the feed snapshot and the `animation_url` (when there is one): fetched and their CIDs
+  recomputed;
 - the image's Content Credentials: intact, signed under the trust anchor (the CA certificate the
   collection metadata names in `content_credentials.trust_anchor`, or `--trust-anchor`), chained to the
   previous version's manifest as its `parentOf` ingredient, and saying in our assertion what the
@@ -46,6 +47,7 @@ REPORT_SCHEMA = "living-nft-verify/1"
 MAX_METADATA_DEPTH = 32
 MAX_IMAGE_BYTES = 50 * 1024 * 1024
 MAX_SNAPSHOT_BYTES = 16 * 1024 * 1024
+MAX_ANIMATION_BYTES = 50 * 1024 * 1024
 MAX_VERSIONS = 10_000
 CODEC_RAW = 0x55
 
@@ -65,6 +67,8 @@ FAILURE_CODES: dict[str, str] = {
     "image.cid_mismatch": "the gateway's bytes do not hash to the image CID",
     "feed_snapshot.unavailable": "the feed snapshot named in the provenance could not be fetched",
     "feed_snapshot.cid_mismatch": "the gateway's bytes do not hash to the feed snapshot CID",
+    "animation.unavailable": "the animation named by animation_url could not be fetched",
+    "animation.cid_mismatch": "the gateway's bytes do not hash to the animation_url CID",
     "credentials.missing": "the image carries no Content Credentials",
     "credentials.invalid": "the image's Content Credentials are broken (the image or manifest was altered)",
     "credentials.untrusted": "the Content Credentials are intact but not signed under the trust anchor",
@@ -436,6 +440,13 @@ def check_version(
             report.failures.append(Failure("feed_snapshot.unavailable", f"{snapshot!r} is not an ipfs:// CID"))
         else:
             _fetch(source, snapshot_cid, MAX_SNAPSHOT_BYTES, "feed_snapshot", report.failures)
+    animation = metadata.get("animation_url")
+    if animation is not None:
+        animation_cid = ipfs_cid(animation)
+        if animation_cid is None:
+            report.failures.append(Failure("animation.unavailable", f"{animation!r} is not an ipfs:// CID"))
+        else:
+            _fetch(source, animation_cid, MAX_ANIMATION_BYTES, "animation", report.failures)
     image_cid = ipfs_cid(metadata["image"])
     if image_cid is None:
         report.failures.append(Failure("image.unavailable", f"the image {metadata['image']!r} is not an ipfs:// CID"))

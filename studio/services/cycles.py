@@ -43,15 +43,16 @@ def feed_values(studio: Studio, snapshot_cid: str | None, fallback: dict[str, st
         if not isinstance(reading, dict):
             continue
         if reading.get("ok") and "value" in reading:
-            values[name] = _words(reading.get("value"))
+            values[name] = value_words(reading.get("value"))
         else:
             values[name] = f"unavailable: {reading.get('error') or 'no value'}"
     return values or dict(fallback)
 
 
-def _words(value: Any) -> str:
+def value_words(value: Any) -> str:
+    """A feed value in words: `key=value` pairs for a mapping, shortened past MAX_VALUE_CHARS."""
     if isinstance(value, dict):
-        text = ", ".join(f"{key}={_words(item)}" for key, item in value.items())
+        text = ", ".join(f"{key}={value_words(item)}" for key, item in value.items())
     elif isinstance(value, list):
         text = json.dumps(value, ensure_ascii=False)
     else:

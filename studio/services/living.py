@@ -4,11 +4,9 @@ the collection's rules file. Tokens of another deployment, or static ones, have 
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 
-from PIL import Image
-
+from metadata.animation import evolution_animation
 from studio.records import Token
 from studio.rules import Rules, load_collection, rules_path
 from studio.rules.evaluation import trait_input
@@ -18,7 +16,6 @@ from studio.services.studio import Studio
 from studio.services.tokens import collection_query, timeline
 
 MAX_VALUE_CHARS = 80
-FRAME_MS = 1200  # long enough to look at each version
 MAX_FRAMES = 200  # a token with more versions shows its latest 200
 
 
@@ -89,19 +86,12 @@ def change_reasons(studio: Studio, token_id: int, contract_address: str | None =
 
 
 def evolution_webp(studio: Studio, token_id: int, contract_address: str | None = None) -> bytes | None:
-    """The token's versions, oldest first, as an animated WebP at full size (lossless, FRAME_MS a frame,
-    looping); None for a token this studio did not mint or one that never changed."""
+    """The token's versions, oldest first, as an animated WebP at full size (lossless, looping; see
+    metadata/animation.py); None for a token this studio did not mint or one that never changed."""
     token = _token(studio, token_id, contract_address)
     if token is None:
         return None
     views = timeline(studio, token.token_id)[-MAX_FRAMES:]
     if len(views) < 2:
         return None
-    frames = [Image.open(io.BytesIO(studio.store.cat(view.image_cid))).convert("RGB") for view in views]
-    size = frames[-1].size
-    frames = [frame if frame.size == size else frame.resize(size, Image.Resampling.LANCZOS) for frame in frames]
-    buffer = io.BytesIO()
-    frames[0].save(
-        buffer, format="WEBP", save_all=True, append_images=frames[1:], duration=FRAME_MS, loop=0, lossless=True
-    )
-    return buffer.getvalue()
+    return evolution_animation([studio.store.cat(view.image_cid) for view in views], max_frames=MAX_FRAMES)

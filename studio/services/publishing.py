@@ -2,8 +2,9 @@
 
 Order matters and is the same for a mint and for an evolution: the PNG (its `parameters`, `provenance`
 and `latents` chunks already written) is signed with Content Credentials, the CID is computed over the
-signed file, the image is pinned (and its CID checked) before the metadata that points at it is built,
-and the metadata is pinned before anything goes on chain. A failure at any step leaves nothing on chain
+signed file, the image is pinned (and its CID checked) before the metadata that points at it is built;
+an evolved version's animation of the token's life so far (its `animation_url`) is pinned next, and
+the metadata is pinned before anything goes on chain. A failure at any step leaves nothing on chain
 pointing at unpinned content. Drafts stay unsigned; everything pinned here is signed.
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from metadata.animation import evolution_animation
 from metadata.cid import cid_for_bytes
 from metadata.pinning import PinResult
 from metadata.token import build_provenance, build_token_metadata, canonical_json
@@ -24,6 +26,12 @@ from studio.services.credentials import sign_version, signing_identity
 from studio.services.studio import Studio
 
 StepCallback = Callable[[str, dict[str, Any]], None]
+
+# The `animation_url` of an evolved version: its latest versions at most this size, lossy (marketplaces
+# fetch it through public gateways; the gallery serves the full-size lossless one itself).
+ANIMATION_MAX_FRAMES = 24
+ANIMATION_MAX_SIDE = 512
+ANIMATION_QUALITY = 80
 
 
 @dataclass(frozen=True)
@@ -91,10 +99,13 @@ def publish_version(
     dry_run: bool = False,
     on_step: StepCallback | None = None,
     token_id: int | None = None,
+    earlier_image_cids: Sequence[str] = (),
 ) -> PublishedVersion:
     """Sign a version's image, pin it and the metadata; return their CIDs. Raises before pinning the
     metadata if it does not validate, so invalid metadata is never pinned. `token_id` goes into the
-    image's Content Credentials (unknown for a mint: the chain assigns it)."""
+    image's Content Credentials (unknown for a mint: the chain assigns it). For a version >= 1,
+    `earlier_image_cids` (the token's earlier versions' images, oldest first, in the local store) and
+    this image become the animated WebP its metadata names as `animation_url`, pinned before it."""
     identity = signing_identity(studio)
     signed_by = None
     if identity is not None:
@@ -116,6 +127,22 @@ def publish_version(
         studio, image_png, name=f"{image_cid}.png", content_type="image/png", dry_run=dry_run
     )
 
+    animation_cid = None
+    if version >= 1 and earlier_image_cids:
+        animation = evolution_animation(
+            [*(studio.store.cat(cid) for cid in earlier_image_cids[-(ANIMATION_MAX_FRAMES - 1) :]), image_png],
+            max_frames=ANIMATION_MAX_FRAMES,
+            max_side=ANIMATION_MAX_SIDE,
+            lossless=False,
+            quality=ANIMATION_QUALITY,
+            version_strip=True,
+        )
+        animation_cid = cid_for_bytes(animation)
+        notify_step(on_step, "pin animation", cid=animation_cid, size=len(animation))
+        animation_cid = pin_content(
+            studio, animation, name=f"{animation_cid}.webp", content_type="image/webp", dry_run=dry_run
+        )
+
     provenance = build_provenance(
         version=version,
         previous=previous_metadata_cid,
@@ -130,6 +157,7 @@ def publish_version(
         attributes=list(attributes),
         provenance=provenance,
         external_url=external_url,
+        animation_cid=animation_cid,
     )
     metadata_bytes = canonical_json(metadata)
     metadata_cid = cid_for_bytes(metadata_bytes)

@@ -10,13 +10,14 @@ import gradio as gr
 
 from evolve.cycle import CycleReport, run_cycle
 from evolve.journal import CycleStatus
+from evolve.progress import CycleProgress, CycleStage
 from evolve.status import collection_status
 from studio.services.cycles import CycleChange, cycle_changes, feed_values
 from studio.services.errors import InvalidInputError, NotFoundError
 from studio.services.rules_files import RulesSummary, list_rules, read_rules, save_rules, validate_rules_text
 from studio.services.studio import Studio
 from studio.ui.collection import image_file
-from studio.ui.common import api_endpoint, code, error_box, esc, shows_errors
+from studio.ui.common import api_endpoint, code, error_box, esc, run_streaming, shows_errors
 
 STARTER_RULES = """\
 # A collection that follows the time of day. See README (Evolution) for every feed and condition.
@@ -115,6 +116,27 @@ def changes_html(changes: list[CycleChange]) -> str:
     return f"<table class='timeline' id='cycle-changes'>{head}{''.join(rows)}</table>"
 
 
+def progress_html(steps: dict[CycleStage, CycleProgress], *, finished: bool = False) -> str:
+    """The cycle's steps so far, one line per step (its latest word: "Generating 2/5: token #7..."),
+    the current one with a spinner, the ones behind it ticked."""
+    if not steps:
+        return ""
+    shown = list(steps.values())
+    items = []
+    for index, event in enumerate(shown):
+        current = index == len(shown) - 1 and not finished
+        mark = "<span class='spinner'></span>" if current else "✔"
+        bar = (
+            f" <progress value='{event.done}' max='{event.total}'></progress>"
+            if event.stage == CycleStage.GENERATING and event.total
+            else ""
+        )
+        items.append(
+            f"<li data-stage='{esc(event.stage)}'><span class='state'>{mark}</span> {esc(event.text)}{bar}</li>"
+        )
+    return f"<div class='studio-status'><ul class='step-list' id='cycle-steps'>{''.join(items)}</ul></div>"
+
+
 def report_html(
     report: CycleReport, feeds: dict[str, str] | None = None, changes: list[CycleChange] | None = None
 ) -> str:
@@ -165,6 +187,7 @@ def build(studio: Studio) -> EvolveTab:
             with gr.Row():
                 dry = gr.Button("Preview a dry run", elem_id="dry-run")
                 run = gr.Button("Run a cycle now", variant="primary", elem_id="run-cycle")
+            steps = gr.HTML(elem_id="cycle-progress")
             cycle_error = error_box("cycle-error")
             report = gr.HTML(elem_id="cycle-report-box")
             preview = gr.Gallery(
@@ -221,6 +244,50 @@ def build(studio: Studio) -> EvolveTab:
     def on_dry(name):
         return _shown(run_cycle(studio, _collection(name), dry_run=True))
 
+    def _live(collection_name: str, *, dry_run: bool):
+        """Yield the step list as the cycle moves (its callback feeds run_streaming's queue), then the
+        finished list and the cycle's result."""
+        seen: dict[CycleStage, CycleProgress] = {}
+
+        def work(report):
+            def on_step(event: CycleProgress) -> None:
+                report("cycle", {"event": event})
+
+            return run_cycle(studio, collection_name, dry_run=dry_run, on_step=on_step)
+
+        try:
+            for kind, payload in run_streaming(work):
+                if kind == "step":
+                    event = payload[1]["event"]
+                    seen[event.stage] = event
+                    yield "steps", progress_html(seen)
+                else:
+                    yield "done", (progress_html(seen, finished=True), payload)
+        except Exception:
+            yield "steps", progress_html(seen, finished=True)
+            raise
+
+    # The old report and preview go as a new cycle starts (a bad name is refused before).
+    def on_run_page(name):
+        collection_name = _collection(name)
+        yield "", gr.skip(), [], "<div class='studio-status'><span class='spinner'></span> Starting the cycle…</div>"
+        for kind, payload in _live(collection_name, dry_run=False):
+            if kind == "steps":
+                yield gr.skip(), gr.skip(), gr.skip(), payload
+            else:
+                shown, pairs = _shown(payload[1])
+                yield shown, schedule_html(studio), pairs, payload[0]
+
+    def on_dry_page(name):
+        collection_name = _collection(name)
+        yield "", [], "<div class='studio-status'><span class='spinner'></span> Starting the dry run…</div>"
+        for kind, payload in _live(collection_name, dry_run=True):
+            if kind == "steps":
+                yield gr.skip(), gr.skip(), payload
+            else:
+                shown, pairs = _shown(payload[1])
+                yield shown, pairs, payload[0]
+
     # Rules errors (file, line, field) stay under the editor, in place of "edit the example, then save".
     for trigger in (load.click, collection.input):
         trigger(
@@ -240,22 +307,23 @@ def build(studio: Studio) -> EvolveTab:
         shows_errors(cycle_error, [schedule])(on_schedule), None, [schedule, cycle_error], api_visibility="private"
     )
     api_endpoint(on_schedule, [], [schedule], "schedule")
+    # The page's events stream the cycle's steps into the step list under the buttons.
     run.click(
-        shows_errors(cycle_error, [report, schedule, preview])(on_run),
+        shows_errors(cycle_error, [report, schedule, preview, steps])(on_run_page),
         [collection],
-        [report, schedule, preview, cycle_error],
+        [report, schedule, preview, steps, cycle_error],
         api_visibility="private",
-        show_progress_on=[report],
+        show_progress="hidden",
         concurrency_id="evolve",
         concurrency_limit=1,
     )
     api_endpoint(lambda name: on_run(name)[:2], [collection], [report, schedule], "run_cycle", concurrency_id="evolve")
     dry.click(
-        shows_errors(cycle_error, [report, preview])(on_dry),
+        shows_errors(cycle_error, [report, preview, steps])(on_dry_page),
         [collection],
-        [report, preview, cycle_error],
+        [report, preview, steps, cycle_error],
         api_visibility="private",
-        show_progress_on=[report],
+        show_progress="hidden",
         concurrency_id="evolve",
     )
     api_endpoint(on_dry, [collection], [report, preview], "dry_run", concurrency_id="evolve")

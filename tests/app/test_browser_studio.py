@@ -396,6 +396,54 @@ def test_a_cycle_shows_feed_values_and_the_before_and_after_of_what_changed(
     page.screenshot(path=str(output_dir / "3-collection-why.png"), full_page=True)
 
 
+# Every change of the cycle's step list, with whether the cycle report was on the page at that moment.
+WATCH_STEPS = """() => {
+    window.cycleSteps = [];
+    const seen = () => {
+        const steps = document.querySelector('#cycle-steps');
+        const text = steps ? steps.innerText : '';
+        const last = window.cycleSteps[window.cycleSteps.length - 1];
+        if (text && (!last || last.text !== text)) {
+            window.cycleSteps.push({text, report: document.querySelector('#cycle-report') !== null});
+        }
+    };
+    new MutationObserver(seen).observe(document.body, {childList: true, subtree: true, characterData: true});
+}"""
+
+
+@pytest.mark.browser
+def test_a_cycle_shows_its_steps_live_before_its_report(
+    browser_page, app_server, write_rules, weather_api, weather_rules_text, output_dir: Path
+) -> None:
+    from tests.fixtures.evolve import mint_living
+
+    page = browser_page
+    write_rules("weather", weather_rules_text)
+    weather_api.value = -5.0
+    [token_id] = mint_living(app_server.studio, 1)
+    open_studio(page, app_server.url)
+    page.get_by_role("tab", name="Evolve").click()
+    page.locator("#rules-editor").get_by_text("[feeds.temperature]").wait_for(timeout=30_000)
+    page.evaluate(WATCH_STEPS)
+
+    page.locator("#run-cycle").click()
+    page.locator("#cycle-steps").get_by_text("Generating 1/1").wait_for()
+    page.screenshot(path=str(output_dir / "1-cycle-generating.png"), full_page=True)
+    page.locator("#cycle-changes").get_by_text("became v1").wait_for()
+    page.screenshot(path=str(output_dir / "2-cycle-done.png"), full_page=True)
+
+    shown = page.evaluate("() => window.cycleSteps")
+    before_report = [s["text"] for s in shown if not s["report"]]
+    # The feed's value and the generation were on the page while the cycle ran, before its report.
+    assert any("temperature: -5.0" in t and f"Generating 1/1: token #{token_id} v1" in t for t in before_report), shown
+    assert any("Tokens decided: 1 living, 1 to change" in t for t in before_report), shown
+    steps = page.locator("#cycle-steps").inner_text()
+    assert f"Confirmed on chain: #{token_id}" in steps
+    assert "Cycle #1 done in" in steps
+    assert page.locator("#cycle-steps .spinner").count() == 0  # finished: nothing still turns
+    assert_no_bare_errors(page)
+
+
 @pytest.mark.browser
 def test_the_gallery_marks_living_tokens_with_what_they_follow_and_says_why_they_changed(
     browser_page, app_server, write_rules, weather_api, weather_rules_text, output_dir: Path

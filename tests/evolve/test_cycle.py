@@ -274,7 +274,7 @@ def test_pinning_outage_mid_cycle_loses_nothing(
     studio = open_studio(evolve_settings.model_copy(update={"ipfs": ipfs}))
     tokens = setup_collection(studio, weather_api, 3)  # minting pins through the proxy too
     weather_api.value = -5.0
-    proxy.fail_after = 3  # the snapshot, then token 1's image and metadata; then Pinata is down
+    proxy.fail_after = 4  # the snapshot, then token 1's image, animation and metadata; then Pinata is down
     cut = run_cycle(studio, "weather")
     assert cut.status == CycleStatus.PARTIAL
     assert any("pinning failed" in reason for reason in cut.pending.values())

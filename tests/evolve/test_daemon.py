@@ -112,11 +112,15 @@ def test_cli_once_dry_run_and_status(open_studio, evolve_settings, weather_api, 
     assert report["estimated_gas"] > 0
     assert report["transactions"] == []
     assert studio.chain.client.metadata_version(tokens[0]) == 0
+    # The steps as they happened went to stderr; stdout is the JSON alone.
+    assert "Feeds read: temperature: 30.0" in dry.stderr
+    assert "Generating 2/2" in dry.stderr
 
     once = evolve_cli(env, "once")
     assert once.returncode == 0, once.stderr[-3000:]
     assert "weather: cycle" in once.stdout
     assert f"evolved: {tokens}" in once.stdout
+    assert f"Confirmed on chain: #{tokens[0]}" in once.stderr
 
     status = evolve_cli(env, "status", "--json")
     entry = json.loads(status.stdout)[0]
