@@ -427,10 +427,10 @@ def test_a_cycle_shows_its_steps_live_before_its_report(
     page.evaluate(WATCH_STEPS)
 
     page.locator("#run-cycle").click()
-    page.locator("#cycle-steps").get_by_text("Generating 1/1").wait_for()
-    page.screenshot(path=str(output_dir / "1-cycle-generating.png"), full_page=True)
+    # The watcher records every text the step list shows; a tiny-model cycle may pass "Generating 1/1" in
+    # less time than a poll takes, so the test reads the record instead of waiting for that one text.
     page.locator("#cycle-changes").get_by_text("became v1").wait_for()
-    page.screenshot(path=str(output_dir / "2-cycle-done.png"), full_page=True)
+    page.screenshot(path=str(output_dir / "cycle-done.png"), full_page=True)
 
     shown = page.evaluate("() => window.cycleSteps")
     before_report = [s["text"] for s in shown if not s["report"]]

@@ -111,15 +111,18 @@ def test_generate_stop_resume_and_mint_from_a_shell(studio_settings, tmp_path: P
     assert unknown.returncode == 2
     assert "No collection named 'no-such-collection'" in unknown.stderr
 
-    # Killed between the chain confirming the first token and recording it: the next run records that
-    # token (the studio's reconcile), adopts it as edition 1's, and mints only the other four.
-    crashed = run_cli(studio_settings, "mint", "lanterns", "--to", RECIPIENT, STUDIO_CRASH_AT="mint:after_confirmation")
+    # Killed between the chain confirming the drop's batch mint and recording it: the next run records the
+    # tokens (the studio's start-up reconcile), adopts them as the editions', and mints nothing twice.
+    crashed = run_cli(
+        studio_settings, "mint", "lanterns", "--to", RECIPIENT, STUDIO_CRASH_AT="batch_mint:after_confirmation"
+    )
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr
     minted = run_cli(studio_settings, "mint", "lanterns", "--to", RECIPIENT)
     assert minted.returncode == 0, minted.stderr
-    assert "lanterns: 5 tokens minted (4 in this run)" in minted.stdout
+    assert "lanterns: 5 tokens minted (0 in this run)" in minted.stdout
     assert "collection metadata: ipfs://bafkrei" in minted.stdout
     with Studio.open(studio_settings) as studio:
+        studio.start_chain()
         assert studio.chain.client.total_supply() == 5
         with studio.db.session() as session:
             assert session.scalar(select(func.count()).select_from(Token)) == 5
