@@ -5,7 +5,10 @@ tomllib reads the text."""
 from __future__ import annotations
 
 import re
+import tomllib
 from typing import Any
+
+from studio.errors import StudioError
 
 _KEY_RE = re.compile(r"""^\s*((?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*'))*)\s*=""")
 _HEADER_RE = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(?:#.*)?$")
@@ -83,7 +86,7 @@ _TOML_TOKEN = re.compile(
 )
 
 
-def toml_nesting_problem(text: str, what: str = "rules file") -> tuple[int, str] | None:
+def toml_nesting_problem(text: str, *, what: str) -> tuple[int, str] | None:
     """(line, message) when arrays and inline tables nest deeper than MAX_TOML_DEPTH, or a dotted key
     or table name has more than MAX_KEY_PARTS parts, found by a linear scan before tomllib reads it.
     `what` names the kind of file in the message."""
@@ -110,3 +113,34 @@ def toml_nesting_problem(text: str, what: str = "rules file") -> tuple[int, str]
         if problem is not None:
             return text.count("\n", 0, token.start()) + 1, problem
     return None
+
+
+class TomlTextError(StudioError):
+    """What `parse_toml` found wrong: `field` ("file" or "syntax"), `line` where known. Each kind of file
+    raises it again as its own error class, with its file name."""
+
+    def __init__(self, field: str, message: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+        self.line = line
+
+
+def parse_toml(text: str, *, what: str, max_chars: int) -> dict[str, Any]:
+    """The TOML document in `text`, read with its size and nesting bounded first (tomllib recurses per
+    level: deep enough nesting would kill the process). `what` names the kind of file in messages."""
+    if len(text) > max_chars:
+        raise TomlTextError("file", f"{len(text):,} characters, over the {max_chars:,} a {what} may have: trim it")
+    too_deep = toml_nesting_problem(text, what=what)
+    if too_deep is not None:
+        raise TomlTextError("syntax", too_deep[1], too_deep[0])
+    try:
+        return tomllib.loads(text)
+    except RecursionError:
+        # toml_nesting_problem should have caught it; a RecursionError must still never escape.
+        raise TomlTextError("syntax", "nested too deeply to read: flatten the arrays and tables") from None
+    except tomllib.TOMLDecodeError as exc:
+        # Python 3.11's message ends with "(at line L, column C)"; 3.14 adds exc.lineno.
+        found = re.search(r"^(.*?)\s*\(at line (\d+), column \d+\)$", str(exc))
+        message, line = (found.group(1), int(found.group(2))) if found else (str(exc), None)
+        raise TomlTextError("syntax", f"not valid TOML: {message}", line) from None

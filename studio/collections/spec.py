@@ -34,7 +34,6 @@ import itertools
 import math
 import re
 import string
-import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,9 +41,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-# The TOML helpers of rules files: line numbers of keys and a nesting check before tomllib reads it.
 from studio.errors import StudioError
-from studio.tomlfile import find_line, line_map, toml_nesting_problem
+from studio.tomlfile import TomlTextError, find_line, line_map, parse_toml
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 PLACEHOLDER_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
@@ -160,21 +158,10 @@ def load_spec_file(path: Path) -> tuple[CollectionSpec, str]:
 
 def parse_spec(text: str, *, source: str = "spec") -> CollectionSpec:
     """Validate spec text whole; raise CollectionSpecError at the first mistake (line, field, fix)."""
-    if len(text) > MAX_SPEC_CHARS:
-        raise CollectionSpecError(
-            source, "file", f"{len(text):,} characters, over the {MAX_SPEC_CHARS:,} a spec may have: trim it"
-        )
-    too_deep = toml_nesting_problem(text, what="collection spec")
-    if too_deep is not None:
-        raise CollectionSpecError(source, "syntax", too_deep[1], too_deep[0])
     try:
-        data = tomllib.loads(text)
-    except RecursionError:
-        raise CollectionSpecError(source, "syntax", "nested too deeply to read: flatten it") from None
-    except tomllib.TOMLDecodeError as exc:
-        found = re.search(r"^(.*?)\s*\(at line (\d+), column \d+\)$", str(exc))
-        message, line = (found.group(1), int(found.group(2))) if found else (str(exc), None)
-        raise CollectionSpecError(source, "syntax", f"not valid TOML: {message}", line) from None
+        data = parse_toml(text, what="collection spec", max_chars=MAX_SPEC_CHARS)
+    except TomlTextError as exc:
+        raise CollectionSpecError(source, exc.field, exc.message, exc.line) from None
     lines = line_map(text)
     try:
         spec = CollectionSpec.model_validate(data)

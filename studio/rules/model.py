@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import string
-import tomllib
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -222,7 +221,7 @@ def parse_duration(text: str) -> timedelta | None:
 
 # --- line numbers --------------------------------------------------------------------------------
 
-from studio.tomlfile import find_line, line_map, toml_nesting_problem  # noqa: E402
+from studio.tomlfile import TomlTextError, find_line, line_map, parse_toml  # noqa: E402
 
 MAX_RULES_CHARS = 1 << 20
 
@@ -252,23 +251,10 @@ def load_rules(path: Path, *, default_timezone: str = "UTC") -> Rules:
         raise RulesError(shown, "file", f"no rules file here: create {path.name} in the rules folder") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise RulesError(shown, "file", f"cannot read it ({exc})") from None
-    if len(text) > MAX_RULES_CHARS:
-        raise RulesError(
-            shown, "file", f"{len(text):,} characters, over the {MAX_RULES_CHARS:,} a rules file may have: trim it"
-        )
-    too_deep = toml_nesting_problem(text)
-    if too_deep is not None:
-        raise RulesError(shown, "syntax", too_deep[1], too_deep[0])
     try:
-        data = tomllib.loads(text)
-    except RecursionError:
-        # toml_nesting_problem should have caught it; a RecursionError must still never escape.
-        raise RulesError(shown, "syntax", "nested too deeply to read: flatten the arrays and tables") from None
-    except tomllib.TOMLDecodeError as exc:
-        # Python 3.11's message ends with "(at line L, column C)"; 3.14 adds exc.lineno.
-        found = re.search(r"^(.*?)\s*\(at line (\d+), column \d+\)$", str(exc))
-        message, line = (found.group(1), int(found.group(2))) if found else (str(exc), None)
-        raise RulesError(shown, "syntax", f"not valid TOML: {message}", line) from None
+        data = parse_toml(text, what="rules file", max_chars=MAX_RULES_CHARS)
+    except TomlTextError as exc:
+        raise RulesError(shown, exc.field, exc.message, exc.line) from None
     lines = line_map(text)
     try:
         rules = Rules.model_validate({**data, "name": path.stem, "source_path": shown})
