@@ -132,6 +132,7 @@ class CpuPlan:
     prepack_linears: bool = False
     blocked_attention: bool = False
     winograd_convs: bool = False
+    fp16_weight_storage: bool = False  # weights in float16, computed in float32 (half_storage.py)
     warnings: tuple[str, ...] = ()
 
     @property
@@ -148,6 +149,8 @@ class CpuPlan:
             names.append("blocked_attention")
         if self.winograd_convs:
             names.append("winograd_conv")
+        if self.fp16_weight_storage:
+            names.append("fp16_weight_storage")
         return names
 
 
@@ -155,13 +158,22 @@ OPTIMIZATIONS = frozenset({"prepack_convs", "prepack_linears", "blocked_attentio
 
 
 def plan_for(
-    dtype: torch.dtype, caps: CpuCapabilities | None = None, *, optimize: bool = True, without: Iterable[str] = ()
+    dtype: torch.dtype,
+    caps: CpuCapabilities | None = None,
+    *,
+    optimize: bool = True,
+    without: Iterable[str] = (),
+    weight_dtype: torch.dtype | None = None,
 ) -> CpuPlan:
     """The optimizations that pay for dtype on this CPU, and warnings about the dtype itself.
 
     optimize=False (STUDIO_MODEL__CPU_OPTIMIZATIONS=false) keeps the stock kernels but still warns;
     `without` leaves out single optimizations by their CpuPlan field name (bench/generate.py measures
-    each one's share that way)."""
+    each one's share that way). weight_dtype float16 (STUDIO_MODEL__MEMORY=low) keeps a float32
+    model's weights in float16: prepacking and Winograd need float32 weights of their own (Winograd
+    four times as many), so they are left out; memory was asked for, not speed."""
+    if weight_dtype == torch.float16 and dtype == torch.float32:
+        return CpuPlan(fp16_weight_storage=True)
     plan = _plan(dtype, caps or cpu_capabilities(), optimize)
     unknown = set(without) - OPTIMIZATIONS
     if unknown:

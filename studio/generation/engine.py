@@ -41,6 +41,7 @@ from studio.generation.errors import (
     InvalidRequestError,
     OutOfMemoryError,
 )
+from studio.generation.half_storage import store_half
 from studio.generation.loading import PIPELINES, LoadedModel, is_local_path, load_model
 from studio.generation.prepack import prepack, prepack_supported
 from studio.generation.presets import PRESETS, Preset, uses_tiny_decoder
@@ -306,7 +307,7 @@ class Engine:
         if self._model is not None:
             return self._model
         start = time.perf_counter()
-        placement = resolve_placement(self.settings.device, self.settings.dtype)
+        placement = resolve_placement(self.settings.device, self.settings.dtype, self.settings.memory)
         try:
             model = load_model(self.settings, placement)
             if placement.device == "cpu":
@@ -343,7 +344,10 @@ class Engine:
         if model.tiny_vae is not None:
             torch.nn.Module.to(model.tiny_vae, memory_format=torch.channels_last)  # type: ignore[call-overload]
         plan = plan_for(
-            model.placement.dtype, optimize=self.settings.cpu_optimizations, without=self._skip_cpu_optimizations
+            model.placement.dtype,
+            optimize=self.settings.cpu_optimizations,
+            without=self._skip_cpu_optimizations,
+            weight_dtype=model.placement.weight_dtype,
         )
         model.dtype_warnings = list(plan.warnings)
         model.cpu_optimizations = _optimize_for_cpu(model, plan)
@@ -376,7 +380,9 @@ class Engine:
                 "warnings": [*model.dtype_warnings, *model.warnings],
             }
         try:
-            placement: Placement | None = resolve_placement(self.settings.device, self.settings.dtype)
+            placement: Placement | None = resolve_placement(
+                self.settings.device, self.settings.dtype, self.settings.memory
+            )
         except GenerationError:
             placement = None
         return {
@@ -737,6 +743,12 @@ def _optimize_for_cpu(model: LoadedModel, plan: CpuPlan) -> list[str]:
 
     Each changes the last bits of some values (rounding happens in another order), so an image's
     provenance says which were on (STUDIO_MODEL__CPU_OPTIMIZATIONS=false reproduces one made without)."""
+    if plan.fp16_weight_storage:
+        # The loader stored what it streamed in float16 already; this takes the rest (store_half skips
+        # what is done). The tiny autoencoder's 10 MB are left in float32.
+        stored = sum(store_half(module) for module in _inference_modules(model) if module is not model.tiny_vae)
+        log.info("%d layers keep their weights in float16 (STUDIO_MODEL__MEMORY)", stored)
+        return plan.names
     swapped = 0
     if plan.winograd_convs and model.placement.dtype == torch.float32:
         # Before prepacking, which takes the convolutions left. UNet: only its outer levels, where the

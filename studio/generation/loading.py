@@ -118,7 +118,7 @@ def load_model(settings: ModelSettings, placement: Placement) -> LoadedModel:
 
 def _download_from_hub(model_id: str, settings: ModelSettings, placement: Placement) -> Path:
     """The cached snapshot folder of a hub model, fetched first when online (half-precision files if any)."""
-    variant = "fp16" if placement.dtype != torch.float32 else None
+    variant = "fp16" if placement.half_precision_files else None
     attempts = [variant, None] if variant else [None]
     last: Exception | None = None
     for attempt in attempts:
@@ -360,14 +360,16 @@ def _load_folder(
 ) -> LoadedModel:
     index = _read_model_index(folder)
     family = _family_of(str(index.get("_class_name", "")), str(folder))
-    variant = "fp16" if placement.dtype != torch.float32 and _has_variant(folder, "unet", "fp16") else None
+    variant = "fp16" if placement.half_precision_files and _has_variant(folder, "unet", "fp16") else None
     txt2img_class = PIPELINES[family][0]
     try:
-        # The big components loaded first, one at a time and streamed, set no peak of their own.
+        # The big components loaded first, one at a time and streamed, set no peak of their own. With
+        # float16 weight storage they are read in float16 and stay so (the engine wraps their layers).
+        weight_dtype = placement.weight_dtype or placement.dtype
         streamed = {
             component: model
             for component in _STREAMED_COMPONENTS
-            if (model := _stream_component(folder, component, index, variant, placement.dtype)) is not None
+            if (model := _stream_component(folder, component, index, variant, weight_dtype)) is not None
         }
         pipe = txt2img_class.from_pretrained(
             folder,

@@ -125,11 +125,11 @@ def prepack(model: nn.Module, *, convs: bool = True, linears: bool = True) -> in
         packed = PrepackedConv2d(child) if isinstance(child, nn.Conv2d) else PrepackedLinear(child)
         setattr(parent, child_name, packed)
         del child, packed
-    _return_freed_memory()
+    return_freed_memory()
     return len(names)
 
 
-def _return_freed_memory() -> None:
+def return_freed_memory() -> None:
     """Hand the replaced weights' memory back to the OS (glibc keeps freed heap memory otherwise).
 
     Each packed weight is allocated before the plain one it replaces is freed, so the plain one's

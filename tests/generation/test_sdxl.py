@@ -14,7 +14,9 @@ from tests.fixtures.generation import float32_and_native_bf16, tiny_model_optimi
 
 
 def _engine(model_dir, dtype: str) -> Engine:
-    return Engine(ModelSettings(model_id=str(model_dir), device="cpu", dtype=dtype, tiny_autoencoder_id=None))
+    return Engine(
+        ModelSettings(model_id=str(model_dir), device="cpu", dtype=dtype, tiny_autoencoder_id=None, memory="speed")
+    )
 
 
 def test_sdxl_text_to_image_and_img2img_are_reproducible_and_recorded(tiny_sdxl_dir):
