@@ -41,6 +41,7 @@ from studio.generation.errors import (
     InvalidRequestError,
     OutOfMemoryError,
 )
+from studio.generation.fusion import fuse_conv_relu
 from studio.generation.half_storage import store_half
 from studio.generation.loading import PIPELINES, LoadedModel, is_local_path, load_model
 from studio.generation.prepack import prepack, prepack_supported
@@ -761,6 +762,10 @@ def _optimize_for_cpu(model: LoadedModel, plan: CpuPlan) -> list[str]:
         log.info("%d 3x3 convolutions computed with Winograd F(4x4,3x3)", swapped)
     if not (plan.winograd_convs and model.placement.dtype == torch.float32 and swapped):
         plan = dataclasses.replace(plan, winograd_convs=False)  # provenance records only what ran
+    # Before prepacking too: the fused layers hold their weights themselves, and prepack leaves them be.
+    fused = fuse_conv_relu(model.tiny_vae) if plan.fused_conv_relu and model.tiny_vae is not None else 0
+    if not fused:
+        plan = dataclasses.replace(plan, fused_conv_relu=False)
     if (plan.prepack_convs or plan.prepack_linears) and prepack_supported(model.placement.dtype):
         swapped = sum(
             prepack(module, convs=plan.prepack_convs, linears=plan.prepack_linears)

@@ -10,13 +10,16 @@ import os
 import numpy as np
 import pytest
 import torch
+from diffusers import AutoencoderTiny
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+from diffusers.models.unets.unet_2d_blocks import AutoencoderTinyBlock
 from torch import nn
 
 from studio.generation import Engine, GenerationRequest
 from studio.generation import attention as blocked
 from studio.generation.attention import BlockedAttnProcessor, blocked_attention
 from studio.generation.cpu import CpuCapabilities, cpu_capabilities, plan_for
+from studio.generation.fusion import Conv2dReLU, FusedTinyBlock, fuse_conv_relu
 from studio.generation.prepack import PrepackedConv2d, PrepackedLinear, prepack, prepack_supported
 from tests.fixtures.generation import tiny_model_optimizations
 
@@ -229,12 +232,14 @@ SAPPHIRE_RAPIDS = _caps(
 @pytest.mark.parametrize(
     ("caps", "dtype", "names", "warned"),
     [
-        (ZEN3, torch.float32, ["onednn_prepack_linear", "winograd_conv"], False),  # prepacked 3x3 convs: slower
+        # Prepacked 3x3 convolutions were slower on AVX2.
+        (ZEN3, torch.float32, ["onednn_prepack_linear", "winograd_conv", "fused_conv_relu"], False),
         (ZEN3, torch.bfloat16, [], True),  # oneDNN's bf16 reorder would raise: stock kernels, and a warning
-        (ZEN4, torch.float32, ["onednn_prepack", "winograd_conv"], False),
-        (ZEN4, torch.bfloat16, ["onednn_prepack", "blocked_attention"], False),
+        (ZEN4, torch.float32, ["onednn_prepack", "winograd_conv", "fused_conv_relu"], False),
+        (ZEN4, torch.bfloat16, ["onednn_prepack", "blocked_attention", "fused_conv_relu"], False),
         (SKYLAKE_X, torch.bfloat16, [], True),  # no native bf16: slower than fp32, 'auto' never picks it
-        (SAPPHIRE_RAPIDS, torch.bfloat16, ["onednn_prepack"], False),  # SDPA uses the AMX tiles itself
+        # SDPA uses the AMX tiles itself.
+        (SAPPHIRE_RAPIDS, torch.bfloat16, ["onednn_prepack", "fused_conv_relu"], False),
         (ZEN4, torch.float16, [], True),
     ],
 )
@@ -260,3 +265,41 @@ def test_the_isa_limits_make_this_process_an_avx2_machine():
     assert caps.cpu_class == "avx2"
     assert not caps.native_bf16
     assert plan_for(torch.bfloat16).names == []
+
+
+@needs_onednn
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("channels", [(8, 8), (4, 8)])  # the encoder's blocks change channels (1x1 skip)
+def test_fused_tiny_autoencoder_block_computes_what_diffusers_block_computes(dtype, channels):
+    torch.manual_seed(0)
+    block = AutoencoderTinyBlock(*channels, act_fn="relu").to(dtype).eval()
+    fused_block = FusedTinyBlock(block)
+    pair = nn.Sequential(nn.Conv2d(channels[0], 8, 3, padding=1), nn.ReLU()).to(dtype).eval()
+    fused_pair = Conv2dReLU(pair[0])
+    x = torch.randn(1, channels[0], 33, 31, dtype=dtype).to(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        torch.testing.assert_close(fused_block(x), block(x), **TOLERANCE[dtype])
+        torch.testing.assert_close(fused_pair(x), pair(x), **TOLERANCE[dtype])
+
+
+@needs_onednn
+def test_fuse_conv_relu_swaps_every_pair_of_the_tiny_autoencoder_and_decodes_the_same(tiny_autoencoder_dir):
+    stock = AutoencoderTiny.from_pretrained(tiny_autoencoder_dir).eval()
+    fused = AutoencoderTiny.from_pretrained(tiny_autoencoder_dir).eval()
+    blocks = sum(isinstance(m, AutoencoderTinyBlock) for m in fused.modules())
+
+    swapped = fuse_conv_relu(fused)
+
+    assert blocks
+    assert not any(isinstance(m, AutoencoderTinyBlock) for m in fused.modules())
+    assert not any(type(m) is nn.ReLU for m in fused.decoder.modules())
+    assert swapped >= 3 * blocks
+    assert fuse_conv_relu(fused) == 0  # nothing left to fuse
+    latents = torch.randn(1, 4, 12, 10)
+    image = torch.rand(1, 3, 96, 80) * 2 - 1
+    with torch.inference_mode():
+        # oneDNN may pick another kernel with post-ops attached: the last bits can differ.
+        torch.testing.assert_close(
+            fused.decode(latents).sample, stock.decode(latents).sample, **TOLERANCE[torch.float32]
+        )
+        torch.testing.assert_close(fused.encode(image).latents, stock.encode(image).latents, **TOLERANCE[torch.float32])
