@@ -3,7 +3,8 @@
     0. roll forward: close what an interrupted cycle left in the journal (reconciled with the chain)
     1. snapshot: read every feed the collection uses and pin the snapshot
     2. decide: each living, unfrozen token's next state and what to do about it (evolve/plan.py: pure)
-    3. prepare: regenerate changed tokens by img2img from their current image; pin image and metadata
+    3. prepare: regenerate changed tokens by img2img from their current image (as many at once as the
+       generator takes: one per Ray actor); pin image and metadata, token by token in token order
     4. send: update the chain in batches within the cycle's gas budget and the max fee cap
     5. record: each token's new version as the chain confirmed it, then the cycle's report
 
