@@ -13,6 +13,11 @@ can run it and where bench/generate.py measured it to help:
 | AVX2 only                                  | prepacked linears only              | none: stock kernels, with warning |
 | any other (aarch64, older x86)             | none: stock kernels                 | none: stock kernels, with warning |
 
+On every x86 class float32 also gets Winograd 3x3 convolutions (winograd.py), and float32 and native
+bf16 the tiny autoencoder's ReLUs inside its convolutions (fusion.py). A float32 model whose weights
+are kept in float16 (STUDIO_MODEL__MEMORY=low, half_storage.py) gets none of these: they need float32
+weights of their own.
+
 bfloat16 only gets optimized kernels where the CPU has native bf16 instructions (AVX512-BF16 or AMX).
 Elsewhere PyTorch still runs bf16 correctly on its emulated kernels, slower than float32: 'auto'
 never picks it there, and an image made that way says so in its warnings.
@@ -130,6 +135,7 @@ class CpuPlan:
 
     prepack_convs: bool = False
     prepack_linears: bool = False
+    prepack_convs_by_size: bool = False  # the UNet's, packed for their input size (AVX2: prepack.SizePackedConv2d)
     blocked_attention: bool = False
     winograd_convs: bool = False
     fused_conv_relu: bool = False
@@ -146,6 +152,8 @@ class CpuPlan:
             names.append("onednn_prepack_linear")
         elif self.prepack_convs:
             names.append("onednn_prepack_conv")
+        if self.prepack_convs_by_size and not self.prepack_convs:
+            names.append("onednn_prepack_conv_by_size")
         if self.blocked_attention:
             names.append("blocked_attention")
         if self.winograd_convs:
@@ -158,7 +166,14 @@ class CpuPlan:
 
 
 OPTIMIZATIONS = frozenset(
-    {"prepack_convs", "prepack_linears", "blocked_attention", "winograd_convs", "fused_conv_relu"}
+    {
+        "prepack_convs",
+        "prepack_linears",
+        "prepack_convs_by_size",
+        "blocked_attention",
+        "winograd_convs",
+        "fused_conv_relu",
+    }
 )
 
 
@@ -208,9 +223,16 @@ def _plan(dtype: torch.dtype, caps: CpuCapabilities, optimize: bool) -> CpuPlan:
         # dominate the VAE decoder and the UNet's outer levels (studio/generation/winograd.py).
         # The tiny autoencoder's ReLUs and residual sums inside its convolutions: a 512x512 decode
         # 30% faster held to AVX2, 14% on AVX-512 (studio/generation/fusion.py).
+        # On AVX2 oneDNN picks a 3x3 convolution's weight layout by the input size too: packed at load
+        # (without it) some ran 3-6x slower than plain, packed for their size all ran faster.
         avx512 = caps.aten_capability.startswith("AVX512")
         return CpuPlan(
-            prepack_convs=avx512, prepack_linears=True, winograd_convs=True, fused_conv_relu=True, warnings=warnings
+            prepack_convs=avx512,
+            prepack_linears=True,
+            prepack_convs_by_size=not avx512,
+            winograd_convs=True,
+            fused_conv_relu=True,
+            warnings=warnings,
         )
     if dtype == torch.bfloat16 and caps.native_bf16:
         # With AMX tiles PyTorch's own SDPA computes bf16 attention in bf16; without, in fp32.

@@ -766,14 +766,22 @@ def _optimize_for_cpu(model: LoadedModel, plan: CpuPlan) -> list[str]:
     fused = fuse_conv_relu(model.tiny_vae) if plan.fused_conv_relu and model.tiny_vae is not None else 0
     if not fused:
         plan = dataclasses.replace(plan, fused_conv_relu=False)
-    if (plan.prepack_convs or plan.prepack_linears) and prepack_supported(model.placement.dtype):
+    packing = plan.prepack_convs or plan.prepack_linears or plan.prepack_convs_by_size
+    if packing and prepack_supported(model.placement.dtype):
+        # Packed by size: the UNet's convolutions only (the full VAE's wide ones are Winograd's, on its
+        # first use; the tiny autoencoder's are fused).
         swapped = sum(
-            prepack(module, convs=plan.prepack_convs, linears=plan.prepack_linears)
+            prepack(
+                module,
+                convs=plan.prepack_convs,
+                linears=plan.prepack_linears,
+                convs_by_size=plan.prepack_convs_by_size and module is model.pipe.unet,
+            )
             for module in _inference_modules(model)
         )
         log.info("prepacked %d weights for oneDNN (%s)", swapped, ", ".join(plan.names))
     else:
-        plan = dataclasses.replace(plan, prepack_convs=False, prepack_linears=False)
+        plan = dataclasses.replace(plan, prepack_convs=False, prepack_linears=False, prepack_convs_by_size=False)
     if plan.blocked_attention:
         for module in (model.pipe.unet, model.pipe.vae):
             module.set_attn_processor(BlockedAttnProcessor())

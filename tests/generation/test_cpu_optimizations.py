@@ -20,7 +20,13 @@ from studio.generation import attention as blocked
 from studio.generation.attention import BlockedAttnProcessor, blocked_attention
 from studio.generation.cpu import CpuCapabilities, cpu_capabilities, plan_for
 from studio.generation.fusion import Conv2dReLU, FusedTinyBlock, fuse_conv_relu
-from studio.generation.prepack import PrepackedConv2d, PrepackedLinear, prepack, prepack_supported
+from studio.generation.prepack import (
+    PrepackedConv2d,
+    PrepackedLinear,
+    SizePackedConv2d,
+    prepack,
+    prepack_supported,
+)
 from tests.fixtures.generation import tiny_model_optimizations
 
 needs_onednn = pytest.mark.skipif(not prepack_supported(torch.float32), reason="this PyTorch build has no oneDNN")
@@ -59,6 +65,33 @@ def test_prepacked_conv_computes_what_the_plain_conv_computes(dtype, conv):
 
     torch.testing.assert_close(packed, expected, **TOLERANCE[dtype])
     torch.testing.assert_close(from_nhwc, expected, **TOLERANCE[dtype])
+
+
+@needs_onednn
+@pytest.mark.parametrize("bias", [True, False])
+def test_size_packed_conv_computes_what_the_plain_conv_computes_at_every_size_it_meets(bias):
+    """Packed for the first input's size, packed again for the next size and again on the way back:
+    the weight survives each repacking (it is rebuilt from the packed one, not kept twice)."""
+    torch.manual_seed(0)
+    plain = nn.Conv2d(16, 24, 3, padding=1, bias=bias).eval()
+    packed = SizePackedConv2d(plain)
+    inputs = [torch.randn(1, 16, 12, 12), torch.randn(1, 16, 20, 8), torch.randn(2, 16, 12, 12)]
+    with torch.inference_mode():
+        for x in [*inputs, inputs[0]]:
+            torch.testing.assert_close(packed(x), plain(x), **TOLERANCE[torch.float32])
+            assert packed.packed_for == list(x.shape)
+        assert packed.weight.is_mkldnn
+        assert torch.equal(packed.weight.to_dense(), plain.weight)
+
+
+def test_prepack_by_size_swaps_only_the_3x3_convolutions():
+    model = nn.Sequential(nn.Conv2d(4, 8, 3, padding=1), nn.Conv2d(8, 8, 1), nn.Flatten(), nn.Linear(8 * 25, 3)).eval()
+
+    assert prepack(model, convs=False, linears=False, convs_by_size=True) == 1
+
+    assert isinstance(model[0], SizePackedConv2d)
+    assert type(model[1]) is nn.Conv2d  # 1x1: left alone, as prepack always does
+    assert type(model[3]) is nn.Linear
 
 
 @needs_onednn
@@ -233,7 +266,13 @@ SAPPHIRE_RAPIDS = _caps(
     ("caps", "dtype", "names", "warned"),
     [
         # Prepacked 3x3 convolutions were slower on AVX2.
-        (ZEN3, torch.float32, ["onednn_prepack_linear", "winograd_conv", "fused_conv_relu"], False),
+        # and so were prepacked ones of any size packed without the input's size: packed for it, they pay.
+        (
+            ZEN3,
+            torch.float32,
+            ["onednn_prepack_linear", "onednn_prepack_conv_by_size", "winograd_conv", "fused_conv_relu"],
+            False,
+        ),
         (ZEN3, torch.bfloat16, [], True),  # oneDNN's bf16 reorder would raise: stock kernels, and a warning
         (ZEN4, torch.float32, ["onednn_prepack", "winograd_conv", "fused_conv_relu"], False),
         (ZEN4, torch.bfloat16, ["onednn_prepack", "blocked_attention", "fused_conv_relu"], False),
