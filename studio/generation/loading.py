@@ -337,8 +337,12 @@ def _stream_component(
             if end == start:
                 tensor = torch.empty(info["shape"], dtype=source_dtype)
             else:
-                raw = bytearray(handle.read(end - start))
-                tensor = torch.frombuffer(raw, dtype=source_dtype).reshape(info["shape"])
+                # Read straight into the tensor's memory: read() then bytearray() held the bytes twice
+                # (0.4 GB for the text encoder's token table).
+                raw = torch.empty(end - start, dtype=torch.uint8)
+                if handle.readinto(raw.numpy().data) != end - start:
+                    return None  # a truncated file: from_pretrained reports it
+                tensor = raw.view(source_dtype).reshape(info["shape"])
             set_module_tensor_to_device(model, tensor_name, "cpu", value=tensor, dtype=dtype)
     if any(p.is_meta for p in model.parameters()) or any(b.is_meta for b in model.buffers()):
         return None

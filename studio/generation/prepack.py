@@ -126,11 +126,14 @@ class SizePackedConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = list(x.shape)
         if self.packed_for != size:
-            plain = self.weight.to_dense() if self.packed_for is not None else self.weight
+            # Two copies of the weight at most while repacking: the old form is let go first.
+            source = (self.weight.to_dense() if self.packed_for is not None else self.weight).to_mkldnn()
+            del self.weight
             # The stubs lack the input_size argument inductor passes too.
             self.weight = torch._C._nn.mkldnn_reorder_conv2d_weight(  # type: ignore[call-arg]
-                plain.to_mkldnn(), self.padding, self.stride, self.dilation, self.groups, size
+                source, self.padding, self.stride, self.dilation, self.groups, size
             )
+            del source
             self.packed_for = size
         out: torch.Tensor = torch.ops.mkldnn._convolution_pointwise(
             x, self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups, "none", [], ""
