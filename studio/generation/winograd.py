@@ -66,7 +66,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from studio.generation.prepack import return_freed_memory  # shared with prepacking: same glibc heap problem
+# Shared with prepacking: the same glibc heap problem.
+from studio.generation.prepack import FreedMemoryReturner, return_freed_memory
 
 
 @dataclass(frozen=True)
@@ -355,6 +356,7 @@ def winograd_convs(
         and min(module.in_channels, module.out_channels) >= min_channels
         and (max_weight_bytes is None or module.weight.numel() * 4 <= max_weight_bytes)
     ]
+    returner = FreedMemoryReturner()
     for qualified_name in names:
         parent_name, _, child_name = qualified_name.rpartition(".")
         parent = model.get_submodule(parent_name)
@@ -363,7 +365,10 @@ def winograd_convs(
             child, scheme, chunk_bytes=chunk_bytes, fallback_below_pixels=fallback_below_pixels
         )
         setattr(parent, child_name, replacement)
+        weight = child.weight
         del child, replacement
+        returner.replaced(weight)
+        del weight
     # The float64 intermediates of the weight transforms and the dropped weights would otherwise stay
     # in glibc's heap (measured: 1.82 GiB before the first decode instead of about 1.5).
     return_freed_memory()
