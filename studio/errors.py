@@ -17,3 +17,16 @@ from __future__ import annotations
 
 class StudioError(Exception):
     """Base of every error of ours; its message names the problem and the fix."""
+
+
+class FileFieldError(StudioError):
+    """A file a person wrote (a rules file, a collection spec) is wrong at one place: `path`, `line` (when
+    known) and `field` say where, `detail` how to fix it; the message holds all of them."""
+
+    def __init__(self, path: str, field: str, message: str, line: int | None = None) -> None:
+        where = f"{path}:{line}" if line else path
+        super().__init__(f"{where}: {field}: {message}")
+        self.path = path
+        self.field = field
+        self.line = line
+        self.detail = message

@@ -41,7 +41,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from studio.errors import StudioError
+from studio.errors import FileFieldError
 from studio.tomlfile import TomlTextError, find_line, line_map, parse_toml
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
@@ -57,16 +57,8 @@ MAX_ATTEMPTS = 1_000
 MAX_ENUMERATED = 1_000_000
 
 
-class CollectionSpecError(StudioError, ValueError):
+class CollectionSpecError(FileFieldError, ValueError):
     """A collection spec is wrong. `line` and `field` say where; the message says how to fix it."""
-
-    def __init__(self, path: str, field: str, message: str, line: int | None = None) -> None:
-        where = f"{path}:{line}" if line else path
-        super().__init__(f"{where}: {field}: {message}")
-        self.path = path
-        self.field = field
-        self.line = line
-        self.detail = message
 
 
 class _Strict(BaseModel):

@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-from studio.errors import StudioError
+from studio.errors import FileFieldError
 
 
-class RulesError(StudioError):
+class RulesError(FileFieldError):
     """A rules file is wrong. `line` and `field` say where; the message says how to fix it."""
-
-    def __init__(self, path: str, field: str, message: str, line: int | None = None) -> None:
-        where = f"{path}:{line}" if line else path
-        super().__init__(f"{where}: {field}: {message}")
-        self.path = path
-        self.field = field
-        self.line = line
-        self.detail = message
 
 
 class RulesNameError(RulesError):
