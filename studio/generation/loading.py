@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -19,7 +20,6 @@ from typing import Any, Literal
 import torch
 from diffusers import (
     AutoencoderTiny,
-    DiffusionPipeline,
     StableDiffusionImg2ImgPipeline,
     StableDiffusionPipeline,
     StableDiffusionXLImg2ImgPipeline,
@@ -29,6 +29,13 @@ from diffusers import (
 
 from studio.config import ModelSettings
 from studio.generation.devices import Placement
+from studio.generation.download import (
+    DownloadInterruptedError,
+    DownloadProgress,
+    cached_snapshot,
+    fetch_pipeline,
+    hub_cache_dir,
+)
 from studio.generation.errors import CorruptModelError, ModelNotAvailableError, UnsupportedCheckpointError
 
 log = logging.getLogger(__name__)
@@ -92,8 +99,14 @@ def is_local_path(model_id: str) -> bool:
     return not _HUB_ID.match(model_id)
 
 
-def load_model(settings: ModelSettings, placement: Placement) -> LoadedModel:
-    """Load the model the settings name, or raise an error that says how to get or point to one."""
+def load_model(
+    settings: ModelSettings,
+    placement: Placement,
+    *,
+    on_download: Callable[[DownloadProgress], None] | None = None,
+) -> LoadedModel:
+    """Load the model the settings name, or raise an error that says how to get or point to one.
+    on_download hears a hub model's download progress when it is not cached yet (see download.py)."""
     model_id = settings.model_id.strip()
     if not model_id:
         raise ModelNotAvailableError("No model is configured. " + _POINT_AT_MODEL)
@@ -106,7 +119,7 @@ def load_model(settings: ModelSettings, placement: Placement) -> LoadedModel:
         else:
             loaded = _load_folder(path, settings, placement, model_id=str(path), source="folder")
     else:
-        folder = _download_from_hub(model_id, settings, placement)
+        folder = _download_from_hub(model_id, settings, placement, on_download)
         loaded = _load_folder(folder, settings, placement, model_id=model_id, source="hub")
     loaded.tiny_vae = _load_tiny_autoencoder(settings, loaded)
     return loaded
@@ -116,14 +129,29 @@ def load_model(settings: ModelSettings, placement: Placement) -> LoadedModel:
 # Hub
 
 
-def _download_from_hub(model_id: str, settings: ModelSettings, placement: Placement) -> Path:
+def _download_from_hub(
+    model_id: str,
+    settings: ModelSettings,
+    placement: Placement,
+    on_download: Callable[[DownloadProgress], None] | None = None,
+) -> Path:
     """The cached snapshot folder of a hub model, fetched first when online (half-precision files if any)."""
     variant = "fp16" if placement.dtype != torch.float32 else None
     attempts = [variant, None] if variant else [None]
     last: Exception | None = None
     for attempt in attempts:
         try:
-            return Path(DiffusionPipeline.download(model_id, revision=settings.revision, variant=attempt))
+            return fetch_pipeline(
+                model_id,
+                revision=settings.revision,
+                variant=attempt,
+                endpoint=settings.hub_endpoint,
+                cache_dir=hub_cache_dir(),
+                on_progress=on_download,
+            )
+        except DownloadInterruptedError as exc:
+            # Started and stopped: another variant would be another download. The fix is to go on.
+            raise ModelNotAvailableError(f"Model {model_id!r} is not available yet: {exc}") from exc
         except (OSError, ValueError) as exc:  # huggingface_hub's errors derive from OSError
             last = exc
     offline = _hub_offline()
@@ -145,9 +173,7 @@ def _hub_offline() -> bool:
 
 
 def _hub_cache() -> str:
-    return os.environ.get("HF_HUB_CACHE") or os.path.join(
-        os.environ.get("HF_HOME", os.path.expanduser("~/.cache/huggingface")), "hub"
-    )
+    return str(hub_cache_dir())
 
 
 def ways_to_get_a_model(model_id: str) -> str:
@@ -174,19 +200,19 @@ def model_availability(settings: ModelSettings) -> tuple[Literal["ready", "downl
             return "ready", f"Model {path.name} is on this machine."
         what = "does not exist" if not path.exists() else "is not a diffusers model folder (no model_index.json)"
         return "missing", f"Model path {path} {what}. " + ways_to_get_a_model(model_id)
-    from huggingface_hub import try_to_load_from_cache
-
-    cached = try_to_load_from_cache(model_id, "model_index.json", revision=settings.revision)
-    if isinstance(cached, str):
+    cached = cached_snapshot(model_id, revision=settings.revision, cache_dir=hub_cache_dir())
+    if cached.complete:
         return "ready", f"Model {model_id} is in the local Hugging Face cache."
+    partly = "only partly on this machine (an interrupted download)" if cached.started else "not on this machine"
     if _hub_offline():
         return "missing", (
-            f"Model {model_id} is not on this machine and the hub is switched off (HF_HUB_OFFLINE). "
+            f"Model {model_id} is {partly} and the hub is switched off (HF_HUB_OFFLINE). "
             + ways_to_get_a_model(model_id)
         )
+    rest = "the rest of it" if cached.started else "it"
     return "download", (
-        f"Model {model_id} is not on this machine yet: the first generation downloads it from the Hugging "
-        "Face hub (several GB, once; then it is cached)."
+        f"Model {model_id} is {partly}{' yet' if not cached.started else ''}: the first generation downloads "
+        f"{rest} from the Hugging Face hub (several GB, once, with its progress shown; then it is cached)."
     )
 
 

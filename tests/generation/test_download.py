@@ -1,0 +1,206 @@
+"""A hub model not cached yet is downloaded with byte progress (studio/generation/download.py), from the
+hub stand-in on 127.0.0.1 (tests/fixtures/hub.py), into the usual Hugging Face cache layout.
+
+Downloads run in child studio processes: huggingface_hub reads HF_HUB_OFFLINE and the cache location
+at import, and this process is offline."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from studio.generation import GenerationRequest
+from studio.generation.download import DownloadProgress, human_bytes, human_duration, pipeline_files
+from studio.generation.loading import model_availability
+from tests.fixtures.hub import GENERATE_REQUEST, NOT_FOR_PIPELINES, TINY_REPO_ID, hub_env, run_generate
+from tests.fixtures.paths import REPO_ROOT
+
+
+def _pixels(png: bytes) -> bytes:
+    return Image.open(io.BytesIO(png)).convert("RGB").tobytes()
+
+
+def _downloads(report: dict) -> list[dict]:
+    return [details for stage, details in report["stages"] if stage == "downloading"]
+
+
+def _snapshot(cache, commit: str):
+    return cache / f"models--{TINY_REPO_ID.replace('/', '--')}" / "snapshots" / commit
+
+
+def test_first_generation_downloads_the_model_with_progress_and_makes_the_same_image(
+    hub, tiny_hub_repo, tiny_model_settings, engine, tmp_path
+):
+    served = sum(len(data) for data in tiny_hub_repo.files.values())
+    hub.bytes_per_second = served / 2  # about a second for the pipeline's files: several updates
+    cache = tmp_path / "hf-cache"
+    report = run_generate(hub_env(hub, cache, tiny_model_settings), tmp_path / "first")
+    assert "error" not in report, report
+
+    # The image is the one the same model makes loaded from its folder.
+    expected = engine.generate(GenerationRequest(**GENERATE_REQUEST))
+    made = (tmp_path / "first" / "image.png").read_bytes()
+    assert _pixels(made) == _pixels(expected.png)
+    assert report["record"]["model_id"] == TINY_REPO_ID
+    assert report["record"]["model_revision"] == tiny_hub_repo.commit  # the snapshot's commit
+
+    # The files diffusers loads, in the HF cache layout, and nothing a pipeline does not need.
+    snapshot = _snapshot(cache, tiny_hub_repo.commit)
+    fetched = sorted(p.relative_to(snapshot).as_posix() for p in snapshot.rglob("*") if p.is_file())
+    expected_files = pipeline_files(tiny_hub_repo.files, json.loads(tiny_hub_repo.files["model_index.json"]), None)
+    assert fetched == expected_files
+    assert "unet/diffusion_pytorch_model.safetensors" in fetched
+    assert not [name for name in fetched if name in NOT_FOR_PIPELINES or ".fp16." in name]
+    assert (cache / f"models--{TINY_REPO_ID.replace('/', '--')}" / "refs" / "main").read_text() == tiny_hub_repo.commit
+
+    # Progress: bytes of the whole snapshot, going up to the total, with a rate and a sane time left.
+    progress = _downloads(report)
+    total = sum(len(tiny_hub_repo.files[name]) for name in expected_files)
+    assert len(progress) >= 3
+    assert all(p["total_bytes"] == total for p in progress)
+    done = [p["done_bytes"] for p in progress]
+    assert done == sorted(done)
+    assert done[-1] == total
+    assert progress[-1]["finished"] is True
+    assert progress[-1]["eta_s"] == 0
+    assert all(p["eta_s"] is None or 0 <= p["eta_s"] < 3600 for p in progress)
+    assert all(p["rate"] is None or p["rate"] > 0 for p in progress)
+    assert any(p["rate"] for p in progress[:-1])
+    assert {p["file"] for p in progress[:-1]} <= set(expected_files)
+    stages = [stage for stage, _ in report["stages"]]
+    first, last = stages.index("downloading"), len(stages) - 1 - stages[::-1].index("downloading")
+    assert stages[first - 1] == "loading"
+    assert stages[last + 1] == "loading"
+    assert "downloading living-nft-studio-tests/tiny-sd-turbo" in report["log"]  # the log hears it too
+
+    # A second start finds it cached: no file is fetched again, and no download stage is shown.
+    fetched_before = [r for r in hub.requests if r[0] == "GET" and "/resolve/" in r[1]]
+    again = run_generate(hub_env(hub, cache, tiny_model_settings), tmp_path / "second")
+    assert "error" not in again, again
+    assert [r for r in hub.requests if r[0] == "GET" and "/resolve/" in r[1]] == fetched_before
+    assert "downloading" not in [stage for stage, _ in again["stages"]]
+
+
+def test_interrupted_download_says_so_and_the_next_attempt_goes_on(hub, tiny_hub_repo, tiny_model_settings, tmp_path):
+    cache = tmp_path / "hf-cache"
+    env = hub_env(hub, cache, tiny_model_settings)
+    unet = "unet/diffusion_pytorch_model.safetensors"
+    hub.fail(unet, status=500, times=50)  # the hub keeps failing this file
+    report = run_generate(env, tmp_path / "failed")
+    error = report["error"]
+    assert error["type"] == "ModelNotAvailableError"
+    assert error["message"].startswith(f"Model '{TINY_REPO_ID}' is not available yet: the download of")
+    assert f"while fetching {unet}" in error["message"]
+    assert "generate again to go on from there" in error["message"]
+    assert "Traceback" not in error["message"]
+
+    # Until it is complete the studio does not call the model ready.
+    monkey_env = {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "0"}
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in monkey_env.items():
+            mp.setenv(name, value)
+        settings = tiny_model_settings.model_copy(update={"model_id": TINY_REPO_ID})
+        state, message = model_availability(settings)
+    assert state == "download", message
+
+    # Files before the failing one were kept; the next attempt fetches only the rest. A connection cut
+    # mid-file is retried within the attempt (huggingface_hub resumes with a Range request past its 10 MB
+    # read chunk; the tiny files are smaller, so they are fetched again whole).
+    got_before = {path for method, path, _ in hub.requests if method == "GET" and "/resolve/" in path}
+    kept = [name for name in tiny_hub_repo.files if any(p.endswith("/" + name) for p in got_before)]
+    kept = [name for name in kept if name != unet]
+    assert kept, "some files were downloaded before the failure"
+    hub.heal()
+    size = len(tiny_hub_repo.files[unet])
+    hub.cut(unet, after=size // 2)
+    requests_before = len(hub.requests)
+    retried = run_generate(env, tmp_path / "retried")
+    assert "error" not in retried, retried
+    again = [r for r in hub.requests[requests_before:] if r[0] == "GET"]
+    assert not [r for r in again if any(r[1].endswith("/" + name) for name in kept)]
+    assert len(hub.gets(unet)) == 3  # the failed attempt's (500 is not retried), the cut one, the whole one
+    progress = _downloads(retried)
+    assert progress[0]["done_bytes"] >= sum(len(tiny_hub_repo.files[name]) for name in kept)
+    assert progress[-1]["done_bytes"] == progress[-1]["total_bytes"]
+
+
+def test_unknown_repo_online_says_the_hub_answer_after_the_fix(hub, tiny_model_settings, tmp_path):
+    env = hub_env(hub, tmp_path / "hf-cache", tiny_model_settings)
+    report = run_generate(env, tmp_path / "out")
+    message = report["error"]["message"]
+    assert report["error"]["type"] == "ModelNotAvailableError"
+    assert message.startswith(f"Model '{TINY_REPO_ID}' is not available here: it could not be fetched")
+    assert "hf download" in message
+    assert "local diffusers folder" in message
+    assert message.index("Get one in one of three ways") < message.index("Hub said")
+
+
+_DIFFUSERS_DOWNLOAD = """
+import json, sys
+from pathlib import Path
+from diffusers import DiffusionPipeline
+result = {}
+for variant in (None, "fp16"):
+    cache = Path(sys.argv[1]) / str(variant)
+    folder = Path(DiffusionPipeline.download(sys.argv[2], variant=variant, cache_dir=cache))
+    result[str(variant)] = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+print(json.dumps(result))
+"""
+
+
+def test_the_files_chosen_are_the_ones_diffusers_downloads(hub, tiny_hub_repo, tmp_path):
+    """DiffusionPipeline.download itself, against the same stand-in, fetches exactly the chosen files."""
+    env = hub_env(hub, tmp_path / "unused", _NoModel(), HF_ENDPOINT=hub.url)
+    done = subprocess.run(
+        [sys.executable, "-c", _DIFFUSERS_DOWNLOAD, str(tmp_path / "diffusers-cache"), TINY_REPO_ID],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    by_diffusers = json.loads(done.stdout.strip().splitlines()[-1])
+    index = json.loads(tiny_hub_repo.files["model_index.json"])
+    assert by_diffusers["None"] == pipeline_files(tiny_hub_repo.files, index, None)
+    assert by_diffusers["fp16"] == pipeline_files(tiny_hub_repo.files, index, "fp16")
+    assert "unet/diffusion_pytorch_model.fp16.safetensors" in by_diffusers["fp16"]
+
+
+class _NoModel:
+    device, dtype, preset, tiny_autoencoder_id, max_side = "cpu", "float32", "fast", "", 256
+
+
+def test_a_variant_the_repo_lacks_is_refused_so_the_loader_falls_back(tiny_hub_folder):
+    files = {p.relative_to(tiny_hub_folder).as_posix(): b"" for p in tiny_hub_folder.rglob("*") if p.is_file()}
+    plain = {name: data for name, data in files.items() if ".fp16." not in name}
+    index = json.loads((tiny_hub_folder / "model_index.json").read_text())
+    with pytest.raises(ValueError, match="variant=fp16"):
+        pipeline_files(plain, index, "fp16")
+    assert pipeline_files(plain, index, None) == pipeline_files(files, index, None)
+
+
+def test_progress_reads_as_a_person_says_it():
+    progress = DownloadProgress(
+        repo_id=TINY_REPO_ID,
+        done_bytes=1_234_000_000,
+        total_bytes=5_100_000_000,
+        rate=24_000_000,
+        eta_s=170,
+        file="unet/diffusion_pytorch_model.fp16.safetensors",
+        files_done=3,
+        files_total=9,
+    )
+    assert progress.sentence() == "1.2 GB of 5.1 GB, 24 MB/s, about 3 min left"
+    assert human_bytes(512) == "512 B"
+    assert human_bytes(2_500) == "2.5 kB"
+    assert human_bytes(345_000_000) == "345 MB"
+    assert human_bytes(12_300_000_000) == "12 GB"
+    assert human_duration(12) == "12 s"
+    assert human_duration(3_900) == "1 h 5 min"
