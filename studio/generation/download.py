@@ -60,6 +60,7 @@ class DownloadProgress:
             "files_done": self.files_done,
             "files_total": self.files_total,
             "finished": self.finished,
+            "summary": self.sentence(),
         }
 
     def sentence(self) -> str:

@@ -39,7 +39,7 @@ def test_first_generation_downloads_the_model_with_progress_and_makes_the_same_i
     served = sum(len(data) for data in tiny_hub_repo.files.values())
     hub.bytes_per_second = served / 2  # about a second for the pipeline's files: several updates
     cache = tmp_path / "hf-cache"
-    report = run_generate(hub_env(hub, cache, tiny_model_settings), tmp_path / "first")
+    report = run_generate(hub_env(hub, cache, tiny_model_settings), tmp_path / "first", queued=True)
     assert "error" not in report, report
 
     # The image is the one the same model makes loaded from its folder.
@@ -77,6 +77,14 @@ def test_first_generation_downloads_the_model_with_progress_and_makes_the_same_i
     assert stages[first - 1] == "loading"
     assert stages[last + 1] == "loading"
     assert "downloading living-nft-studio-tests/tiny-sd-turbo" in report["log"]  # the log hears it too
+    assert progress[-1]["summary"].endswith(", done")
+
+    # A request sent meanwhile waits its turn and shows the same download meanwhile, with its place.
+    queued = report["queued_stages"]
+    waiting_downloads = [d for stage, d in queued if stage == "downloading"]
+    assert waiting_downloads and all(d["position"] == 2 and d["ahead"] == 1 for d in waiting_downloads)
+    assert all(d["total_bytes"] == total for d in waiting_downloads)
+    assert [stage for stage, _ in queued][-1] == "decoding"  # and then it ran
 
     # A second start finds it cached: no file is fetched again, and no download stage is shown.
     fetched_before = [r for r in hub.requests if r[0] == "GET" and "/resolve/" in r[1]]
