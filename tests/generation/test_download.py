@@ -82,7 +82,8 @@ def test_first_generation_downloads_the_model_with_progress_and_makes_the_same_i
     # A request sent meanwhile waits its turn and shows the same download meanwhile, with its place.
     queued = report["queued_stages"]
     waiting_downloads = [d for stage, d in queued if stage == "downloading"]
-    assert waiting_downloads and all(d["position"] == 2 and d["ahead"] == 1 for d in waiting_downloads)
+    assert waiting_downloads
+    assert all(d["position"] == 2 and d["ahead"] == 1 for d in waiting_downloads)
     assert all(d["total_bytes"] == total for d in waiting_downloads)
     assert [stage for stage, _ in queued][-1] == "decoding"  # and then it ran
 
