@@ -223,6 +223,16 @@ class DownloadPlan:
         return sum(self.sizes.values())
 
 
+def model_files(filenames: Collection[str]) -> list[str]:
+    """The files ModelMixin.from_pretrained reads from a single-model repo (an AutoencoderTiny such as
+    madebyollin/taesd): config.json and the safetensors weights, or the pickle ones when there are none."""
+    names = set(filenames)
+    for weights in ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin"):
+        if weights in names:
+            return sorted({"config.json", weights} & names)
+    raise ValueError("the repo has no diffusion_pytorch_model weights: it is not a diffusers model")
+
+
 def plan_download(
     repo_id: str,
     *,
@@ -230,35 +240,40 @@ def plan_download(
     variant: str | None,
     endpoint: str | None = None,
     cache_dir: Path | None = None,
+    pipeline: bool = True,
 ) -> DownloadPlan:
     """Resolve `revision` to a commit (recording the branch in the cache, as snapshot_download does),
-    read model_index.json and the repo's file listing with sizes, and choose the files."""
+    read the config (model_index.json of a pipeline, config.json of one model) and the repo's file
+    listing with sizes, and choose the files."""
     from huggingface_hub import HfApi, hf_hub_download
 
     cache = cache_dir or hub_cache_dir()
-    # Fetching model_index.json by branch name records refs/<branch> -> commit in the cache, so a later
+    config_name = "model_index.json" if pipeline else "config.json"
+    # Fetching the config by branch name records refs/<branch> -> commit in the cache, so a later
     # offline start finds the snapshot; its folder is named by the commit it belongs to.
-    index_path = Path(
-        hf_hub_download(repo_id, "model_index.json", revision=revision, cache_dir=cache, endpoint=endpoint)
-    )
-    commit = index_path.parent.name
-    if index_path.stat().st_size > MAX_INDEX_BYTES:
-        raise ValueError(f"{repo_id}'s model_index.json is larger than {MAX_INDEX_BYTES} bytes: not a diffusers model.")
-    try:
-        model_index = json.loads(index_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{repo_id}'s model_index.json is not valid JSON ({exc}).") from exc
-    if not isinstance(model_index, dict):
-        raise ValueError(f"{repo_id}'s model_index.json does not hold a JSON object.")
+    config_path = Path(hf_hub_download(repo_id, config_name, revision=revision, cache_dir=cache, endpoint=endpoint))
+    commit = config_path.parent.name
     info = HfApi(endpoint=endpoint).model_info(repo_id, revision=commit, files_metadata=True, timeout=HUB_TIMEOUT_S)
     siblings = list(info.siblings or [])
     if len(siblings) > MAX_FILES:
         raise ValueError(f"{repo_id} lists {len(siblings)} files (more than {MAX_FILES}): not a diffusers model.")
     listed = {s.rfilename: int(s.size or 0) for s in siblings if _safe_repo_path(s.rfilename)}
-    chosen = pipeline_files(listed, model_index, variant)
+    chosen = pipeline_files(listed, _read_index(repo_id, config_path), variant) if pipeline else model_files(listed)
     return DownloadPlan(
-        repo_id=repo_id, commit=commit, snapshot=index_path.parent, sizes={name: listed[name] for name in chosen}
+        repo_id=repo_id, commit=commit, snapshot=config_path.parent, sizes={name: listed[name] for name in chosen}
     )
+
+
+def _read_index(repo_id: str, path: Path) -> dict[str, Any]:
+    if path.stat().st_size > MAX_INDEX_BYTES:
+        raise ValueError(f"{repo_id}'s model_index.json is larger than {MAX_INDEX_BYTES} bytes: not a diffusers model.")
+    try:
+        model_index = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{repo_id}'s model_index.json is not valid JSON ({exc}).") from exc
+    if not isinstance(model_index, dict):
+        raise ValueError(f"{repo_id}'s model_index.json does not hold a JSON object.")
+    return model_index
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -373,7 +388,6 @@ def fetch_pipeline(
     the model cannot be had, and DownloadInterruptedError when a started download stops."""
     import httpx2
     from diffusers import DiffusionPipeline
-    from huggingface_hub import hf_hub_download, try_to_load_from_cache
     from huggingface_hub.errors import OfflineModeIsEnabled
 
     cache = cache_dir or hub_cache_dir()
@@ -392,7 +406,60 @@ def fetch_pipeline(
             )
         except (OSError, ValueError):
             raise OSError(f"the hub at {endpoint or 'huggingface.co'} could not be reached ({exc})") from exc
+    return _fetch(plan, cache, endpoint, on_progress, min_interval_s)
 
+
+def fetch_model(
+    repo_id: str,
+    *,
+    revision: str | None = None,
+    endpoint: str | None = None,
+    cache_dir: Path | None = None,
+    on_progress: DownloadCallback | None = None,
+    min_interval_s: float = 0.25,
+) -> Path:
+    """The cached snapshot folder of a single diffusers model on the hub (config.json and its weights,
+    see model_files), fetched with progress when missing; offline or with the hub out of reach, the
+    cache's. Raises OSError/ValueError when it cannot be had."""
+    import httpx2
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    cache = cache_dir or hub_cache_dir()
+
+    def cached() -> Path:
+        config = try_to_load_from_cache(repo_id, "config.json", cache_dir=cache, revision=revision)
+        folder = Path(config).parent if isinstance(config, str) else None
+        if folder is None or not any(
+            (folder / name).is_file() for name in model_files([p.name for p in folder.iterdir()])
+        ):
+            raise FileNotFoundError(f"{repo_id} is not in the local Hugging Face cache ({cache})")
+        return folder
+
+    if hub_offline():
+        return cached()
+    try:
+        plan = plan_download(
+            repo_id, revision=revision, variant=None, endpoint=endpoint, cache_dir=cache, pipeline=False
+        )
+    except (httpx2.TransportError, OfflineModeIsEnabled) as exc:
+        log.warning("could not reach the hub for %s (%s); looking in the local cache", repo_id, exc)
+        return cached()
+    return _fetch(plan, cache, endpoint, on_progress, min_interval_s)
+
+
+def _fetch(
+    plan: DownloadPlan,
+    cache: Path,
+    endpoint: str | None,
+    on_progress: DownloadCallback | None,
+    min_interval_s: float,
+) -> Path:
+    """Fetch the plan's files that the cache lacks, one after the other, telling on_progress."""
+    import httpx2
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+
+    repo_id = plan.repo_id
     progress = _Progress(plan, on_progress, min_interval_s)
     missing: list[str] = []
     for name, size in plan.sizes.items():

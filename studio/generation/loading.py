@@ -33,6 +33,7 @@ from studio.generation.download import (
     DownloadInterruptedError,
     DownloadProgress,
     cached_snapshot,
+    fetch_model,
     fetch_pipeline,
     hub_cache_dir,
 )
@@ -121,7 +122,7 @@ def load_model(
     else:
         folder = _download_from_hub(model_id, settings, placement, on_download)
         loaded = _load_folder(folder, settings, placement, model_id=model_id, source="hub")
-    loaded.tiny_vae = _load_tiny_autoencoder(settings, loaded)
+    loaded.tiny_vae = _load_tiny_autoencoder(settings, loaded, on_download)
     return loaded
 
 
@@ -477,18 +478,26 @@ def _load_single_file(path: Path, settings: ModelSettings, placement: Placement)
 # The tiny autoencoder of the fast preset
 
 
-def _load_tiny_autoencoder(settings: ModelSettings, loaded: LoadedModel) -> Any | None:
-    """AutoencoderTiny for the fast preset, or None with a warning saying why and what it costs."""
+def _load_tiny_autoencoder(
+    settings: ModelSettings,
+    loaded: LoadedModel,
+    on_download: Callable[[DownloadProgress], None] | None = None,
+) -> Any | None:
+    """AutoencoderTiny for the fast preset, or None with a warning saying why and what it costs. A hub
+    id is fetched like the model (same endpoint, progress told to on_download)."""
     tiny_id = (settings.tiny_autoencoder_id or "").strip()
     if not tiny_id:
         return None
     if loaded.family == "sdxl":
         tiny_id = _TINY_FOR_SDXL.get(tiny_id, tiny_id)
     try:
-        tiny = AutoencoderTiny.from_pretrained(
-            str(Path(tiny_id).expanduser()) if is_local_path(tiny_id) else tiny_id,
-            dtype=loaded.placement.dtype,
-        )
+        if is_local_path(tiny_id):
+            source = Path(tiny_id).expanduser()
+        else:
+            source = fetch_model(
+                tiny_id, endpoint=settings.hub_endpoint, cache_dir=hub_cache_dir(), on_progress=on_download
+            )
+        tiny = AutoencoderTiny.from_pretrained(str(source), dtype=loaded.placement.dtype)
     except (OSError, ValueError, RuntimeError) as exc:
         loaded.warnings.append(
             f"The tiny autoencoder {tiny_id!r} could not be loaded ({_first_line(exc)}), so the fast preset "

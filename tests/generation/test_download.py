@@ -17,7 +17,14 @@ from PIL import Image
 from studio.generation import GenerationRequest
 from studio.generation.download import DownloadProgress, human_bytes, human_duration, pipeline_files
 from studio.generation.loading import model_availability
-from tests.fixtures.hub import GENERATE_REQUEST, NOT_FOR_PIPELINES, TINY_REPO_ID, hub_env, run_generate
+from tests.fixtures.hub import (
+    GENERATE_REQUEST,
+    NOT_FOR_PIPELINES,
+    TINY_AUTOENCODER_REPO_ID,
+    TINY_REPO_ID,
+    hub_env,
+    run_generate,
+)
 from tests.fixtures.paths import REPO_ROOT
 
 
@@ -34,12 +41,14 @@ def _snapshot(cache, commit: str):
 
 
 def test_first_generation_downloads_the_model_with_progress_and_makes_the_same_image(
-    hub, tiny_hub_repo, tiny_model_settings, engine, tmp_path
+    hub, tiny_hub_repo, tiny_hub_autoencoder, tiny_model_settings, engine, tmp_path
 ):
     served = sum(len(data) for data in tiny_hub_repo.files.values())
     hub.bytes_per_second = served / 2  # about a second for the pipeline's files: several updates
     cache = tmp_path / "hf-cache"
-    report = run_generate(hub_env(hub, cache, tiny_model_settings), tmp_path / "first", queued=True)
+    # The fast preset's tiny autoencoder comes from the same hub (the same endpoint setting).
+    env = hub_env(hub, cache, tiny_model_settings, STUDIO_MODEL__TINY_AUTOENCODER_ID=TINY_AUTOENCODER_REPO_ID)
+    report = run_generate(env, tmp_path / "first", queued=True)
     assert "error" not in report, report
 
     # The image is the one the same model makes loaded from its folder.
@@ -48,6 +57,9 @@ def test_first_generation_downloads_the_model_with_progress_and_makes_the_same_i
     assert _pixels(made) == _pixels(expected.png)
     assert report["record"]["model_id"] == TINY_REPO_ID
     assert report["record"]["model_revision"] == tiny_hub_repo.commit  # the snapshot's commit
+    assert report["record"]["decoder"] == TINY_AUTOENCODER_REPO_ID
+    taesd = cache / f"models--{TINY_AUTOENCODER_REPO_ID.replace('/', '--')}" / "snapshots" / tiny_hub_autoencoder.commit
+    assert sorted(p.name for p in taesd.iterdir()) == ["config.json", "diffusion_pytorch_model.safetensors"]
 
     # The files diffusers loads, in the HF cache layout, and nothing a pipeline does not need.
     snapshot = _snapshot(cache, tiny_hub_repo.commit)
@@ -59,8 +71,9 @@ def test_first_generation_downloads_the_model_with_progress_and_makes_the_same_i
     assert (cache / f"models--{TINY_REPO_ID.replace('/', '--')}" / "refs" / "main").read_text() == tiny_hub_repo.commit
 
     # Progress: bytes of the whole snapshot, going up to the total, with a rate and a sane time left.
-    progress = _downloads(report)
+    progress = [p for p in _downloads(report) if p["model"] == TINY_REPO_ID]
     total = sum(len(tiny_hub_repo.files[name]) for name in expected_files)
+    assert _downloads(report)[-1]["model"] == TINY_AUTOENCODER_REPO_ID  # fetched after the model, also told
     assert len(progress) >= 3
     assert all(p["total_bytes"] == total for p in progress)
     done = [p["done_bytes"] for p in progress]
@@ -81,7 +94,7 @@ def test_first_generation_downloads_the_model_with_progress_and_makes_the_same_i
 
     # A request sent meanwhile waits its turn and shows the same download meanwhile, with its place.
     queued = report["queued_stages"]
-    waiting_downloads = [d for stage, d in queued if stage == "downloading"]
+    waiting_downloads = [d for stage, d in queued if stage == "downloading" and d["model"] == TINY_REPO_ID]
     assert waiting_downloads
     assert all(d["position"] == 2 and d["ahead"] == 1 for d in waiting_downloads)
     assert all(d["total_bytes"] == total for d in waiting_downloads)
@@ -89,10 +102,18 @@ def test_first_generation_downloads_the_model_with_progress_and_makes_the_same_i
 
     # A second start finds it cached: no file is fetched again, and no download stage is shown.
     fetched_before = [r for r in hub.requests if r[0] == "GET" and "/resolve/" in r[1]]
-    again = run_generate(hub_env(hub, cache, tiny_model_settings), tmp_path / "second")
+    again = run_generate(env, tmp_path / "second")
     assert "error" not in again, again
     assert [r for r in hub.requests if r[0] == "GET" and "/resolve/" in r[1]] == fetched_before
     assert "downloading" not in [stage for stage, _ in again["stages"]]
+
+    # And offline (HF_HUB_OFFLINE=1) the cache alone serves both, asking the hub nothing.
+    asked = len(hub.requests)
+    offline = run_generate({**env, "HF_HUB_OFFLINE": "1"}, tmp_path / "offline")
+    assert "error" not in offline, offline
+    assert offline["record"]["decoder"] == TINY_AUTOENCODER_REPO_ID
+    assert offline["record"]["model_revision"] == tiny_hub_repo.commit
+    assert len(hub.requests) == asked
 
 
 def test_interrupted_download_says_so_and_the_next_attempt_goes_on(hub, tiny_hub_repo, tiny_model_settings, tmp_path):
