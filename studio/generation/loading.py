@@ -28,7 +28,7 @@ from diffusers import (
 )
 
 from studio.config import ModelSettings
-from studio.generation.devices import Placement
+from studio.generation.devices import Placement, resolve_placement
 from studio.generation.download import (
     DownloadInterruptedError,
     DownloadProgress,
@@ -124,6 +124,39 @@ def load_model(
         loaded = _load_folder(folder, settings, placement, model_id=model_id, source="hub")
     loaded.tiny_vae = _load_tiny_autoencoder(settings, loaded, on_download)
     return loaded
+
+
+def download_model(
+    settings: ModelSettings, on_download: Callable[[DownloadProgress], None] | None = None
+) -> list[Path]:
+    """Fetch the configured hub model, and the fast preset's tiny autoencoder when that is a hub id,
+    into the Hugging Face cache without loading them (`python -m studio model download`): the files
+    the first generation would fetch, with the same progress. Returns the cached snapshot folders
+    (none for local models); raises ModelNotAvailableError with the fix, as load_model does."""
+    model_id = settings.model_id.strip()
+    if not model_id:
+        raise ModelNotAvailableError("No model is configured. " + _POINT_AT_MODEL)
+    folders: list[Path] = []
+    family: Family | None = None
+    if not is_local_path(model_id):
+        placement = resolve_placement(settings.device, settings.dtype)
+        folders.append(_download_from_hub(model_id, settings, placement, on_download))
+        family = _family_of(str(_read_model_index(folders[0]).get("_class_name", "")), model_id)
+    tiny_id = (settings.tiny_autoencoder_id or "").strip()
+    if family == "sdxl":
+        tiny_id = _TINY_FOR_SDXL.get(tiny_id, tiny_id)
+    if tiny_id and not is_local_path(tiny_id):
+        try:
+            folders.append(
+                fetch_model(tiny_id, endpoint=settings.hub_endpoint, cache_dir=hub_cache_dir(), on_progress=on_download)
+            )
+        except (OSError, ValueError) as exc:
+            raise ModelNotAvailableError(
+                f"The tiny autoencoder {tiny_id!r} (the fast preset's decoder) could not be downloaded: "
+                f"{_first_line(exc)}. Run it again while online, or set STUDIO_MODEL__TINY_AUTOENCODER_ID to a "
+                "local AutoencoderTiny folder (empty: always decode with the full VAE)."
+            ) from exc
+    return folders
 
 
 # ---------------------------------------------------------------------------------------------------

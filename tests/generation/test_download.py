@@ -234,3 +234,51 @@ def test_progress_reads_as_a_person_says_it():
     assert human_bytes(12_300_000_000) == "12 GB"
     assert human_duration(12) == "12 s"
     assert human_duration(3_900) == "1 h 5 min"
+
+
+def test_model_download_command_prints_progress_and_leaves_the_model_ready(
+    hub, tiny_hub_repo, tiny_hub_autoencoder, tiny_model_settings, tmp_path
+):
+    hub.bytes_per_second = sum(len(data) for data in tiny_hub_repo.files.values()) / 3  # a few lines' worth
+    cache = tmp_path / "hf-cache"
+    env = hub_env(hub, cache, tiny_model_settings, STUDIO_MODEL__TINY_AUTOENCODER_ID=TINY_AUTOENCODER_REPO_ID)
+    done = subprocess.run(
+        [sys.executable, "-m", "studio", "model", "download"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    lines = done.stdout.splitlines()
+    model_lines = [line for line in lines if line.startswith(f"{TINY_REPO_ID}: ")]
+    assert len(model_lines) >= 2, done.stdout
+    assert all(" of 5" in line for line in model_lines)  # bytes of the whole snapshot (503 kB)
+    assert any(line.endswith(" left") and "/s, about " in line for line in model_lines), done.stdout
+    assert model_lines[-1].endswith(", done")
+    assert any(line.startswith(f"{TINY_AUTOENCODER_REPO_ID}: ") for line in lines), done.stdout
+    assert lines[-2:] == [
+        f"ready: {_snapshot(cache, tiny_hub_repo.commit)}",
+        f"ready: {cache / 'models--living-nft-studio-tests--tiny-taesd' / 'snapshots' / tiny_hub_autoencoder.commit}",
+    ]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HUB_CACHE", str(cache))
+        settings = tiny_model_settings.model_copy(update={"model_id": TINY_REPO_ID})
+        assert model_availability(settings)[0] == "ready"
+
+    hub.repos.clear()  # the hub no longer has it: the command says so, in the studio's words, exit 1
+    gone = subprocess.run(
+        [sys.executable, "-m", "studio", "model", "download"],
+        env={**env, "HF_HUB_CACHE": str(tmp_path / "empty-cache")},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert gone.returncode == 1
+    said = gone.stderr.strip().splitlines()[-1]  # after the libraries' own import warnings
+    assert said.startswith(f"Model '{TINY_REPO_ID}' is not available here"), gone.stderr[-2000:]
+    assert "Traceback" not in gone.stderr
