@@ -133,6 +133,9 @@ class ModelSettings(BaseModel):
         if not value:
             return None
         parts = urlsplit(value)
+        if parts.username or parts.password:
+            # Shown in messages and logs: a token belongs in HF_TOKEN, which huggingface_hub sends itself.
+            raise ValueError("hub_endpoint must not hold credentials: set HF_TOKEN for the hub's token instead.")
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
             raise ValueError(
                 f"hub_endpoint {value!r} is not an http(s) base URL: use one like https://hf-mirror.com, or leave "

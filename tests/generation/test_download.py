@@ -282,3 +282,16 @@ def test_model_download_command_prints_progress_and_leaves_the_model_ready(
     said = gone.stderr.strip().splitlines()[-1]  # after the libraries' own import warnings
     assert said.startswith(f"Model '{TINY_REPO_ID}' is not available here"), gone.stderr[-2000:]
     assert "Traceback" not in gone.stderr
+
+
+def test_hub_endpoint_setting_takes_a_base_url_and_names_the_fix_otherwise():
+    from studio.config import ModelSettings
+
+    assert ModelSettings(hub_endpoint=" https://hf-mirror.com/ ").hub_endpoint == "https://hf-mirror.com"
+    assert ModelSettings(hub_endpoint="").hub_endpoint is None
+    for bad in ("hf-mirror.com", "ftp://hf-mirror.com", "https://hf-mirror.com/?token=1"):
+        with pytest.raises(ValueError, match=r"not an http\(s\) base URL: use one like https://hf-mirror.com"):
+            ModelSettings(hub_endpoint=bad)
+    with pytest.raises(ValueError, match="must not hold credentials: set HF_TOKEN") as caught:
+        ModelSettings(hub_endpoint="https://me:hf_secret@hf-mirror.com")
+    assert "hf_secret" not in str(caught.value)
