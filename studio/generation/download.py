@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from studio.generation.errors import DownloadInterruptedError
+
 log = logging.getLogger(__name__)
 
 MAX_FILES = 5000  # a hub listing is outside input: a diffusers repo has a few dozen files
@@ -76,11 +78,6 @@ class DownloadProgress:
 
 
 DownloadCallback = Callable[[DownloadProgress], None]
-
-
-class DownloadInterruptedError(OSError):
-    """A download that had started stopped (connection lost, server error). Files already fetched stay
-    in the cache; the next attempt goes on from there."""
 
 
 def human_bytes(count: float) -> str:

@@ -30,14 +30,18 @@ from diffusers import (
 from studio.config import ModelSettings
 from studio.generation.devices import Placement, resolve_placement
 from studio.generation.download import (
-    DownloadInterruptedError,
     DownloadProgress,
     cached_snapshot,
     fetch_model,
     fetch_pipeline,
     hub_cache_dir,
 )
-from studio.generation.errors import CorruptModelError, ModelNotAvailableError, UnsupportedCheckpointError
+from studio.generation.errors import (
+    CorruptModelError,
+    DownloadInterruptedError,
+    ModelNotAvailableError,
+    UnsupportedCheckpointError,
+)
 
 log = logging.getLogger(__name__)
 
