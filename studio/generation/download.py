@@ -362,6 +362,14 @@ def _bar_class(progress: _Progress) -> type[Any]:
             progress.add(int(n or 0))
             return None
 
+        def update_transfer(self, n: float | None = 1) -> None:
+            """Bytes off the network, which huggingface_hub reports beside the bytes written (update):
+            for Xet downloads they differ (deduplication, compression) and would count twice. Having
+            this method makes its Xet reporter send both to this one bar, as snapshot_download's does."""
+
+        def set_transfer_postfix_str(self, postfix: str, refresh: bool = False) -> None:
+            """The network rate, for a display this bar does not have."""
+
     return _CountingBar
 
 

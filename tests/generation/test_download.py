@@ -294,3 +294,33 @@ def test_hub_endpoint_setting_takes_a_base_url_and_names_the_fix_otherwise():
             ModelSettings(hub_endpoint=bad)
     with pytest.raises(ValueError, match="must not hold credentials: set HF_TOKEN"):
         ModelSettings(hub_endpoint="https://me:hf_secret@hf-mirror.com")
+
+
+def test_xet_downloads_count_each_byte_once(tmp_path):
+    """huggingface_hub's Xet reporter (the real hub serves most weights through Xet) reports bytes written
+    and bytes received; the progress counts the written ones only, once."""
+    import logging
+    from types import SimpleNamespace
+
+    from huggingface_hub.utils._xet_progress_reporting import XetDownloadProgressReporter
+
+    from studio.generation.download import DownloadPlan, _bar_class, _Progress
+
+    plan = DownloadPlan(repo_id=TINY_REPO_ID, commit="0" * 40, snapshot=tmp_path, sizes={"unet/weights": 1000})
+    heard: list[DownloadProgress] = []
+    progress = _Progress(plan, heard.append, min_interval_s=0)
+    reporter = XetDownloadProgressReporter(
+        total=1000, tqdm_class=_bar_class(progress), reconstruction_desc="unet/weights", log_level=logging.INFO
+    )
+    for written, received in ((300, 200), (1000, 640)):
+        reporter.update_progress(
+            SimpleNamespace(
+                total_bytes=1000,
+                total_bytes_completed=written,
+                total_transfer_bytes_completed=received,
+                total_bytes_completion_rate=None,
+                total_transfer_bytes_completion_rate=None,
+            )
+        )
+    reporter.close()
+    assert [p.done_bytes for p in heard] == [300, 1000]
