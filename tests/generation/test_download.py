@@ -22,6 +22,7 @@ from tests.fixtures.hub import (
     NOT_FOR_PIPELINES,
     TINY_AUTOENCODER_REPO_ID,
     TINY_REPO_ID,
+    HubRepo,
     hub_env,
     run_generate,
 )
@@ -324,3 +325,37 @@ def test_xet_downloads_count_each_byte_once(tmp_path):
         )
     reporter.close()
     assert [p.done_bytes for p in heard] == [300, 1000]
+
+
+def _native_bf16() -> bool:
+    from studio.generation.cpu import cpu_capabilities
+
+    return cpu_capabilities().native_bf16
+
+
+@pytest.mark.skipif(not _native_bf16(), reason="half precision on CPU needs native bf16 (float32 is tested above)")
+def test_half_precision_downloads_the_fp16_files_and_falls_back_when_a_repo_has_none(
+    hub, tiny_hub_repo, tiny_model_settings, tmp_path
+):
+    index = json.loads(tiny_hub_repo.files["model_index.json"])
+    cache = tmp_path / "hf-cache"
+    env = hub_env(hub, cache, tiny_model_settings, STUDIO_MODEL__DTYPE="bfloat16")
+    report = run_generate(env, tmp_path / "fp16")
+    assert "error" not in report, report
+    snapshot = _snapshot(cache, tiny_hub_repo.commit)
+    fetched = sorted(p.relative_to(snapshot).as_posix() for p in snapshot.rglob("*") if p.is_file())
+    assert fetched == pipeline_files(tiny_hub_repo.files, index, "fp16")
+    assert "unet/diffusion_pytorch_model.fp16.safetensors" in fetched
+    assert "unet/diffusion_pytorch_model.safetensors" not in fetched
+    assert report["record"]["dtype"] == "bfloat16"
+
+    # A repo without fp16 files: the full-precision ones, as before (loaded in bf16).
+    plain = {name: data for name, data in tiny_hub_repo.files.items() if ".fp16." not in name}
+    plain_repo = hub.publish(HubRepo("living-nft-studio-tests/tiny-sd-plain", plain))
+    report = run_generate(
+        {**env, "STUDIO_MODEL__MODEL_ID": "living-nft-studio-tests/tiny-sd-plain"}, tmp_path / "plain"
+    )
+    assert "error" not in report, report
+    folder = cache / "models--living-nft-studio-tests--tiny-sd-plain" / "snapshots" / plain_repo.commit
+    assert (folder / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+    assert report["record"]["model_revision"] == plain_repo.commit
