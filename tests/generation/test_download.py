@@ -116,6 +116,12 @@ def test_first_generation_downloads_the_model_with_progress_and_makes_the_same_i
     assert offline["record"]["model_revision"] == tiny_hub_repo.commit
     assert len(hub.requests) == asked
 
+    # Online but with the hub out of reach (nothing listens there), the cache serves them too.
+    unreachable = run_generate({**env, "STUDIO_MODEL__HUB_ENDPOINT": "http://127.0.0.1:9"}, tmp_path / "no-hub")
+    assert "error" not in unreachable, unreachable
+    assert unreachable["record"]["decoder"] == TINY_AUTOENCODER_REPO_ID
+    assert "could not reach the hub" in unreachable["log"]
+
 
 def test_interrupted_download_says_so_and_the_next_attempt_goes_on(hub, tiny_hub_repo, tiny_model_settings, tmp_path):
     cache = tmp_path / "hf-cache"
