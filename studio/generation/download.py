@@ -160,6 +160,10 @@ def pipeline_files(filenames: Collection[str], model_index: dict[str, Any], vari
     (its defaults: safetensors when every model folder has them, no ONNX, no custom code), found with
     diffusers' own helpers. Raises ValueError when the variant has no weights, as diffusers does."""
     import diffusers
+
+    # Two of these helpers are private to diffusers (pinned in requirements.in): the test
+    # test_the_files_chosen_are_the_ones_diffusers_downloads runs DiffusionPipeline.download itself
+    # against the hub stand-in and fails if the choice ever drifts from it.
     from diffusers.pipelines.pipeline_loading_utils import (
         _get_custom_components_and_folders,
         _get_ignore_patterns,
