@@ -248,9 +248,10 @@ def model_availability(settings: ModelSettings) -> tuple[Literal["ready", "downl
             + ways_to_get_a_model(model_id)
         )
     rest = "the rest of it" if cached.started else "it"
+    hub = settings.hub_endpoint or "the Hugging Face hub"
     return "download", (
         f"Model {model_id} is {partly}{' yet' if not cached.started else ''}: the first generation downloads "
-        f"{rest} from the Hugging Face hub (several GB, once, with its progress shown; then it is cached)."
+        f"{rest} from {hub} (several GB, once, with its progress shown; then it is cached)."
     )
 
 

@@ -141,9 +141,11 @@ def test_interrupted_download_says_so_and_the_next_attempt_goes_on(hub, tiny_hub
     with pytest.MonkeyPatch.context() as mp:
         for name, value in monkey_env.items():
             mp.setenv(name, value)
-        settings = tiny_model_settings.model_copy(update={"model_id": TINY_REPO_ID})
+        settings = tiny_model_settings.model_copy(update={"model_id": TINY_REPO_ID, "hub_endpoint": hub.url})
         state, message = model_availability(settings)
     assert state == "download", message
+    assert message.startswith(f"Model {TINY_REPO_ID} is only partly on this machine (an interrupted download)")
+    assert f"downloads the rest of it from {hub.url}" in message
 
     # Files before the failing one were kept; the next attempt fetches only the rest. A connection cut
     # mid-file is retried within the attempt (huggingface_hub resumes with a Range request past its 10 MB
