@@ -24,6 +24,9 @@ Prints ONE JSON line:
                                       (e.g. {"prepack_convs": 1.9}): an optimization that stops paying on a CPU
                                       class shows here as a figure below fast_s
   fast_load_s                         the peak-RSS child's load time (read, convert, prepack)
+  low_memory_fast_s, _ratio,          STUDIO_MODEL__MEMORY=low (float32 models only: weights kept in float16,
+  low_memory_peak_rss_gib,            computed in float32; 'auto' picks it below 12 GiB of RAM): fast seconds
+  low_memory_load_s                   taking turns in the same rounds, and its own fresh process's peak and load
   openvino_fast_s, fast_vs_openvino   the peer, FastSD CPU's way: the same model exported by optimum-intel
                                       to OpenVINO with TAESD as decoder (bench/openvino_peer.py in its own
                                       venv, .venv-openvino, made by `make bench`), taking turns in the same
@@ -136,17 +139,21 @@ def build_full_size_model(folder: Path) -> Path:
     return taesd_dir
 
 
-def engine_settings(model_dir: Path, taesd_dir: Path):
+def engine_settings(model_dir: Path, taesd_dir: Path, memory: str = "speed"):
+    """The engine's settings on auto dtype; memory 'speed' (the default figures, whatever this machine's
+    RAM) or 'low' (float16 weight storage, the low_memory_* figures)."""
     from studio.config import ModelSettings
 
-    return ModelSettings(model_id=str(model_dir), tiny_autoencoder_id=str(taesd_dir), device="cpu", dtype="auto")
+    return ModelSettings(
+        model_id=str(model_dir), tiny_autoencoder_id=str(taesd_dir), device="cpu", dtype="auto", memory=memory
+    )
 
 
-def child_fast_peak(model_dir: str, taesd_dir: str) -> None:
+def child_fast_peak(model_dir: str, taesd_dir: str, memory: str) -> None:
     """In a fresh process: load through the engine, make one fast 512x512 image, print peak RSS."""
     from studio.generation import Engine, GenerationRequest
 
-    engine = Engine(engine_settings(Path(model_dir), Path(taesd_dir)))
+    engine = Engine(engine_settings(Path(model_dir), Path(taesd_dir), memory))
     result = engine.generate(GenerationRequest(prompt=PROMPT, seed=1, steps=1, width=SIZE, height=SIZE, preset="fast"))
     peak_kib = peak_rss_kib()
     print(
@@ -304,6 +311,20 @@ PEER_PYTHON = Path(__file__).resolve().parent.parent / ".venv-openvino" / "bin" 
 PEER_SCRIPT = Path(__file__).resolve().parent / "openvino_peer.py"
 
 
+def fast_peak_in_child(model_dir: Path, taesd_dir: Path, memory: str) -> dict:
+    """child_fast_peak's figures, from a fresh process."""
+    child = subprocess.run(
+        [sys.executable, __file__, "--child-fast", str(model_dir), str(taesd_dir), memory],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    if child.returncode != 0:
+        raise SystemExit(f"the peak-RSS child ({memory}) failed:\n{child.stderr[-4000:]}")
+    return json.loads(child.stdout.strip().splitlines()[-1])
+
+
 def measure_without_each(settings: ModelSettings, request: GenerationRequest, plan_fields: list[str]) -> dict:
     """fast seconds with each optimization of the plan left off in turn (one engine each, freed after)."""
     from studio.generation import Engine
@@ -338,16 +359,8 @@ def main() -> None:
         build_s = time.perf_counter() - build_start
         gc.collect()
 
-        child = subprocess.run(
-            [sys.executable, __file__, "--child-fast", str(model_dir), str(taesd_dir)],
-            capture_output=True,
-            text=True,
-            timeout=900,
-            check=False,
-        )
-        if child.returncode != 0:
-            raise SystemExit(f"the peak-RSS child failed:\n{child.stderr[-4000:]}")
-        child_figures = json.loads(child.stdout.strip().splitlines()[-1])
+        child_figures = fast_peak_in_child(model_dir, taesd_dir, "speed")
+        low_memory_figures = fast_peak_in_child(model_dir, taesd_dir, "low")
 
         run_default = default_pipeline(model_dir)
         engine = Engine(engine_settings(model_dir, taesd_dir))
@@ -365,6 +378,10 @@ def main() -> None:
             "img2img_from_pixels": GenerationRequest(**img2img),
         }
         runs = {"default": run_default, **{name: engine_run(engine, request) for name, request in requests.items()}}
+        low_memory = None
+        if engine.describe()["dtype"] == "float32":  # float16 weight storage is for float32 models
+            low_memory = Engine(engine_settings(model_dir, taesd_dir, "low"))
+            runs["fast_low_memory"] = engine_run(low_memory, requests["fast"])
         peer, peer_skipped = None, None
         if PEER_PYTHON.exists():
             precision = "f32" if engine.describe()["dtype"] == "float32" else "default"  # the engine's own
@@ -389,8 +406,9 @@ def main() -> None:
         img2img_s, img2img_t = medians["img2img"]
         pixels_s, pixels_t = medians["img2img_from_pixels"]
         txt_same_s = fast_s  # one denoising evaluation each: text-to-image 1 step, img2img 2 steps x 0.5
+        low_memory_s = medians["fast_low_memory"][0] if low_memory is not None else None
         described = engine.describe()
-        del run_default, runs, engine
+        del run_default, runs, engine, low_memory
         gc.collect()
 
         stock_fast_s = measure_stock_kernels(engine_settings(model_dir, taesd_dir), requests["fast"])
@@ -424,6 +442,10 @@ def main() -> None:
             "openvino_skipped": peer_skipped,
             "fast_peak_rss_gib": round(child_figures["peak_rss_gib"], 2),
             "fast_load_s": round(child_figures["load_s"], 1),
+            "low_memory_fast_s": round(low_memory_s, 3) if low_memory_s is not None else None,
+            "low_memory_fast_ratio": round(low_memory_s / default_s, 3) if low_memory_s is not None else None,
+            "low_memory_peak_rss_gib": round(low_memory_figures["peak_rss_gib"], 2),
+            "low_memory_load_s": round(low_memory_figures["load_s"], 1),
             "stages": {
                 "default": stage_split(default_stages),
                 "fast": stage_split(fast_t),
@@ -431,6 +453,7 @@ def main() -> None:
                 "img2img_fast": stage_split(img2img_t),
                 "img2img_fast_from_pixels": stage_split(pixels_t),
                 **({"openvino": medians["openvino"][1]} if peer is not None else {}),
+                **({"fast_low_memory": stage_split(medians["fast_low_memory"][1])} if low_memory_s else {}),
             },
             **({"openvino_version": peer.ready.get("openvino_version")} if peer is not None else {}),
             "build_s": round(build_s, 1),
@@ -439,7 +462,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--child-fast":
-        child_fast_peak(sys.argv[2], sys.argv[3])
+    if len(sys.argv) == 5 and sys.argv[1] == "--child-fast":
+        child_fast_peak(sys.argv[2], sys.argv[3], sys.argv[4])
     else:
         main()

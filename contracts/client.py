@@ -45,17 +45,6 @@ class MintBatchResult:
     gas_used: int
 
 
-@dataclass(frozen=True)
-class FreezeRecord:
-    """A token's freeze, read from its PermanentURI event: its metadata URI for ever after."""
-
-    uri: str
-    block_number: int
-    tx_hash: str
-    log_index: int
-    timestamp: int
-
-
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 
 # One token of a batch evolve: (token id, new metadata CID, the token's current version as the caller knows it).

@@ -3,7 +3,8 @@
     0. roll forward: close what an interrupted cycle left in the journal (reconciled with the chain)
     1. snapshot: read every feed the collection uses and pin the snapshot
     2. decide: each living, unfrozen token's next state and what to do about it (evolve/plan.py: pure)
-    3. prepare: regenerate changed tokens by img2img from their current image; pin image and metadata
+    3. prepare: regenerate changed tokens by img2img from their current image (as many at once as the
+       generator takes: one per Ray actor); pin image and metadata, token by token in token order
     4. send: update the chain in batches within the cycle's gas budget and the max fee cap
     5. record: each token's new version as the chain confirmed it, then the cycle's report
 
@@ -23,10 +24,11 @@ import json
 import logging
 import threading
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from contracts.errors import (
     ChainError,
@@ -62,6 +64,10 @@ from studio.services.publishing import pin_content, publish_version
 from studio.services.studio import Studio
 from studio.services.tokens import living_tokens_query, timeline
 
+if TYPE_CHECKING:  # studio.generation loads torch: imported where a cycle generates
+    from studio.generation import GenerationRequest, GenerationResult
+    from studio.generation.pool import Window
+
 log = logging.getLogger("evolve.cycle")
 
 
@@ -92,7 +98,7 @@ class CycleReport:
     transactions: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     blocked: str | None = None
-    generation_s: float = 0.0
+    generation_s: float = 0.0  # how long the cycle waited for its images (several may be made at once)
     wall_s: float = 0.0
 
     def to_json(self) -> dict[str, Any]:
@@ -107,6 +113,41 @@ class Refused:
 
     step: OpenStep
     error: TokenFrozenError | VersionMismatchError
+
+
+@dataclass(frozen=True, eq=False)
+class _Turn:
+    """A change waiting its turn in the prepare step: its journal row and, for a regeneration, its
+    number among the cycle's regenerations (0: pinned by an earlier cycle, nothing to make)."""
+
+    change: Change
+    step: OpenStep
+    number: int = 0
+
+    @property
+    def tag(self) -> str:
+        return f"#{self.change.token.token_id}"
+
+    @property
+    def label(self) -> str:
+        return f"token {self.tag} v{self.step.version}"
+
+
+@dataclass
+class _Regenerations:
+    """The prepare step's count while regenerations are in flight."""
+
+    total: int  # tokens this cycle regenerates
+    sent: int = 0  # sent to the generator so far (each one's number in "Generating k/n")
+    generated: int = 0  # come back with an image so far (the progress count)
+    stopped: str | None = None  # why no further token is regenerated this cycle (pinning or the model is out)
+    line: deque[_Turn] = field(default_factory=deque)  # changes in token order, not ready yet
+    ready: list[OpenStep] = field(default_factory=list)  # rows ready to send, in token order
+
+
+def _regenerates(change: Change) -> bool:
+    """Whether this cycle makes the change's image (no row yet, or one an earlier cycle only planned)."""
+    return change.step is None or change.step.step == StepStatus.PLANNED
 
 
 def _now() -> datetime:
@@ -331,97 +372,165 @@ class Cycle:
 
     def prepare(self, rules: Rules, plan: CyclePlan, snapshot_cid: str) -> list[OpenStep]:
         """Close the rows the plan supersedes, then give each change its journal row (continuing an
-        open one) and regenerate and pin each that is not pinned yet. Returns the rows ready to send."""
+        open one) and regenerate and pin each that is not pinned yet. Returns the rows ready to send,
+        in token order.
+
+        Regenerations go to the generator as many at once as it takes (`capacity`: one in-process,
+        one per Ray actor). Their results are taken back in token order, and each is pinned and
+        journaled here, in that order: the journal rows, pins and crash points follow one another
+        exactly as when the tokens were made one at a time; only the making of the pixels (which
+        changes nothing outside this process) overlaps. In-process, one request is in flight at a
+        time and the order of everything is as it always was."""
         # Imported here: studio.generation loads torch, which `status` and the rules checks never need.
-        from studio.generation import GenerationError, ModelNotAvailableError, UnsupportedCheckpointError
+        from studio.generation.pool import Window
 
         for stale in plan.superseded:
             self.sender.drop(stale, STATE_MOVED_ON)
             self.report.superseded.append(stale.token_id)
-        ready: list[OpenStep] = []
-        pinning_down: str | None = None  # set when pinning or the model is out for this cycle
-        to_generate = sum(1 for c in plan.changes if c.step is None or c.step.step == StepStatus.PLANNED)
-        generated = 0
-        for change in plan.changes:
-            token_id = change.token.token_id
-            step = change.step or self.sender.plan(change.new_step_fields(snapshot_cid))
-            if step.step == StepStatus.PLANNED:
-                if pinning_down or self.stop.is_set():
-                    self.report.pending[str(token_id)] = pinning_down or "stop requested: generated next cycle"
+        todo = _Regenerations(total=sum(1 for c in plan.changes if _regenerates(c)))
+        with Window[_Turn](
+            self.studio.generator,
+            on_stage=lambda turn, stage, details: self._tell_stage(todo, turn, stage, details),
+            on_finished=lambda turn, error: self._tell_generated(todo, turn, error),
+            name="evolve-generate",
+        ) as window:
+            for change in plan.changes:
+                token_id = change.token.token_id
+                if _regenerates(change) and not (todo.stopped or self.stop.is_set()):
+                    while window.full:  # the oldest is taken back and pinned before a row is planned
+                        self._settle(rules, todo, window)
+                step = change.step or self.sender.plan(change.new_step_fields(snapshot_cid))
+                if step.step != StepStatus.PLANNED:
+                    todo.line.append(_Turn(change, step))  # pinned by an earlier cycle: waits its turn
                     continue
-                generated += 1
+                if todo.stopped or self.stop.is_set():
+                    self.report.pending[str(token_id)] = todo.stopped or "stop requested: generated next cycle"
+                    continue
+                turn = _Turn(change, step, number=todo.sent + 1)
+                window.relay()  # what came back meanwhile: the count below is the truth
                 try:
-                    step = self.regenerate(rules, change, step, (generated, to_generate))
-                except ContentError as exc:
-                    # A pinning outage: stop pinning for this cycle (every further try would fail too).
-                    pinning_down = f"pinning failed ({_cause(exc)}): retried next cycle"
-                    self.report.pending[str(token_id)] = pinning_down
-                    self.report.errors.append(f"token {token_id}: {exc}")
-                    log.error(str(exc), extra={"event": "pin_error", "token_id": token_id})
+                    window.send(turn, self._request(rules, change))
+                except Exception as exc:
+                    self._not_prepared(todo, token_id, exc)
                     continue
-                except GenerationError as exc:
-                    reason = f"generation failed ({type(exc).__name__}): retried next cycle"
-                    if isinstance(exc, ModelNotAvailableError | UnsupportedCheckpointError):
-                        pinning_down = reason  # no model: every other token would fail the same way
-                    self.report.pending[str(token_id)] = reason
-                    self.report.errors.append(f"token {token_id}: {exc}")
-                    log.error(str(exc), extra={"event": "generation_error", "token_id": token_id})
-                    continue
-                crash_point("after_pin")
-            self.sender.heartbeat()
-            ready.append(step)
-        return ready
+                todo.sent += 1
+                todo.line.append(turn)
+                running = window.running
+                self.tell(
+                    CycleStage.GENERATING,
+                    f"Generating {turn.number}/{todo.total}: {turn.label}"
+                    + (f" ({len(running)} in flight: {', '.join(t.tag for t in running)})" if len(running) > 1 else ""),
+                    done=todo.generated,
+                    total=todo.total,
+                    token_id=token_id,
+                )
+            while todo.line:
+                self._settle(rules, todo, window)
+        return todo.ready
 
-    def regenerate(self, rules: Rules, change: Change, step: OpenStep, count: tuple[int, int] = (1, 1)) -> OpenStep:
-        """img2img from the token's current image with its own seed; pin image then metadata. `count`
-        is this token's place among the tokens this cycle generates (for progress)."""
+    def _settle(self, rules: Rules, todo: _Regenerations, window: Window[_Turn]) -> None:
+        """The oldest change of the line: a row pinned by an earlier cycle is ready as it is; a
+        regeneration is taken back from the generator (waiting for it if need be), then pinned."""
+        turn = todo.line.popleft()
+        token_id = turn.change.token.token_id
+        step = turn.step
+        if turn.number:
+            started = time.perf_counter()
+            back = window.take()
+            self.report.generation_s += time.perf_counter() - started
+            assert back.key is turn, "the generation window hands results back in the order they were sent"
+            try:
+                result = back.result()
+                if todo.stopped:
+                    # Pinning (or the model) went out after it was sent: it stays planned, made next cycle.
+                    self.report.pending[str(token_id)] = todo.stopped
+                    return
+                step = self._publish(rules, turn, result, todo)
+            except Exception as exc:
+                self._not_prepared(todo, token_id, exc)
+                return
+            crash_point("after_pin")
+        self.sender.heartbeat()
+        todo.ready.append(step)
+
+    def _not_prepared(self, todo: _Regenerations, token_id: int, exc: Exception) -> None:
+        """A token that could not be regenerated or pinned waits for the next cycle, and says why.
+        A pinning outage or a missing model stops the step for every further token (each would fail
+        the same way); any other generation error is that token's alone. Anything else is raised."""
+        from studio.generation import GenerationError, ModelNotAvailableError, UnsupportedCheckpointError
+
+        if isinstance(exc, ContentError):
+            todo.stopped = f"pinning failed ({_cause(exc)}): retried next cycle"
+            self.report.pending[str(token_id)] = todo.stopped
+            self.report.errors.append(f"token {token_id}: {exc}")
+            log.error(str(exc), extra={"event": "pin_error", "token_id": token_id})
+        elif isinstance(exc, GenerationError):
+            reason = f"generation failed ({type(exc).__name__}): retried next cycle"
+            if isinstance(exc, ModelNotAvailableError | UnsupportedCheckpointError):
+                todo.stopped = reason  # no model: every other token would fail the same way
+            self.report.pending[str(token_id)] = reason
+            self.report.errors.append(f"token {token_id}: {exc}")
+            log.error(str(exc), extra={"event": "generation_error", "token_id": token_id})
+        else:
+            raise exc
+
+    def _request(self, rules: Rules, change: Change) -> GenerationRequest:
+        """img2img from the token's current image with its own seed (the decision gives prompt and strength)."""
         from studio.generation import GenerationRequest, init_image_from_png
 
         token, decision = change.token, change.decision
-        done, total = count
-        generating = f"Generating {done}/{total}: token #{token.token_id} v{step.version}"
-
-        def on_stage(stage: str, details: dict[str, Any]) -> None:
-            if stage == "denoising" and details.get("total"):
-                text = f"{generating}, denoising step {details.get('step', 0)} of {details['total']}"
-            elif stage == "waiting":
-                text = f"{generating}, waiting for the generator ({details.get('ahead', 0)} ahead)"
-            else:
-                text = f"{generating}, {stage}"
-            self.tell(CycleStage.GENERATING, text, done=done, total=total, token_id=token.token_id)
-
-        self.tell(CycleStage.GENERATING, generating, done=done, total=total, token_id=token.token_id)
         init, init_latents = init_image_from_png(self.studio.store.cat(token.current_image_cid))
-        started = time.perf_counter()
-        result = self.studio.generator.generate(
-            GenerationRequest(
-                prompt=decision.prompt or token.prompt,
-                seed=token.seed,
-                negative_prompt=decision.negative_prompt,
-                steps=rules.evolution.steps,
-                guidance_scale=rules.evolution.guidance_scale,
-                width=init.width,
-                height=init.height,
-                init_image=init,
-                init_latents=init_latents,
-                init_image_cid=token.current_image_cid,
-                strength=decision.strength,
-            ),
-            on_stage=on_stage if self.on_step else None,
+        return GenerationRequest(
+            prompt=decision.prompt or token.prompt,
+            seed=token.seed,
+            negative_prompt=decision.negative_prompt,
+            steps=rules.evolution.steps,
+            guidance_scale=rules.evolution.guidance_scale,
+            width=init.width,
+            height=init.height,
+            init_image=init,
+            init_latents=init_latents,
+            init_image_cid=token.current_image_cid,
+            strength=decision.strength,
         )
-        self.report.generation_s += time.perf_counter() - started
+
+    def _tell_stage(self, todo: _Regenerations, turn: _Turn, stage: str, details: dict[str, Any]) -> None:
+        """A regeneration's stage as the generator reports it (relayed to this thread by the window)."""
+        generating = f"Generating {turn.number}/{todo.total}: {turn.label}"
+        if stage == "denoising" and details.get("total"):
+            text = f"{generating}, denoising step {details.get('step', 0)} of {details['total']}"
+        elif stage == "waiting" and "ahead" in details:
+            text = f"{generating}, waiting for the generator ({details['ahead']} ahead)"
+        elif stage == "waiting":
+            text = f"{generating}, waiting for {details.get('for', 'the generator')}"
+        else:
+            text = f"{generating}, {stage}"
+        token_id = turn.change.token.token_id
+        self.tell(CycleStage.GENERATING, text, done=todo.generated, total=todo.total, token_id=token_id)
+
+    def _tell_generated(self, todo: _Regenerations, turn: _Turn, error: BaseException | None) -> None:
+        """A regeneration came back: counted (and said) when it made an image; its error is reported
+        when its turn comes."""
+        if error is not None:
+            return
+        todo.generated += 1
         self.tell(
             CycleStage.GENERATING,
-            f"Generated {done}/{total}: token #{token.token_id} v{step.version}",
-            done=done,
-            total=total,
-            token_id=token.token_id,
+            f"Generated {todo.generated}/{todo.total}: {turn.label}",
+            done=todo.generated,
+            total=todo.total,
+            token_id=turn.change.token.token_id,
         )
+
+    def _publish(self, rules: Rules, turn: _Turn, result: GenerationResult, todo: _Regenerations) -> OpenStep:
+        """Pin the regenerated image (its provenance naming the previous version and the feed snapshot),
+        its animation and metadata; the row becomes `pinned`."""
+        token, decision, step = turn.change.token, turn.change.decision, turn.step
         self.tell(
             CycleStage.PINNING,
             f"Pinning token #{token.token_id} v{step.version}: image, animation, then its metadata",
-            done=done,
-            total=total,
+            done=todo.generated,
+            total=todo.total,
             token_id=token.token_id,
         )
         provenance = {

@@ -13,7 +13,8 @@ from enum import StrEnum
 
 
 class CycleStage(StrEnum):
-    """The steps of a cycle in the order they happen (generating and pinning alternate per token)."""
+    """The steps of a cycle in the order they happen (per token, generating then pinning; with several
+    images in flight on a Ray pool, the next tokens' generating overlaps a token's pinning)."""
 
     STARTED = "started"
     FEEDS = "feeds"

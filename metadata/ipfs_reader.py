@@ -1,7 +1,12 @@
 """IPFS content by CID as a marketplace reads it: the studio's local store when it holds the CID, else
-the public gateway over HTTP, with timeouts and a size cap, and checked against its CID before use.
+the public gateway over HTTP, with timeouts, a deadline per read, a size cap and at most five redirects,
+and checked against its CID before use. The one gateway reader of the house: the gallery reads through
+it, and `python -m metadata verify` too (metadata.verify.GatewaySource, gateway only).
 
-A gateway is not trusted: bytes that do not hash to the CID asked for are refused. Verified content
+A gateway is not trusted: bytes that do not hash to the CID asked for are refused
+(`ContentMismatchError`), an answer larger than the cap is refused before it is all read, and a gateway
+that drips its answer slowly cannot hold a read past `deadline_s` (the socket timeouts alone bound
+only each wait for a byte). Verified content
 is kept in a `ContentCache` by CID (content addressed, so it never goes stale; bounded by bytes, least
 recently used first out), and at most `SharedContent.max_concurrent_fetches` gateway fetches run at
 once across all readers of a process (the public gallery must not open unbounded outside
@@ -12,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,17 +28,25 @@ from metadata.cid import cid_for_bytes, parse_cid
 from metadata.errors import BoundedJSONError, ContentError
 from metadata.jsonsafe import load_json_bounded
 from metadata.store import LocalStore
+from metadata.unixfs import CODEC_RAW
 
 MAX_METADATA_BYTES = 262_144
 # Token metadata (provenance with feed values included) nests well under this.
 MAX_METADATA_DEPTH = 32
-CODEC_RAW = 0x55
 CACHE_BYTES = 64 * 1024 * 1024
 MAX_CONCURRENT_FETCHES = 4
+# One gateway read's whole time, however the gateway spaces its bytes: a public page must not hang on it.
+READ_DEADLINE_S = 60.0
+# A path gateway may redirect (to a subdomain gateway, say); a longer chain is a loop or a hostile one.
+MAX_REDIRECTS = 5
 
 
 class ContentUnavailableError(ContentError):
     """IPFS content that neither the local store nor the public gateway could give (intact)."""
+
+
+class ContentMismatchError(ContentUnavailableError):
+    """Bytes a gateway gave for a CID that do not hash to that CID: a faulty or hostile gateway."""
 
 
 class NotIpfsUriError(ContentError, ValueError):
@@ -45,7 +59,8 @@ class MetadataRefusedError(ContentError):
 
 class ContentCache:
     """Verified IPFS content by CID, bounded by total bytes, least recently used evicted first. Safe across
-    threads. An entry larger than an eighth of the budget is not kept (one file must not flush the rest)."""
+    threads. An entry larger than an eighth of the budget is not kept (one file must not flush the rest);
+    `max_bytes=0` keeps nothing."""
 
     def __init__(self, max_bytes: int = CACHE_BYTES) -> None:
         self.max_bytes = max_bytes
@@ -61,7 +76,7 @@ class ContentCache:
             return data
 
     def put(self, cid: str, data: bytes) -> None:
-        if len(data) > self.max_bytes // 8:
+        if not self.max_bytes or len(data) > self.max_bytes // 8:
             return
         with self._lock:
             if cid in self._entries:
@@ -91,6 +106,14 @@ class SharedContent:
         self.fetch_slots = threading.BoundedSemaphore(self.max_concurrent_fetches)
 
 
+def bytes_match_cid(cid: str, data: bytes) -> bool:
+    """Whether `data` is what `cid` names: its sha-256 for a raw CID, else the CID recomputed (UnixFS)."""
+    parsed = parse_cid(cid)
+    if parsed.codec == CODEC_RAW:
+        return hashlib.sha256(data).digest() == parsed.digest
+    return cid_for_bytes(data, version=parsed.version) == str(parsed)
+
+
 def split_ipfs_uri(uri: str) -> tuple[str, str]:
     """`ipfs://CID/path` (or `/ipfs/CID/path`) -> (CID, path). Other schemes are refused with a reason."""
     text = (uri or "").strip()
@@ -104,7 +127,14 @@ def split_ipfs_uri(uri: str) -> tuple[str, str]:
 
 
 class IpfsReader:
-    """IPFS content by CID: the local store first, else the public gateway over HTTP, verified."""
+    """IPFS content by CID: the local store first, else the public gateway over HTTP, verified.
+
+    `deadline_s` bounds one gateway read from its start (the wait for a fetch slot included) to its last
+    byte: a gateway answering a byte at a time, each within `read_timeout_s`, is cut off at the first
+    byte after the deadline; one that stalls is cut off by the socket timeout, which is never longer than
+    the deadline. `client` is an open httpx.Client to reuse connections across reads (its owner closes
+    it; it should cap redirects at MAX_REDIRECTS); without one each read opens its own. `gateway_setting`
+    names where the user chooses the gateway, for the error messages."""
 
     def __init__(
         self,
@@ -113,15 +143,21 @@ class IpfsReader:
         *,
         connect_timeout_s: float = 10.0,
         read_timeout_s: float = 30.0,
+        deadline_s: float = READ_DEADLINE_S,
         max_bytes: int = 50 * 1024 * 1024,
         shared: SharedContent | None = None,
+        client: httpx.Client | None = None,
+        gateway_setting: str = "STUDIO_IPFS__PUBLIC_GATEWAY",
     ) -> None:
         self.store = store
         self.public_gateway = public_gateway.rstrip("/")
         self.max_bytes = max_bytes
-        self.timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
+        self.deadline_s = deadline_s
+        self.timeout = httpx.Timeout(min(read_timeout_s, deadline_s), connect=min(connect_timeout_s, deadline_s))
         self.read_timeout_s = read_timeout_s
         self.shared = shared or SharedContent()
+        self.client = client
+        self.gateway_setting = gateway_setting
 
     def is_local(self, cid: str) -> bool:
         return self.store is not None and self.store.has(cid)
@@ -148,13 +184,14 @@ class IpfsReader:
                 if len(cached) > limit:
                     raise ContentUnavailableError(f"{cid} is larger than {limit} bytes: refused.")
                 return cached
+        deadline = time.monotonic() + self.deadline_s
         # One turn among all readers: a public page must not open unbounded outside connections.
-        if not self.shared.fetch_slots.acquire(timeout=self.read_timeout_s):
+        if not self.shared.fetch_slots.acquire(timeout=min(self.read_timeout_s, self.deadline_s)):
             raise ContentUnavailableError(
                 f"The IPFS gateway {self.public_gateway} is busy with other readers: try again shortly."
             )
         try:
-            data = self._fetch(cid, path, limit)
+            data = self._fetch(cid, path, limit, deadline)
         finally:
             self.shared.fetch_slots.release()
         if not path:
@@ -162,47 +199,50 @@ class IpfsReader:
             self.shared.cache.put(cid, data)  # verified against its CID: it can never change
         return data
 
-    def _fetch(self, cid: str, path: str, limit: int) -> bytes:
+    def _fetch(self, cid: str, path: str, limit: int, deadline: float) -> bytes:
         url = f"{self.public_gateway}/ipfs/{cid}" + (f"/{path}" if path else "")
         try:
-            with (
-                httpx.Client(timeout=self.timeout, follow_redirects=True) as client,
-                client.stream("GET", url, headers={"Accept": "*/*"}) as response,
-            ):
-                if response.status_code != 200:
-                    raise ContentUnavailableError(
-                        f"The IPFS gateway {self.public_gateway} answered {response.status_code} for {cid}: the "
-                        "content may not be pinned anywhere reachable; pin it, or set STUDIO_IPFS__PUBLIC_GATEWAY "
-                        "to a gateway that has it."
-                    )
-                chunks: list[bytes] = []
-                size = 0
-                for chunk in response.iter_bytes():
-                    size += len(chunk)
-                    if size > limit:
-                        raise ContentUnavailableError(
-                            f"{cid} from {self.public_gateway} is larger than {limit} bytes: refused."
-                        )
-                    chunks.append(chunk)
-                return b"".join(chunks)
+            if self.client is not None:
+                return self._read(self.client, url, cid, limit, deadline)
+            with httpx.Client(timeout=self.timeout, follow_redirects=True, max_redirects=MAX_REDIRECTS) as client:
+                return self._read(client, url, cid, limit, deadline)
         except httpx.HTTPError as exc:
             raise ContentUnavailableError(
                 f"Cannot fetch {cid} from the IPFS gateway {self.public_gateway} ({type(exc).__name__}: {exc}): "
-                "check the network, or set STUDIO_IPFS__PUBLIC_GATEWAY to a reachable gateway."
+                f"check the network, or set {self.gateway_setting} to a reachable gateway."
             ) from None
 
-    @staticmethod
-    def _verify(cid: str, data: bytes) -> None:
+    def _read(self, client: httpx.Client, url: str, cid: str, limit: int, deadline: float) -> bytes:
+        headers = {"Accept": "*/*"}
+        with client.stream("GET", url, headers=headers, timeout=self.timeout, follow_redirects=True) as response:
+            if response.status_code != 200:
+                raise ContentUnavailableError(
+                    f"The IPFS gateway {self.public_gateway} answered {response.status_code} for {cid}: the "
+                    f"content may not be pinned anywhere reachable; pin it, or set {self.gateway_setting} "
+                    "to a gateway that has it."
+                )
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > limit:
+                    raise ContentUnavailableError(
+                        f"{cid} from {self.public_gateway} is larger than {limit} bytes: refused."
+                    )
+                if time.monotonic() > deadline:
+                    raise ContentUnavailableError(
+                        f"{cid} from {self.public_gateway} took over {self.deadline_s:g} s: refused (the gateway "
+                        f"sends too slowly); try again later, or set {self.gateway_setting} to a faster gateway."
+                    )
+                chunks.append(chunk)
+            return b"".join(chunks)
+
+    def _verify(self, cid: str, data: bytes) -> None:
         """A gateway is not trusted: the bytes must hash to the CID asked for."""
-        parsed = parse_cid(cid)
-        if parsed.codec == CODEC_RAW:
-            ok = hashlib.sha256(data).digest() == parsed.digest
-        else:
-            ok = cid_for_bytes(data, version=parsed.version) == str(parsed)
-        if not ok:
-            raise ContentUnavailableError(
+        if not bytes_match_cid(cid, data):
+            raise ContentMismatchError(
                 f"The gateway's bytes for {cid} do not match that CID: the gateway is faulty or hostile; "
-                "use another STUDIO_IPFS__PUBLIC_GATEWAY."
+                f"use another {self.gateway_setting}."
             )
 
     def json(self, uri: str) -> dict[str, Any]:

@@ -25,8 +25,6 @@ failure is a `{"code", "message"}` pair whose codes are listed in `FAILURE_CODES
 
 from __future__ import annotations
 
-import hashlib
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -34,9 +32,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import httpx
 from cryptography import x509
 
-from metadata.cid import cid_for_bytes, parse_cid, raw_cid_from_digest
+from metadata.cid import parse_cid, raw_cid_from_digest
 from metadata.credentials import MAX_PEM_BYTES, CredentialsVerdict, read_credentials
 from metadata.errors import BoundedJSONError, ContentError, InvalidCIDError, VerificationError
+from metadata.ipfs_reader import MAX_REDIRECTS, ContentCache, ContentMismatchError, IpfsReader, SharedContent
 from metadata.jsonsafe import load_json_bounded
 from metadata.token import MAX_METADATA_BYTES, load_schema
 
@@ -49,7 +48,6 @@ MAX_IMAGE_BYTES = 50 * 1024 * 1024
 MAX_SNAPSHOT_BYTES = 16 * 1024 * 1024
 MAX_ANIMATION_BYTES = 50 * 1024 * 1024
 MAX_VERSIONS = 10_000
-CODEC_RAW = 0x55
 
 # Every failure code the report may hold, and what it means.
 FAILURE_CODES: dict[str, str] = {
@@ -110,49 +108,54 @@ class ContentSource(Protocol):
     def cat(self, cid: str, *, max_bytes: int) -> bytes: ...
 
 
-def bytes_match_cid(cid: str, data: bytes) -> bool:
-    parsed = parse_cid(cid)
-    if parsed.codec == CODEC_RAW:
-        return hashlib.sha256(data).digest() == parsed.digest
-    return cid_for_bytes(data, version=parsed.version) == str(parsed)
+class ReaderSource:
+    """An IpfsReader as the verifier's ContentSource: the reader fetches (size cap, deadline, redirect cap,
+    CID check) and its errors become FetchFailed with the kind the report's failure codes name. The
+    gallery reads its Content Credentials badges through one over its own reader."""
+
+    def __init__(self, reader: IpfsReader) -> None:
+        self.reader = reader
+
+    def cat(self, cid: str, *, max_bytes: int) -> bytes:
+        try:
+            return self.reader.cat(cid, max_bytes=max_bytes)
+        except ContentMismatchError as exc:
+            raise FetchFailed("cid_mismatch", str(exc)) from None
+        except ContentError as exc:
+            raise FetchFailed("unavailable", str(exc)) from None
 
 
-class GatewaySource:
-    """IPFS content over HTTP from a path gateway (`<gateway>/ipfs/<cid>`), size-capped and CID-checked."""
+class GatewaySource(ReaderSource):
+    """IPFS content over HTTP from a path gateway alone (`<gateway>/ipfs/<cid>`, no local store), as
+    `python -m metadata verify` reads it: one connection pool for the whole check (`close()` ends it),
+    `timeout_s` per socket wait and `deadline_s` per read, so a gateway trickling a byte per timeout_s
+    cannot hold the check for ever. Nothing is cached: each read checks what the gateway gives now."""
 
     def __init__(
         self, gateway: str, *, timeout_s: float = 30.0, connect_timeout_s: float = 10.0, deadline_s: float = 300.0
     ) -> None:
         self.gateway = gateway.rstrip("/").removesuffix("/ipfs")
-        self.timeout = httpx.Timeout(timeout_s, connect=connect_timeout_s)
-        # One read's whole time: a gateway trickling a byte per timeout_s must not hold the check for ever.
-        self.deadline_s = deadline_s
-        self._client = httpx.Client(timeout=self.timeout, follow_redirects=True, max_redirects=5)
+        self._client = httpx.Client(
+            timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
+            follow_redirects=True,
+            max_redirects=MAX_REDIRECTS,
+        )
+        super().__init__(
+            IpfsReader(
+                None,
+                self.gateway,
+                connect_timeout_s=connect_timeout_s,
+                read_timeout_s=timeout_s,
+                deadline_s=deadline_s,
+                max_bytes=MAX_IMAGE_BYTES,
+                shared=SharedContent(cache=ContentCache(max_bytes=0)),
+                client=self._client,
+                gateway_setting="--gateway",
+            )
+        )
 
     def close(self) -> None:
         self._client.close()
-
-    def cat(self, cid: str, *, max_bytes: int) -> bytes:
-        url = f"{self.gateway}/ipfs/{cid}"
-        deadline = time.monotonic() + self.deadline_s
-        try:
-            with self._client.stream("GET", url, headers={"Accept": "application/octet-stream, */*"}) as response:
-                if response.status_code != 200:
-                    raise FetchFailed("unavailable", f"{self.gateway} answered {response.status_code} for {cid}")
-                chunks, size = [], 0
-                for chunk in response.iter_bytes():
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise FetchFailed("unavailable", f"{cid} is larger than {max_bytes:,} bytes: refused unread")
-                    if time.monotonic() > deadline:
-                        raise FetchFailed("unavailable", f"{cid} took over {self.deadline_s:g} s: refused")
-                    chunks.append(chunk)
-        except httpx.HTTPError as exc:
-            raise FetchFailed("unavailable", f"cannot fetch {cid} from {self.gateway} ({type(exc).__name__})") from None
-        data = b"".join(chunks)
-        if not bytes_match_cid(cid, data):
-            raise FetchFailed("cid_mismatch", f"the bytes {self.gateway} gave for {cid} do not hash to that CID")
-        return data
 
 
 def ipfs_cid(uri: object) -> str | None:

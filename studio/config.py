@@ -123,6 +123,12 @@ class ModelSettings(BaseModel):
         description="On CPU: the kernels measured to pay on this CPU class (studio/generation/cpu.py): weights "
         "prepacked for oneDNN at load, bf16 attention in blocks of queries. false runs PyTorch's stock kernels.",
     )
+    memory: Literal["auto", "speed", "low"] = Field(
+        "auto",
+        description="On CPU in float32: 'low' keeps the weights in float16 and computes in float32 (about half "
+        "the memory, slower), 'speed' the fastest kernels; 'auto' is low on machines with under "
+        "12 GiB of RAM.",
+    )
     max_side: int = Field(1024, ge=64, description="Largest width or height accepted.")
     max_steps: int = Field(150, ge=1)
 

@@ -33,6 +33,7 @@ pytest_plugins = [
     "tests.fixtures.generation",
     "tests.fixtures.http",
     "tests.fixtures.hub",
+    "tests.fixtures.ray",
     "tests.fixtures.studio",
 ]
 
@@ -44,6 +45,9 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
         if name.startswith("STUDIO_"):
             monkeypatch.delenv(name)
     monkeypatch.setenv("STUDIO_CONFIG", str(tmp_path / "no-studio.toml"))
+    # The same kernels on every test machine, whatever its RAM ('auto' turns low below 12 GiB):
+    # tests/generation/test_half_storage.py tests the low-memory mode and the 'auto' choice.
+    monkeypatch.setenv("STUDIO_MODEL__MEMORY", "speed")
     monkeypatch.chdir(tmp_path)
 
 

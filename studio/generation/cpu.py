@@ -13,6 +13,11 @@ can run it and where bench/generate.py measured it to help:
 | AVX2 only                                  | prepacked linears only              | none: stock kernels, with warning |
 | any other (aarch64, older x86)             | none: stock kernels                 | none: stock kernels, with warning |
 
+On every x86 class float32 also gets Winograd 3x3 convolutions (winograd.py), and float32 and native
+bf16 the tiny autoencoder's ReLUs inside its convolutions (fusion.py). A float32 model whose weights
+are kept in float16 (STUDIO_MODEL__MEMORY=low, half_storage.py) gets none of these: they need float32
+weights of their own.
+
 bfloat16 only gets optimized kernels where the CPU has native bf16 instructions (AVX512-BF16 or AMX).
 Elsewhere PyTorch still runs bf16 correctly on its emulated kernels, slower than float32: 'auto'
 never picks it there, and an image made that way says so in its warnings.
@@ -130,8 +135,11 @@ class CpuPlan:
 
     prepack_convs: bool = False
     prepack_linears: bool = False
+    prepack_convs_by_size: bool = False  # the UNet's, packed for their input size (AVX2: prepack.SizePackedConv2d)
     blocked_attention: bool = False
     winograd_convs: bool = False
+    fused_conv_relu: bool = False
+    fp16_weight_storage: bool = False  # weights in float16, computed in float32 (half_storage.py)
     warnings: tuple[str, ...] = ()
 
     @property
@@ -144,24 +152,48 @@ class CpuPlan:
             names.append("onednn_prepack_linear")
         elif self.prepack_convs:
             names.append("onednn_prepack_conv")
+        if self.prepack_convs_by_size and not self.prepack_convs:
+            names.append("onednn_prepack_conv_by_size")
         if self.blocked_attention:
             names.append("blocked_attention")
         if self.winograd_convs:
             names.append("winograd_conv")
+        if self.fused_conv_relu:
+            names.append("fused_conv_relu")
+        if self.fp16_weight_storage:
+            names.append("fp16_weight_storage")
         return names
 
 
-OPTIMIZATIONS = frozenset({"prepack_convs", "prepack_linears", "blocked_attention", "winograd_convs"})
+OPTIMIZATIONS = frozenset(
+    {
+        "prepack_convs",
+        "prepack_linears",
+        "prepack_convs_by_size",
+        "blocked_attention",
+        "winograd_convs",
+        "fused_conv_relu",
+    }
+)
 
 
 def plan_for(
-    dtype: torch.dtype, caps: CpuCapabilities | None = None, *, optimize: bool = True, without: Iterable[str] = ()
+    dtype: torch.dtype,
+    caps: CpuCapabilities | None = None,
+    *,
+    optimize: bool = True,
+    without: Iterable[str] = (),
+    weight_dtype: torch.dtype | None = None,
 ) -> CpuPlan:
     """The optimizations that pay for dtype on this CPU, and warnings about the dtype itself.
 
     optimize=False (STUDIO_MODEL__CPU_OPTIMIZATIONS=false) keeps the stock kernels but still warns;
     `without` leaves out single optimizations by their CpuPlan field name (bench/generate.py measures
-    each one's share that way)."""
+    each one's share that way). weight_dtype float16 (STUDIO_MODEL__MEMORY=low) keeps a float32
+    model's weights in float16: prepacking and Winograd need float32 weights of their own (Winograd
+    four times as many), so they are left out; memory was asked for, not speed."""
+    if weight_dtype == torch.float16 and dtype == torch.float32:
+        return CpuPlan(fp16_weight_storage=True)
     plan = _plan(dtype, caps or cpu_capabilities(), optimize)
     unknown = set(without) - OPTIMIZATIONS
     if unknown:
@@ -189,9 +221,26 @@ def _plan(dtype: torch.dtype, caps: CpuCapabilities, optimize: bool) -> CpuPlan:
         # without the input size); prepacked linears were as fast or faster on every class.
         # Winograd F(4x4,3x3) does a quarter of the multiplications of the wide 3x3 convolutions that
         # dominate the VAE decoder and the UNet's outer levels (studio/generation/winograd.py).
+        # The tiny autoencoder's ReLUs and residual sums inside its convolutions: a 512x512 decode
+        # 30% faster held to AVX2, 14% on AVX-512 (studio/generation/fusion.py).
+        # On AVX2 oneDNN picks a 3x3 convolution's weight layout by the input size too: packed at load
+        # (without it) some ran 3-6x slower than plain, packed for their size all ran faster.
         avx512 = caps.aten_capability.startswith("AVX512")
-        return CpuPlan(prepack_convs=avx512, prepack_linears=True, winograd_convs=True, warnings=warnings)
+        return CpuPlan(
+            prepack_convs=avx512,
+            prepack_linears=True,
+            prepack_convs_by_size=not avx512,
+            winograd_convs=True,
+            fused_conv_relu=True,
+            warnings=warnings,
+        )
     if dtype == torch.bfloat16 and caps.native_bf16:
         # With AMX tiles PyTorch's own SDPA computes bf16 attention in bf16; without, in fp32.
-        return CpuPlan(prepack_convs=True, prepack_linears=True, blocked_attention=not caps.amx, warnings=warnings)
+        return CpuPlan(
+            prepack_convs=True,
+            prepack_linears=True,
+            blocked_attention=not caps.amx,
+            fused_conv_relu=True,
+            warnings=warnings,
+        )
     return CpuPlan(warnings=warnings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
@@ -16,16 +17,28 @@ _DTYPES: dict[str, torch.dtype] = {
 }
 
 
+# Below this much RAM, memory "auto" keeps a float32 model's weights in float16 (half_storage.py):
+# sd-turbo in float32 peaks near 6.5 GiB, which an 8 GiB laptop with a browser open does not have.
+LOW_MEMORY_BELOW_BYTES = 12 << 30
+
+
 @dataclass(frozen=True)
 class Placement:
-    """Where the model runs and in which precision."""
+    """Where the model runs, in which precision it computes and in which it keeps its weights."""
 
     device: str
     dtype: torch.dtype
+    # float16 where a float32 model keeps its weights in half precision (studio/generation/half_storage.py).
+    weight_dtype: torch.dtype | None = None
 
     @property
     def dtype_name(self) -> str:
         return str(self.dtype).removeprefix("torch.")
+
+    @property
+    def half_precision_files(self) -> bool:
+        """Whether to read a model's "fp16" weight files when it has them (half the download and memory)."""
+        return self.dtype != torch.float32 or self.weight_dtype == torch.float16
 
 
 def cpu_runs_bf16_well() -> bool:
@@ -69,7 +82,35 @@ def resolve_dtype(requested: str, device: str) -> torch.dtype:
     return torch.bfloat16 if cpu_runs_bf16_well() else torch.float32
 
 
-def resolve_placement(device: str, dtype: str) -> Placement:
-    """Device and dtype from the settings' values ('auto' or an explicit name)."""
+def physical_memory_bytes() -> int | None:
+    """This machine's RAM, where the OS says (Linux, macOS); None elsewhere."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def resolve_weight_dtype(
+    memory: str, device: str, dtype: torch.dtype, *, ram_bytes: int | None = None
+) -> torch.dtype | None:
+    """float16 weight storage for a float32 model on the CPU when memory is 'low', or 'auto' on a
+    machine with less RAM than LOW_MEMORY_BELOW_BYTES (ram_bytes: this machine's when not given); None
+    (weights in the compute dtype) otherwise. Other devices and dtypes are half already or have memory
+    of their own."""
+    if device != "cpu" or dtype != torch.float32 or memory == "speed":
+        return None
+    if memory == "low":
+        return torch.float16
+    ram = ram_bytes if ram_bytes is not None else physical_memory_bytes()
+    return torch.float16 if ram is not None and ram < LOW_MEMORY_BELOW_BYTES else None
+
+
+def resolve_placement(device: str, dtype: str, memory: str = "speed") -> Placement:
+    """Device, dtype and weight storage from the settings' values ('auto' or an explicit name)."""
     resolved_device = resolve_device(device)
-    return Placement(device=resolved_device, dtype=resolve_dtype(dtype, resolved_device))
+    resolved_dtype = resolve_dtype(dtype, resolved_device)
+    return Placement(
+        device=resolved_device,
+        dtype=resolved_dtype,
+        weight_dtype=resolve_weight_dtype(memory, resolved_device, resolved_dtype),
+    )

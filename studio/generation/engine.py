@@ -42,6 +42,8 @@ from studio.generation.errors import (
     InvalidRequestError,
     OutOfMemoryError,
 )
+from studio.generation.fusion import fuse_conv_relu
+from studio.generation.half_storage import store_half
 from studio.generation.loading import PIPELINES, LoadedModel, is_local_path, load_model
 from studio.generation.prepack import prepack, prepack_supported
 from studio.generation.presets import PRESETS, Preset, uses_tiny_decoder
@@ -311,7 +313,7 @@ class Engine:
         if self._model is not None:
             return self._model
         start = time.perf_counter()
-        placement = resolve_placement(self.settings.device, self.settings.dtype)
+        placement = resolve_placement(self.settings.device, self.settings.dtype, self.settings.memory)
         try:
             model = load_model(self.settings, placement, on_download=self._download_reporter(on_stage))
             if placement.device == "cpu":
@@ -366,7 +368,10 @@ class Engine:
         if model.tiny_vae is not None:
             torch.nn.Module.to(model.tiny_vae, memory_format=torch.channels_last)  # type: ignore[call-overload]
         plan = plan_for(
-            model.placement.dtype, optimize=self.settings.cpu_optimizations, without=self._skip_cpu_optimizations
+            model.placement.dtype,
+            optimize=self.settings.cpu_optimizations,
+            without=self._skip_cpu_optimizations,
+            weight_dtype=model.placement.weight_dtype,
         )
         model.dtype_warnings = list(plan.warnings)
         model.cpu_optimizations = _optimize_for_cpu(model, plan)
@@ -399,7 +404,9 @@ class Engine:
                 "warnings": [*model.dtype_warnings, *model.warnings],
             }
         try:
-            placement: Placement | None = resolve_placement(self.settings.device, self.settings.dtype)
+            placement: Placement | None = resolve_placement(
+                self.settings.device, self.settings.dtype, self.settings.memory
+            )
         except GenerationError:
             placement = None
         return {
@@ -765,6 +772,12 @@ def _optimize_for_cpu(model: LoadedModel, plan: CpuPlan) -> list[str]:
 
     Each changes the last bits of some values (rounding happens in another order), so an image's
     provenance says which were on (STUDIO_MODEL__CPU_OPTIMIZATIONS=false reproduces one made without)."""
+    if plan.fp16_weight_storage:
+        # The loader stored what it streamed in float16 already; this takes the rest (store_half skips
+        # what is done). The tiny autoencoder's 10 MB are left in float32.
+        stored = sum(store_half(module) for module in _inference_modules(model) if module is not model.tiny_vae)
+        log.info("%d layers keep their weights in float16 (STUDIO_MODEL__MEMORY)", stored)
+        return plan.names
     swapped = 0
     if plan.winograd_convs and model.placement.dtype == torch.float32:
         # Before prepacking, which takes the convolutions left. UNet: only its outer levels, where the
@@ -777,14 +790,26 @@ def _optimize_for_cpu(model: LoadedModel, plan: CpuPlan) -> list[str]:
         log.info("%d 3x3 convolutions computed with Winograd F(4x4,3x3)", swapped)
     if not (plan.winograd_convs and model.placement.dtype == torch.float32 and swapped):
         plan = dataclasses.replace(plan, winograd_convs=False)  # provenance records only what ran
-    if (plan.prepack_convs or plan.prepack_linears) and prepack_supported(model.placement.dtype):
+    # Before prepacking too: the fused layers hold their weights themselves, and prepack leaves them be.
+    fused = fuse_conv_relu(model.tiny_vae) if plan.fused_conv_relu and model.tiny_vae is not None else 0
+    if not fused:
+        plan = dataclasses.replace(plan, fused_conv_relu=False)
+    packing = plan.prepack_convs or plan.prepack_linears or plan.prepack_convs_by_size
+    if packing and prepack_supported(model.placement.dtype):
+        # Packed by size: the UNet's convolutions only (the full VAE's wide ones are Winograd's, on its
+        # first use; the tiny autoencoder's are fused).
         swapped = sum(
-            prepack(module, convs=plan.prepack_convs, linears=plan.prepack_linears)
+            prepack(
+                module,
+                convs=plan.prepack_convs,
+                linears=plan.prepack_linears,
+                convs_by_size=plan.prepack_convs_by_size and module is model.pipe.unet,
+            )
             for module in _inference_modules(model)
         )
         log.info("prepacked %d weights for oneDNN (%s)", swapped, ", ".join(plan.names))
     else:
-        plan = dataclasses.replace(plan, prepack_convs=False, prepack_linears=False)
+        plan = dataclasses.replace(plan, prepack_convs=False, prepack_linears=False, prepack_convs_by_size=False)
     if plan.blocked_attention:
         for module in (model.pipe.unet, model.pipe.vae):
             module.set_attn_processor(BlockedAttnProcessor())

@@ -8,6 +8,7 @@ plus what provenance needs to name the exact weights (hub revision or a sha256 o
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import logging
 import os
@@ -24,7 +25,6 @@ from diffusers import (
     StableDiffusionPipeline,
     StableDiffusionXLImg2ImgPipeline,
     StableDiffusionXLPipeline,
-    UNet2DConditionModel,
 )
 
 from studio.config import ModelSettings
@@ -174,7 +174,7 @@ def _download_from_hub(
     on_download: Callable[[DownloadProgress], None] | None = None,
 ) -> Path:
     """The cached snapshot folder of a hub model, fetched first when online (half-precision files if any)."""
-    variant = "fp16" if placement.dtype != torch.float32 else None
+    variant = "fp16" if placement.half_precision_files else None
     attempts = [variant, None] if variant else [None]
     last: Exception | None = None
     for attempt in attempts:
@@ -346,29 +346,52 @@ def _safetensors_header(path: Path) -> tuple[dict[str, Any], int]:
     return header, 8 + length
 
 
-def _stream_unet(folder: Path, variant: str | None, dtype: torch.dtype) -> UNet2DConditionModel | None:
-    """The UNet read one tensor at a time with plain file reads and converted as it goes.
+# The weight file of one component in diffusers' folder layout, by the library that defines it.
+_WEIGHT_FILE_STEMS = {"diffusers": "diffusion_pytorch_model", "transformers": "model"}
+# The components streamed: together nearly all of a pipeline's weights.
+_STREAMED_COMPONENTS = ("unet", "text_encoder", "text_encoder_2", "vae")
 
-    from_pretrained holds the file's whole state dict (memory-mapped pages count as resident) beside
-    the converted weights: for sd-turbo's UNet in bf16 that is 3.6 GiB at its peak for 1.7 GiB of
-    weights. Streamed, the peak is the weights plus one tensor. Returns None (the caller then uses
-    from_pretrained) for anything but one safetensors file whose tensors are exactly the UNet's.
+
+def _stream_component(
+    folder: Path, component: str, index: dict[str, Any], variant: str | None, dtype: torch.dtype
+) -> Any | None:
+    """One component of a pipeline folder read one tensor at a time with plain file reads, converted as
+    it goes, into memory of its own.
+
+    from_pretrained memory-maps the whole file, and its pages count as resident for as long as any
+    tensor views them: for sd-turbo's UNet in bf16 that was 3.6 GiB at its peak for 1.7 GiB of
+    weights, and in float32 the text encoder's file stayed mapped beside its prepacked copy (1 GiB
+    held twice). Streamed, the peak is the weights plus one tensor, and no file stays mapped.
+    Returns None (the caller then uses from_pretrained) for anything but one safetensors file whose
+    tensors are exactly the component's, of a diffusers or transformers class that keeps no module in
+    another dtype.
     """
     from accelerate import init_empty_weights
     from accelerate.utils import set_module_tensor_to_device
 
-    subfolder = folder / "unet"
-    name = f"diffusion_pytorch_model.{variant}.safetensors" if variant else "diffusion_pytorch_model.safetensors"
-    path = subfolder / name
+    subfolder = folder / component
+    entry = index.get(component)
+    if not (isinstance(entry, list) and len(entry) == 2 and entry[0] in _WEIGHT_FILE_STEMS):
+        return None
+    library, class_name = entry
+    stem = _WEIGHT_FILE_STEMS[library]
+    path = subfolder / (f"{stem}.{variant}.safetensors" if variant else f"{stem}.safetensors")
     if not path.is_file() or not (subfolder / "config.json").is_file():
         return None
     header, data_start = _safetensors_header(path)
     if any(info.get("dtype") not in _SAFETENSORS_DTYPES for info in header.values()):
         return None
+    model_class = getattr(importlib.import_module(library), str(class_name), None)
+    if model_class is None or getattr(model_class, "_keep_in_fp32_modules", None):
+        return None
     with init_empty_weights():
-        # diffusers' models are untyped torch Modules to mypy: handled as Any here.
-        unet: Any = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(subfolder))
-    expected = {name: list(tensor.shape) for name, tensor in unet.state_dict().items()}
+        # diffusers' and transformers' models are untyped torch Modules to mypy: handled as Any here.
+        model: Any
+        if library == "diffusers":
+            model = model_class.from_config(model_class.load_config(subfolder))
+        else:
+            model = model_class(model_class.config_class.from_pretrained(subfolder))
+    expected = {name: list(tensor.shape) for name, tensor in model.state_dict().items()}
     if {name: list(info["shape"]) for name, info in header.items()} != expected:
         return None
     with path.open("rb") as handle:
@@ -379,14 +402,21 @@ def _stream_unet(folder: Path, variant: str | None, dtype: torch.dtype) -> UNet2
             if end == start:
                 tensor = torch.empty(info["shape"], dtype=source_dtype)
             else:
-                raw = bytearray(handle.read(end - start))
-                tensor = torch.frombuffer(raw, dtype=source_dtype).reshape(info["shape"])
-            set_module_tensor_to_device(unet, tensor_name, "cpu", value=tensor, dtype=dtype)
-    if any(p.is_meta for p in unet.parameters()) or any(b.is_meta for b in unet.buffers()):
+                # Read straight into the tensor's memory: read() then bytearray() held the bytes twice
+                # (0.4 GB for the text encoder's token table).
+                raw = torch.empty(end - start, dtype=torch.uint8)
+                if handle.readinto(raw.numpy().data) != end - start:
+                    return None  # a truncated file: from_pretrained reports it
+                tensor = raw.view(source_dtype).reshape(info["shape"])
+            set_module_tensor_to_device(model, tensor_name, "cpu", value=tensor, dtype=dtype)
+    if any(p.is_meta for p in model.parameters()) or any(b.is_meta for b in model.buffers()):
         return None
-    unet.register_to_config(_name_or_path=folder)  # as from_pretrained records it
-    loaded: UNet2DConditionModel = unet.eval()
-    return loaded
+    # As from_pretrained records them.
+    if library == "diffusers":
+        model.register_to_config(_name_or_path=folder)
+    else:
+        model.config.dtype = dtype
+    return model.eval()
 
 
 def _load_folder(
@@ -399,17 +429,23 @@ def _load_folder(
 ) -> LoadedModel:
     index = _read_model_index(folder)
     family = _family_of(str(index.get("_class_name", "")), str(folder))
-    variant = "fp16" if placement.dtype != torch.float32 and _has_variant(folder, "unet", "fp16") else None
+    variant = "fp16" if placement.half_precision_files and _has_variant(folder, "unet", "fp16") else None
     txt2img_class = PIPELINES[family][0]
     try:
-        # The UNet is most of the weights: loaded first, alone and streamed, it sets no peak of its own.
-        streamed = _stream_unet(folder, variant, placement.dtype)
+        # The big components loaded first, one at a time and streamed, set no peak of their own. With
+        # float16 weight storage they are read in float16 and stay so (the engine wraps their layers).
+        weight_dtype = placement.weight_dtype or placement.dtype
+        streamed = {
+            component: model
+            for component in _STREAMED_COMPONENTS
+            if (model := _stream_component(folder, component, index, variant, weight_dtype)) is not None
+        }
         pipe = txt2img_class.from_pretrained(
             folder,
             dtype=placement.dtype,
             variant=variant,
             local_files_only=True,
-            **({"unet": streamed} if streamed is not None else {}),
+            **streamed,
             **_safety_kwargs(family, index, settings),
         )
     except (OSError, ValueError, RuntimeError, KeyError, TypeError, json.JSONDecodeError) as exc:

@@ -3,7 +3,8 @@
 Services ask a `GenerationPool` for images (`generate(request) -> GenerationResult`, one call per
 image, from as many threads as `capacity`) and keep doing everything else themselves: storing drafts,
 pinning, journaling, chain sends. So every crash guarantee of the coordinator stands whichever pool
-makes the pixels.
+makes the pixels. A `Window` keeps up to `capacity` requests in flight and hands their results back
+in the order they were sent (the evolution cycle uses it).
 
 - `InProcessPool` (the default, `STUDIO_SCALE__RAY_ADDRESS` empty): the process's one engine; Ray is
   never imported.
@@ -21,8 +22,12 @@ import logging
 import queue
 import socket
 import threading
+from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from studio.config import ModelSettings, ScaleSettings
@@ -158,6 +163,7 @@ class RayPool:
         self._actors: list[Any] = []
         self._closed = False
         self.replaced = 0  # actors lost and replaced so far
+        self.most_busy = 0  # the most actors ever working at once (how far callers fanned out)
         self._busy: list[Any] = []
         for _ in range(count):
             self._idle.put(self._start_actor())
@@ -236,6 +242,7 @@ class RayPool:
                 ) from None
             with self._lock:
                 self._busy.append(actor)
+                self.most_busy = max(self.most_busy, len(self._busy))
             if on_stage is not None:
                 on_stage("generating", {"on": "the Ray cluster"})
             try:
@@ -277,6 +284,137 @@ class RayPool:
         for actor in actors:
             with contextlib.suppress(Exception):  # an actor already gone needs no killing
                 self._ray.kill(actor)
+
+
+K = TypeVar("K")
+
+# How often a caller waiting in `Window.take` looks again when no report came (a report wakes it at once).
+_WINDOW_POLL_S = 1.0
+
+
+@dataclass(frozen=True)
+class Generated(Generic[K]):
+    """A request of a `Window` taken back: its result, or the exception its generation raised."""
+
+    key: K
+    value: GenerationResult | None
+    error: BaseException | None
+
+    def result(self) -> GenerationResult:
+        """The generation's result; raises what the generation raised."""
+        if self.error is not None:
+            raise self.error
+        assert self.value is not None
+        return self.value
+
+
+class Window(Generic[K]):
+    """Requests in flight on a pool, at most its `capacity` at once, taken back in the order they were
+    sent: the caller does its own side effects with the results in that order, whichever request
+    finished first, while the pool makes the next ones.
+
+    Each request runs on a thread of the window's own. What those threads see (the pool's stage
+    reports, a request finishing) is queued and handed to the caller's callbacks in the caller's own
+    thread, by `take` and `relay`: a callback never runs on a worker thread or beside the caller's code.
+    With an `InProcessPool` (capacity 1) one request is sent, taken back, then the next one is sent:
+    the events come in the same order as when the pool is called directly."""
+
+    def __init__(
+        self,
+        pool: GenerationPool,
+        *,
+        on_stage: Callable[[K, str, dict[str, Any]], None] | None = None,
+        on_finished: Callable[[K, BaseException | None], None] | None = None,
+        name: str = "generation",
+    ) -> None:
+        """`on_stage(key, stage, details)`: a request's stage as the pool reports it (StageCallback);
+        `on_finished(key, error)`: a request finished, with the exception it raised or None. Each
+        request's finish is told once, before it is taken back."""
+        self.pool = pool
+        self.capacity = max(1, pool.capacity)
+        self.on_stage = on_stage
+        self.on_finished = on_finished
+        self._executor = ThreadPoolExecutor(max_workers=self.capacity, thread_name_prefix=name)
+        self._flights: deque[tuple[K, Future[GenerationResult]]] = deque()
+        # (key, stage, details) for a stage report; (key, None, {}) once that request has finished.
+        self._reports: queue.Queue[tuple[K, str | None, dict[str, Any]]] = queue.Queue()
+        self._finished: list[K] = []  # finished and told, not taken back yet
+
+    @property
+    def in_flight(self) -> list[K]:
+        """The requests sent and not taken back yet, oldest first."""
+        return [key for key, _ in self._flights]
+
+    @property
+    def running(self) -> list[K]:
+        """The requests sent whose finish has not been told yet (see `relay`), oldest first."""
+        return [key for key, _ in self._flights if not any(key is done for done in self._finished)]
+
+    @property
+    def full(self) -> bool:
+        return len(self._flights) >= self.capacity
+
+    def send(self, key: K, request: GenerationRequest) -> None:
+        """Start generating `request` (the window must not be full: take the oldest back first)."""
+        if self.full:
+            raise RuntimeError("the generation window is full: take a result back before sending another request")
+
+        def on_stage(stage: str, details: dict[str, Any]) -> None:
+            self._reports.put((key, stage, dict(details)))
+
+        future = self._executor.submit(self.pool.generate, request, on_stage=on_stage)
+        future.add_done_callback(lambda _: self._reports.put((key, None, {})))
+        self._flights.append((key, future))
+
+    def relay(self, timeout_s: float = 0.0) -> None:
+        """Tell the callbacks what the requests reported so far, waiting up to `timeout_s` for a first
+        report when none is queued."""
+        try:
+            report = self._reports.get(timeout=timeout_s) if timeout_s > 0 else self._reports.get_nowait()
+        except queue.Empty:
+            return
+        while True:
+            self._tell(*report)
+            try:
+                report = self._reports.get_nowait()
+            except queue.Empty:
+                return
+
+    def _tell(self, key: K, stage: str | None, details: dict[str, Any]) -> None:
+        if stage is not None:
+            if self.on_stage is not None:
+                self.on_stage(key, stage, details)
+            return
+        self._finished.append(key)
+        if self.on_finished is not None:
+            future = next(f for k, f in self._flights if k is key)
+            self.on_finished(key, future.exception())
+
+    def take(self) -> Generated[K]:
+        """Wait for the oldest request (telling the callbacks what comes meanwhile) and take it back."""
+        if not self._flights:
+            raise RuntimeError("nothing is in flight in the generation window")
+        key, future = self._flights[0]
+        while not any(key is done for done in self._finished):
+            # Woken by the next report; the pool bounds each request's time (STUDIO_SCALE__REQUEST_TIMEOUT_S).
+            self.relay(timeout_s=_WINDOW_POLL_S)
+        self._flights.popleft()
+        self._finished = [done for done in self._finished if done is not key]
+        error = future.exception()
+        return Generated(key, None if error is not None else future.result(), error)
+
+    def close(self) -> None:
+        """Wait for what is still in flight (its results are dropped: nothing was done with them)."""
+        self._executor.shutdown(wait=True)
+        self._flights.clear()
+
+    def __enter__(self) -> Window[K]:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
 
 
 def open_pool(model_settings: ModelSettings, scale: ScaleSettings) -> GenerationPool:

@@ -66,7 +66,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from studio.generation.prepack import _return_freed_memory  # shared with prepacking: same glibc heap problem
+from studio.generation.prepack import return_freed_memory  # shared with prepacking: same glibc heap problem
 
 
 @dataclass(frozen=True)
@@ -366,5 +366,5 @@ def winograd_convs(
         del child, replacement
     # The float64 intermediates of the weight transforms and the dropped weights would otherwise stay
     # in glibc's heap (measured: 1.82 GiB before the first decode instead of about 1.5).
-    _return_freed_memory()
+    return_freed_memory()
     return len(names)

@@ -3,11 +3,11 @@
 Each draft becomes a token exactly as `minting.mint_draft` makes one (the same published version 0: image
 and metadata pinned, provenance, the same rows), but the chain sees one `mintBatch` per part, each part
 as large as fits under the per-transaction gas budget (`STUDIO_CHAIN__BATCH_GAS_BUDGET`) and the block gas
-limit. The journal is the single mint's: one mint intent per draft, written before anything is sent, with
-its part's transaction hash and nonce added before that part leaves; each part is recorded as soon as it
-is mined. A stop anywhere loses nothing and mints nothing twice: `minting.reconcile_mints` (run when the
-studio starts its chain) records every token the chain has for an open intent, and drops intents whose
-part can never be mined.
+limit. The journal is the single mint's (`mint_journal`): one mint intent per draft, written before
+anything is sent, with its part's transaction hash and nonce added before that part leaves; each part is
+recorded as soon as it is mined. A stop anywhere loses nothing and mints nothing twice:
+`minting.reconcile_mints` (run when the studio starts its chain) records every token the chain has for an
+open intent, and drops intents whose part can never be mined.
 """
 
 from __future__ import annotations
@@ -24,14 +24,8 @@ from studio.crashpoints import crash_point
 from studio.records import MintIntent
 from studio.services.drafts import get_draft
 from studio.services.errors import InvalidInputError
-from studio.services.minting import (
-    _certainly_not_minted,
-    _drop_intent,
-    _intent,
-    _record_minted,
-    check_attributes,
-    check_recipient,
-)
+from studio.services.mint_journal import certainly_not_minted, drop_intent, new_intent, record_minted
+from studio.services.minting import check_attributes, check_recipient
 from studio.services.publishing import PublishedVersion, StepCallback, notify_step, publish_version
 from studio.services.rules_files import check_living_rules
 from studio.services.studio import Studio
@@ -130,7 +124,8 @@ def mint_drafts(
     living = rules_name is not None
     with studio.db.session() as session:
         for item, draft, version in zip(items, sources, published, strict=True):
-            session.add(_intent(chain, draft.id, version, item.name, item.description, recipient, living, rules_name))
+            intent = new_intent(chain, draft.id, version, item.name, item.description, recipient, living, rules_name)
+            session.add(intent)
 
     by_cid = {p.metadata_cid: (item, p) for item, p in zip(items, published, strict=True)}
     minted: list[MintedDraft] = []
@@ -153,7 +148,7 @@ def mint_drafts(
         )
         share = result.gas_used // len(result.token_ids)
         for token_id, cid in zip(result.token_ids, result.metadata_cids, strict=True):
-            _record_minted(
+            record_minted(
                 studio, token_id, cid, tx_hash=result.tx_hash, block_number=result.block_number, gas_used=share
             )
             item, version = by_cid[cid]
@@ -173,8 +168,8 @@ def mint_drafts(
         cause = exc.cause if isinstance(exc, BatchMintError) else exc
         done = {m.metadata_cid for m in minted}
         for cid in cids:
-            if cid not in done and _certainly_not_minted(studio, cid, cause):
-                _drop_intent(studio, cid)
+            if cid not in done and certainly_not_minted(studio, cid, cause):
+                drop_intent(studio, cid)
         raise
     log.info("minted %d drafts in %d transaction(s)", len(minted), len(results))
     return BatchMintOutcome(

@@ -271,27 +271,12 @@ class CredentialsBadge:
         return self.state == "trusted" and not self.problems
 
 
-class _ReaderSource:
-    """The gallery's IPFS reader (local store, else the gateway, CID-checked) as the verifier's source."""
-
-    def __init__(self, ipfs: IpfsReader) -> None:
-        self.ipfs = ipfs
-
-    def cat(self, cid: str, *, max_bytes: int) -> bytes:
-        from metadata.verify import FetchFailed
-
-        try:
-            return self.ipfs.cat(cid, max_bytes=max_bytes)
-        except (StudioError, ContentError) as exc:
-            raise FetchFailed("unavailable", str(exc)) from None
-
-
 def collection_trust_anchor_pem(reader: GalleryReader) -> bytes | None:
     """The CA certificate the collection metadata (`contractURI`) names, None when it names none."""
-    from metadata.verify import collection_trust_anchor
+    from metadata.verify import ReaderSource, collection_trust_anchor
 
     try:
-        pem, _cid = collection_trust_anchor(reader.chain.contract_uri(), _ReaderSource(reader.ipfs))
+        pem, _cid = collection_trust_anchor(reader.chain.contract_uri(), ReaderSource(reader.ipfs))
     except (StudioError, ContentError):
         return None
     return pem
@@ -303,10 +288,10 @@ def credentials_badges(
     """One badge per version of a history page, checked as `python -m metadata verify` checks them. A
     version's link to its parent is checked when the previous version is on the same page."""
     from metadata.credentials import read_credentials
-    from metadata.verify import credentials_failures, ipfs_cid
+    from metadata.verify import ReaderSource, credentials_failures, ipfs_cid
 
     anchor = collection_trust_anchor_pem(reader)
-    source = _ReaderSource(reader.ipfs)
+    source = ReaderSource(reader.ipfs)
     manifests: dict[int, str | None] = {}
     badges: dict[int, CredentialsBadge] = {}
     for version in sorted(versions, key=lambda v: v.version):

@@ -13,17 +13,14 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 from web3 import Web3
 
-from contracts.errors import ContractRevertError, TransactionFailedError
 from studio.crashpoints import crash_point
-from studio.owners import owner_alive, process_owner
-from studio.records import Draft, MintIntent, Token, TokenVersion
-from studio.services.chain import ChainSession
+from studio.owners import owner_alive
+from studio.records import MintIntent, Token
 from studio.services.drafts import get_draft
-from studio.services.errors import InvalidInputError, NotFoundError
+from studio.services.errors import InvalidInputError
+from studio.services.mint_journal import certainly_not_minted, drop_intent, new_intent, record_minted
 from studio.services.publishing import PublishedVersion, StepCallback, notify_step, publish_version
 from studio.services.rules_files import check_living_rules
 from studio.services.studio import Studio
@@ -163,7 +160,7 @@ def mint_draft(
     # Written before the transaction, so a stop between confirmation and recording loses no token; the
     # transaction's hash and nonce are added before it leaves, so a reconcile can tell its fate.
     with studio.db.session() as session:
-        session.add(_intent(chain, draft.id, published, name.strip(), description, recipient, living, rules_name))
+        session.add(new_intent(chain, draft.id, published, name.strip(), description, recipient, living, rules_name))
 
     def record_broadcast(tx_hash: str, nonce: int) -> None:
         with studio.db.session() as session:
@@ -177,8 +174,8 @@ def mint_draft(
         # Only what certainly minted nothing drops the intent: nothing broadcast, or a failed receipt.
         # Anything else (a lost answer, a timeout, Ctrl-C) may still be mined: the intent stays and
         # reconcile_mints records the token, or drops the intent once its nonce went to another transaction.
-        if _certainly_not_minted(studio, published.metadata_cid, exc):
-            _drop_intent(studio, published.metadata_cid)
+        if certainly_not_minted(studio, published.metadata_cid, exc):
+            drop_intent(studio, published.metadata_cid)
         raise
     crash_point("mint:after_confirmation")
     notify_step(
@@ -189,7 +186,7 @@ def mint_draft(
         block_number=minted.block_number,
         gas_used=minted.gas_used,
     )
-    _record_minted(
+    record_minted(
         studio,
         minted.token_id,
         published.metadata_cid,
@@ -208,117 +205,6 @@ def mint_draft(
         gas_used=minted.gas_used,
         published=published,
     )
-
-
-def _certainly_not_minted(studio: Studio, metadata_cid: str, exc: BaseException) -> bool:
-    with studio.db.session() as session:
-        intent = session.scalar(select(MintIntent).where(MintIntent.metadata_cid == metadata_cid))
-        if intent is None:
-            return False
-        if intent.tx_hash is None:
-            return True  # refused before signing (a revert in the estimate, the fee cap, funds)
-    # Raised from the receipt: the transaction was mined and failed.
-    return isinstance(exc, ContractRevertError | TransactionFailedError)
-
-
-def _intent(
-    chain: ChainSession,
-    draft_id: int,
-    published: PublishedVersion,
-    name: str,
-    description: str,
-    recipient: str,
-    living: bool,
-    rules_name: str | None,
-) -> MintIntent:
-    return MintIntent(
-        owner=process_owner(),
-        sender=chain.address,
-        chain_id=chain.chain_id,
-        contract_address=chain.contract_address,
-        metadata_cid=published.metadata_cid,
-        image_cid=published.image_cid,
-        draft_id=draft_id,
-        name=name,
-        description=description,
-        recipient=recipient,
-        living=bool(living),
-        rules_name=rules_name if living else None,
-    )
-
-
-def _drop_intent(studio: Studio, metadata_cid: str) -> None:
-    with studio.db.session() as session:
-        intent = session.scalar(select(MintIntent).where(MintIntent.metadata_cid == metadata_cid))
-        if intent is not None:
-            session.delete(intent)
-
-
-def _record_minted(
-    studio: Studio, token_id: int, metadata_cid: str, *, tx_hash: str, block_number: int, gas_used: int | None
-) -> None:
-    """Turn the mint intent for `metadata_cid` into the token's rows, in one transaction. Another
-    process's reconcile may have recorded it first (it found the mined token while this one awaited
-    the receipt): then there is nothing left to do."""
-    try:
-        with studio.db.session() as session:
-            intent = session.scalar(select(MintIntent).where(MintIntent.metadata_cid == metadata_cid))
-            if intent is None:
-                if _recorded(studio, session, token_id, metadata_cid):
-                    return
-                raise NotFoundError(
-                    f"token {token_id} was minted with metadata {metadata_cid} but its mint intent is gone, so "
-                    "the studio cannot record it: open the studio again (its reconcile records it from the chain)."
-                )
-            _add_token(session, intent, token_id, tx_hash=tx_hash, block_number=block_number, gas_used=gas_used)
-    except IntegrityError:
-        # Recorded at the same moment by another process (the token's unique key refused the second).
-        with studio.db.session() as session:
-            if not _recorded(studio, session, token_id, metadata_cid):
-                raise
-
-
-def _recorded(studio: Studio, session: Session, token_id: int, metadata_cid: str) -> bool:
-    token = session.scalar(collection_query(studio.identity).where(Token.token_id == token_id))
-    return token is not None and token.versions[0].metadata_cid == metadata_cid
-
-
-def _add_token(
-    session: Session, intent: MintIntent, token_id: int, *, tx_hash: str, block_number: int, gas_used: int | None
-) -> None:
-    draft = session.get(Draft, intent.draft_id)
-    if draft is None:
-        raise NotFoundError(
-            f"draft {intent.draft_id}, which token {token_id} was minted from, is no longer in the database: restore "
-            "the database from a backup to record the token with its draft."
-        )
-    token = Token(
-        chain_id=intent.chain_id,
-        contract_address=intent.contract_address,
-        token_id=token_id,
-        name=intent.name,
-        description=intent.description,
-        seed=draft.seed,
-        prompt=draft.prompt,
-        draft_id=draft.id,
-        living=intent.living,
-        rules_name=intent.rules_name,
-        current_version=0,
-        current_metadata_cid=intent.metadata_cid,
-        current_image_cid=intent.image_cid,
-    )
-    token.versions.append(
-        TokenVersion(
-            version=0,
-            metadata_cid=intent.metadata_cid,
-            image_cid=intent.image_cid,
-            tx_hash=tx_hash,
-            block_number=block_number,
-            gas_used=gas_used,
-        )
-    )
-    session.add(token)
-    session.delete(intent)
 
 
 def reconcile_mints(studio: Studio) -> list[int]:
@@ -357,7 +243,7 @@ def reconcile_mints(studio: Studio) -> list[int]:
         if history and history[0].metadata_cid in wanted:
             mint = history[0]
             wanted.pop(mint.metadata_cid)
-            _record_minted(
+            record_minted(
                 studio, token_id, mint.metadata_cid, tx_hash=mint.tx_hash, block_number=mint.block_number, gas_used=None
             )
             recorded.append(token_id)
@@ -367,7 +253,7 @@ def reconcile_mints(studio: Studio) -> list[int]:
             log.info("mint intent for %s is still in flight: kept", metadata_cid)
             continue
         log.warning("dropped the mint intent for %s: %s", metadata_cid, fate)
-        _drop_intent(studio, metadata_cid)
+        drop_intent(studio, metadata_cid)
     return recorded
 
 

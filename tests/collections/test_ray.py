@@ -5,14 +5,9 @@ and an unreachable cluster is a clear error at start-up."""
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -25,6 +20,7 @@ from studio.records import Draft
 from studio.services import collections
 from studio.services.studio import Studio
 from tests.fixtures.paths import REPO_ROOT
+from tests.fixtures.ray import free_port, ray_settings
 
 SPEC = """\
 name = "tiles"
@@ -44,62 +40,6 @@ bird = 1
 leaf = 1
 star = 1
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[str]:
-    """`ray start --head --block` in its own process group (stopped by signalling that group only), the
-    studio importable on its workers; yields the address a driver connects to."""
-    import ray
-
-    port = free_port()
-    temp_dir = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0"}
-    log = open(Path(temp_dir) / "head.log", "w")  # noqa: SIM115 - closed at teardown
-    head = subprocess.Popen(
-        [
-            "nice", "-n", "19", str(Path(REPO_ROOT) / ".venv" / "bin" / "ray"), "start", "--head", "--block",
-            "--num-cpus=2", "--num-gpus=0", f"--port={port}", "--node-ip-address=127.0.0.1",
-            "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp_dir}",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )  # fmt: skip
-    address = f"127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert head.poll() is None, (Path(temp_dir) / "head.log").read_text()
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the Ray head did not start within 180 s"
-                time.sleep(0.5)
-        ray.init(address=address, logging_level="WARNING")
-        yield address
-    finally:  # the head is stopped even when connecting to it failed
-        ray.shutdown()
-        os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
-            head.wait(timeout=30)
-        log.close()
-
-
-def ray_settings(studio_settings, address: str, data_dir: Path):
-    scale = ScaleSettings(ray_address=address, actors=2, actor_threads=1, connect_timeout_s=5)
-    return studio_settings.model_copy(update={"scale": scale, "data_dir": data_dir})
 
 
 def in_process_cids(engine, view: collections.CollectionView) -> dict[int, str]:

@@ -10,14 +10,23 @@ import os
 import numpy as np
 import pytest
 import torch
+from diffusers import AutoencoderTiny
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+from diffusers.models.unets.unet_2d_blocks import AutoencoderTinyBlock
 from torch import nn
 
 from studio.generation import Engine, GenerationRequest
 from studio.generation import attention as blocked
 from studio.generation.attention import BlockedAttnProcessor, blocked_attention
 from studio.generation.cpu import CpuCapabilities, cpu_capabilities, plan_for
-from studio.generation.prepack import PrepackedConv2d, PrepackedLinear, prepack, prepack_supported
+from studio.generation.fusion import Conv2dReLU, FusedTinyBlock, fuse_conv_relu
+from studio.generation.prepack import (
+    PrepackedConv2d,
+    PrepackedLinear,
+    SizePackedConv2d,
+    prepack,
+    prepack_supported,
+)
 from tests.fixtures.generation import tiny_model_optimizations
 
 needs_onednn = pytest.mark.skipif(not prepack_supported(torch.float32), reason="this PyTorch build has no oneDNN")
@@ -56,6 +65,33 @@ def test_prepacked_conv_computes_what_the_plain_conv_computes(dtype, conv):
 
     torch.testing.assert_close(packed, expected, **TOLERANCE[dtype])
     torch.testing.assert_close(from_nhwc, expected, **TOLERANCE[dtype])
+
+
+@needs_onednn
+@pytest.mark.parametrize("bias", [True, False])
+def test_size_packed_conv_computes_what_the_plain_conv_computes_at_every_size_it_meets(bias):
+    """Packed for the first input's size, packed again for the next size and again on the way back:
+    the weight survives each repacking (it is rebuilt from the packed one, not kept twice)."""
+    torch.manual_seed(0)
+    plain = nn.Conv2d(16, 24, 3, padding=1, bias=bias).eval()
+    packed = SizePackedConv2d(plain)
+    inputs = [torch.randn(1, 16, 12, 12), torch.randn(1, 16, 20, 8), torch.randn(2, 16, 12, 12)]
+    with torch.inference_mode():
+        for x in [*inputs, inputs[0]]:
+            torch.testing.assert_close(packed(x), plain(x), **TOLERANCE[torch.float32])
+            assert packed.packed_for == list(x.shape)
+        assert packed.weight.is_mkldnn
+        assert torch.equal(packed.weight.to_dense(), plain.weight)
+
+
+def test_prepack_by_size_swaps_only_the_3x3_convolutions():
+    model = nn.Sequential(nn.Conv2d(4, 8, 3, padding=1), nn.Conv2d(8, 8, 1), nn.Flatten(), nn.Linear(8 * 25, 3)).eval()
+
+    assert prepack(model, convs=False, linears=False, convs_by_size=True) == 1
+
+    assert isinstance(model[0], SizePackedConv2d)
+    assert type(model[1]) is nn.Conv2d  # 1x1: left alone, as prepack always does
+    assert type(model[3]) is nn.Linear
 
 
 @needs_onednn
@@ -229,12 +265,20 @@ SAPPHIRE_RAPIDS = _caps(
 @pytest.mark.parametrize(
     ("caps", "dtype", "names", "warned"),
     [
-        (ZEN3, torch.float32, ["onednn_prepack_linear", "winograd_conv"], False),  # prepacked 3x3 convs: slower
+        # Prepacked 3x3 convolutions were slower on AVX2.
+        # and so were prepacked ones of any size packed without the input's size: packed for it, they pay.
+        (
+            ZEN3,
+            torch.float32,
+            ["onednn_prepack_linear", "onednn_prepack_conv_by_size", "winograd_conv", "fused_conv_relu"],
+            False,
+        ),
         (ZEN3, torch.bfloat16, [], True),  # oneDNN's bf16 reorder would raise: stock kernels, and a warning
-        (ZEN4, torch.float32, ["onednn_prepack", "winograd_conv"], False),
-        (ZEN4, torch.bfloat16, ["onednn_prepack", "blocked_attention"], False),
+        (ZEN4, torch.float32, ["onednn_prepack", "winograd_conv", "fused_conv_relu"], False),
+        (ZEN4, torch.bfloat16, ["onednn_prepack", "blocked_attention", "fused_conv_relu"], False),
         (SKYLAKE_X, torch.bfloat16, [], True),  # no native bf16: slower than fp32, 'auto' never picks it
-        (SAPPHIRE_RAPIDS, torch.bfloat16, ["onednn_prepack"], False),  # SDPA uses the AMX tiles itself
+        # SDPA uses the AMX tiles itself.
+        (SAPPHIRE_RAPIDS, torch.bfloat16, ["onednn_prepack", "fused_conv_relu"], False),
         (ZEN4, torch.float16, [], True),
     ],
 )
@@ -260,3 +304,41 @@ def test_the_isa_limits_make_this_process_an_avx2_machine():
     assert caps.cpu_class == "avx2"
     assert not caps.native_bf16
     assert plan_for(torch.bfloat16).names == []
+
+
+@needs_onednn
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("channels", [(8, 8), (4, 8)])  # the encoder's blocks change channels (1x1 skip)
+def test_fused_tiny_autoencoder_block_computes_what_diffusers_block_computes(dtype, channels):
+    torch.manual_seed(0)
+    block = AutoencoderTinyBlock(*channels, act_fn="relu").to(dtype).eval()
+    fused_block = FusedTinyBlock(block)
+    pair = nn.Sequential(nn.Conv2d(channels[0], 8, 3, padding=1), nn.ReLU()).to(dtype).eval()
+    fused_pair = Conv2dReLU(pair[0])
+    x = torch.randn(1, channels[0], 33, 31, dtype=dtype).to(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        torch.testing.assert_close(fused_block(x), block(x), **TOLERANCE[dtype])
+        torch.testing.assert_close(fused_pair(x), pair(x), **TOLERANCE[dtype])
+
+
+@needs_onednn
+def test_fuse_conv_relu_swaps_every_pair_of_the_tiny_autoencoder_and_decodes_the_same(tiny_autoencoder_dir):
+    stock = AutoencoderTiny.from_pretrained(tiny_autoencoder_dir).eval()
+    fused = AutoencoderTiny.from_pretrained(tiny_autoencoder_dir).eval()
+    blocks = sum(isinstance(m, AutoencoderTinyBlock) for m in fused.modules())
+
+    swapped = fuse_conv_relu(fused)
+
+    assert blocks
+    assert not any(isinstance(m, AutoencoderTinyBlock) for m in fused.modules())
+    assert not any(type(m) is nn.ReLU for m in fused.decoder.modules())
+    assert swapped >= 3 * blocks
+    assert fuse_conv_relu(fused) == 0  # nothing left to fuse
+    latents = torch.randn(1, 4, 12, 10)
+    image = torch.rand(1, 3, 96, 80) * 2 - 1
+    with torch.inference_mode():
+        # oneDNN may pick another kernel with post-ops attached: the last bits can differ.
+        torch.testing.assert_close(
+            fused.decode(latents).sample, stock.decode(latents).sample, **TOLERANCE[torch.float32]
+        )
+        torch.testing.assert_close(fused.encode(image).latents, stock.encode(image).latents, **TOLERANCE[torch.float32])

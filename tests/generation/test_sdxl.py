@@ -14,7 +14,9 @@ from tests.fixtures.generation import float32_and_native_bf16, tiny_model_optimi
 
 
 def _engine(model_dir, dtype: str) -> Engine:
-    return Engine(ModelSettings(model_id=str(model_dir), device="cpu", dtype=dtype, tiny_autoencoder_id=None))
+    return Engine(
+        ModelSettings(model_id=str(model_dir), device="cpu", dtype=dtype, tiny_autoencoder_id=None, memory="speed")
+    )
 
 
 def test_sdxl_text_to_image_and_img2img_are_reproducible_and_recorded(tiny_sdxl_dir):
@@ -52,7 +54,7 @@ def test_sdxl_runs_with_the_cpu_optimizations_this_cpu_class_gets(tiny_sdxl_dir,
     result = engine.generate(request)
 
     plan = plan_for(getattr(torch, dtype))
-    assert result.record["cpu_optimizations"] == tiny_model_optimizations(getattr(torch, dtype))
+    assert result.record["cpu_optimizations"] == tiny_model_optimizations(getattr(torch, dtype), tiny_autoencoder=False)
     pipe = engine._model.pipe
     for module in (pipe.text_encoder, pipe.text_encoder_2, pipe.unet):
         assert any(isinstance(m, PrepackedLinear) for m in module.modules()) == plan.prepack_linears
