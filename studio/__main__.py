@@ -1,8 +1,10 @@
-"""`python -m studio collection generate|mint|show`: generative collections from a shell.
+"""`python -m studio collection generate|mint|show`: generative collections from a shell;
+`python -m studio model download`: fetch the configured model before the first generation.
 
     collection generate SPEC.toml     generate the spec's editions as drafts (again: resumes where it stopped)
     collection mint NAME              mint the kept editions [--to ADDRESS] [--living RULES]
     collection show NAME              editions, their traits and drafts, and the rarity table
+    model download                    download the hub model (and tiny autoencoder) into the HF cache
 
 Progress goes to stdout, one line per edition. Ctrl-C stops after the current image; everything made is
 kept and the same command resumes. Exit codes, as `python -m evolve`: 0 done, 1 a run failed or was
@@ -36,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     show = actions.add_parser("show", help="editions and the rarity table")
     show.add_argument("name")
     show.add_argument("--json", action="store_true", help="print JSON")
+    model = commands.add_parser("model", help="the Stable Diffusion model")
+    model_actions = model.add_subparsers(dest="action", required=True)
+    model_actions.add_parser("download", help="download the configured hub model now, with its progress")
     return parser
 
 
@@ -127,6 +132,32 @@ def _mint(args: argparse.Namespace, settings: Any) -> int:
     return 0
 
 
+def _download_model(_args: argparse.Namespace, settings: Any) -> int:
+    """One progress line a second: bytes of the total, rate and time left (stdout), then where it is."""
+    import time
+
+    from studio.generation.errors import GenerationError
+    from studio.generation.loading import download_model
+
+    last = [0.0]
+
+    def show(progress: Any) -> None:
+        if progress.finished or time.monotonic() - last[0] >= 1.0:
+            last[0] = time.monotonic()
+            print(f"{progress.repo_id}: {progress.sentence()}", flush=True)
+
+    try:
+        folders = download_model(settings.model, on_download=show)
+    except GenerationError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    if not folders:
+        print(f"{settings.model.model_id} is a local model: nothing to download.")
+    for folder in folders:
+        print(f"ready: {folder}")
+    return 0
+
+
 def _show(args: argparse.Namespace, settings: Any) -> int:
     from studio.services import collections
     from studio.services.studio import Studio
@@ -189,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"settings refused: {exc}", file=sys.stderr)
         return 2
-    actions = {"generate": _generate, "mint": _mint, "show": _show}
+    actions = {"generate": _generate, "mint": _mint, "show": _show, "download": _download_model}
     try:
         return actions[args.action](args, settings)
     except CollectionSpecError as exc:

@@ -15,6 +15,7 @@ import os
 import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
@@ -99,6 +100,11 @@ class ModelSettings(BaseModel):
         description="Hugging Face hub id, a local diffusers folder or a single .safetensors file.",
     )
     revision: str | None = None
+    hub_endpoint: str | None = Field(
+        None,
+        description="Base URL of the Hugging Face hub or a mirror of it (such as https://hf-mirror.com) to "
+        "download hub models from; empty uses huggingface_hub's own (HF_ENDPOINT, else https://huggingface.co).",
+    )
     single_file_config: str | None = Field(
         None,
         description="For a single .safetensors model_id: a hub id or local diffusers folder of the same "
@@ -125,6 +131,23 @@ class ModelSettings(BaseModel):
     )
     max_side: int = Field(1024, ge=64, description="Largest width or height accepted.")
     max_steps: int = Field(150, ge=1)
+
+    @field_validator("hub_endpoint")
+    @classmethod
+    def _endpoint_is_a_url(cls, value: str | None) -> str | None:
+        value = (value or "").strip().rstrip("/")
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.username or parts.password:
+            # Shown in messages and logs: a token belongs in HF_TOKEN, which huggingface_hub sends itself.
+            raise ValueError("hub_endpoint must not hold credentials: set HF_TOKEN for the hub's token instead.")
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError(
+                f"hub_endpoint {value!r} is not an http(s) base URL: use one like https://hf-mirror.com, or leave "
+                "it empty for the Hugging Face hub."
+            )
+        return value
 
 
 class EvolveSettings(BaseModel):

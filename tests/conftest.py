@@ -32,6 +32,7 @@ pytest_plugins = [
     "tests.fixtures.evolve",
     "tests.fixtures.generation",
     "tests.fixtures.http",
+    "tests.fixtures.hub",
     "tests.fixtures.ray",
     "tests.fixtures.studio",
 ]

@@ -35,6 +35,7 @@ from studio.config import ModelSettings
 from studio.generation.attention import BlockedAttnProcessor
 from studio.generation.cpu import CpuPlan, plan_for
 from studio.generation.devices import Placement, resolve_placement
+from studio.generation.download import DownloadProgress
 from studio.generation.errors import (
     GenerationCancelled,
     GenerationError,
@@ -57,8 +58,11 @@ MAX_PROMPT_CHARS = 4000  # the provenance schema's limit (metadata/schemas)
 
 ProgressCallback = Callable[[int, int], None]
 # on_stage(stage, details), as the request moves: "waiting" {ahead, position} while other requests run
-# first, "loading" {model}, "encoding prompt", "encoding image", "denoising" {step, total} (step 0 as the
-# loop starts, then after each step), "decoding". Called from the generating thread.
+# first, "loading" {model}, "downloading" {model, done_bytes, total_bytes, rate, eta_s, file, files_done,
+# files_total, finished} while a hub model not cached yet is fetched (at most ~4 a second; a request
+# waiting its turn hears it too, with its ahead and position), "encoding prompt", "encoding image",
+# "denoising" {step, total} (step 0 as the loop starts, then after each step), "decoding". Called from the
+# generating thread.
 StageCallback = Callable[[str, dict[str, Any]], None]
 _STAGE_NAMES = {"text_encoder": "encoding prompt", "encoder": "encoding image", "decoder": "decoding"}
 # The UNet's 3x3 convolutions Winograd takes: the 320- and 640-channel levels and the 640<->1280 ones
@@ -288,6 +292,7 @@ class Engine:
         self._turns = threading.Condition()
         self._tickets: list[object] = []
         self._model: LoadedModel | None = None
+        self._download: DownloadProgress | None = None  # of the model, while it is being fetched
         self._pipes: dict[tuple[bool, bool], Any] = {}
         self.load_seconds: float | None = None
 
@@ -304,13 +309,13 @@ class Engine:
         with self._lock:
             self._load_locked()
 
-    def _load_locked(self) -> LoadedModel:
+    def _load_locked(self, on_stage: StageCallback | None = None) -> LoadedModel:
         if self._model is not None:
             return self._model
         start = time.perf_counter()
         placement = resolve_placement(self.settings.device, self.settings.dtype, self.settings.memory)
         try:
-            model = load_model(self.settings, placement)
+            model = load_model(self.settings, placement, on_download=self._download_reporter(on_stage))
             if placement.device == "cpu":
                 self._prepare_for_cpu(model)
         except GenerationError:
@@ -325,6 +330,9 @@ class Engine:
                     "STUDIO_MODEL__DTYPE=float16/bfloat16."
                 ) from exc
             raise
+        finally:
+            with self._turns:
+                self._download = None  # done or failed: waiting requests stop showing it
         self._model = model
         self._pipes = {}
         self.load_seconds = time.perf_counter() - start
@@ -337,6 +345,21 @@ class Engine:
             self.load_seconds,
         )
         return model
+
+    def _download_reporter(self, on_stage: StageCallback | None) -> Callable[[DownloadProgress], None]:
+        """Tells the loading request's on_stage, and the requests waiting their turn, how the model's
+        download goes; once it is done the stage is "loading" again."""
+
+        def report(progress: DownloadProgress) -> None:
+            with self._turns:
+                self._download = None if progress.finished else progress
+                self._turns.notify_all()
+            if on_stage is not None:
+                on_stage("downloading", progress.details())
+                if progress.finished:
+                    on_stage("loading", {"model": public_model_name(self.settings.model_id)})
+
+        return report
 
     def _prepare_for_cpu(self, model: LoadedModel) -> None:
         # oneDNN's convolutions prefer NHWC: it speeds up both decoders on CPU.
@@ -536,7 +559,7 @@ class Engine:
     def _take_turn(self, on_stage: StageCallback | None, cancel: threading.Event | None) -> object:
         """Wait until every request that came earlier is done; say how many are ahead while waiting."""
         ticket = object()
-        told: int | None = None
+        told: tuple[int, DownloadProgress | None] | None = None
         with self._turns:
             self._tickets.append(ticket)
             while (ahead := self._tickets.index(ticket)) > 0:
@@ -544,9 +567,14 @@ class Engine:
                     self._tickets.remove(ticket)
                     self._turns.notify_all()
                     raise GenerationCancelled("The generation was cancelled while it waited for its turn.")
-                if on_stage is not None and ahead != told:
-                    on_stage("waiting", {"ahead": ahead, "position": ahead + 1})
-                    told = ahead
+                # While the request ahead fetches the model, this one waits for the same download.
+                now = (ahead, self._download)
+                if on_stage is not None and now != told:
+                    if self._download is not None:
+                        on_stage("downloading", {**self._download.details(), "ahead": ahead, "position": ahead + 1})
+                    else:
+                        on_stage("waiting", {"ahead": ahead, "position": ahead + 1})
+                    told = now
                 self._turns.wait(timeout=0.5)
         return ticket
 
@@ -564,7 +592,7 @@ class Engine:
             fresh_load = self._model is None
             if fresh_load and on_stage is not None:
                 on_stage("loading", {"model": public_model_name(self.settings.model_id)})
-            model = self._load_locked()
+            model = self._load_locked(on_stage)
             if fresh_load and self.load_seconds is not None:
                 timings["load"] = self.load_seconds
             values = self._resolve(request, model)

@@ -21,6 +21,11 @@ class ModelNotAvailableError(GenerationError):
     """The configured model cannot be found or fetched (missing path, offline with no cached copy)."""
 
 
+class DownloadInterruptedError(ModelNotAvailableError, OSError):
+    """A model download that had started stopped (connection lost, hub error). The files already fetched
+    stay in the cache; the next attempt goes on from there. An OSError too, as huggingface_hub's are."""
+
+
 class CorruptModelError(ModelNotAvailableError):
     """The model was found but its files cannot be read (broken JSON, truncated or missing weights)."""
 

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -20,7 +21,6 @@ from typing import Any, Literal
 import torch
 from diffusers import (
     AutoencoderTiny,
-    DiffusionPipeline,
     StableDiffusionImg2ImgPipeline,
     StableDiffusionPipeline,
     StableDiffusionXLImg2ImgPipeline,
@@ -28,8 +28,20 @@ from diffusers import (
 )
 
 from studio.config import ModelSettings
-from studio.generation.devices import Placement
-from studio.generation.errors import CorruptModelError, ModelNotAvailableError, UnsupportedCheckpointError
+from studio.generation.devices import Placement, resolve_placement
+from studio.generation.download import (
+    DownloadProgress,
+    cached_snapshot,
+    fetch_model,
+    fetch_pipeline,
+    hub_cache_dir,
+)
+from studio.generation.errors import (
+    CorruptModelError,
+    DownloadInterruptedError,
+    ModelNotAvailableError,
+    UnsupportedCheckpointError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +104,14 @@ def is_local_path(model_id: str) -> bool:
     return not _HUB_ID.match(model_id)
 
 
-def load_model(settings: ModelSettings, placement: Placement) -> LoadedModel:
-    """Load the model the settings name, or raise an error that says how to get or point to one."""
+def load_model(
+    settings: ModelSettings,
+    placement: Placement,
+    *,
+    on_download: Callable[[DownloadProgress], None] | None = None,
+) -> LoadedModel:
+    """Load the model the settings name, or raise an error that says how to get or point to one.
+    on_download hears a hub model's download progress when it is not cached yet (see download.py)."""
     model_id = settings.model_id.strip()
     if not model_id:
         raise ModelNotAvailableError("No model is configured. " + _POINT_AT_MODEL)
@@ -106,24 +124,72 @@ def load_model(settings: ModelSettings, placement: Placement) -> LoadedModel:
         else:
             loaded = _load_folder(path, settings, placement, model_id=str(path), source="folder")
     else:
-        folder = _download_from_hub(model_id, settings, placement)
+        folder = _download_from_hub(model_id, settings, placement, on_download)
         loaded = _load_folder(folder, settings, placement, model_id=model_id, source="hub")
-    loaded.tiny_vae = _load_tiny_autoencoder(settings, loaded)
+    loaded.tiny_vae = _load_tiny_autoencoder(settings, loaded, on_download)
     return loaded
+
+
+def download_model(
+    settings: ModelSettings, on_download: Callable[[DownloadProgress], None] | None = None
+) -> list[Path]:
+    """Fetch the configured hub model, and the fast preset's tiny autoencoder when that is a hub id,
+    into the Hugging Face cache without loading them (`python -m studio model download`): the files
+    the first generation would fetch, with the same progress. Returns the cached snapshot folders
+    (none for local models); raises ModelNotAvailableError with the fix, as load_model does."""
+    model_id = settings.model_id.strip()
+    if not model_id:
+        raise ModelNotAvailableError("No model is configured. " + _POINT_AT_MODEL)
+    folders: list[Path] = []
+    family: Family | None = None
+    if not is_local_path(model_id):
+        placement = resolve_placement(settings.device, settings.dtype)
+        folders.append(_download_from_hub(model_id, settings, placement, on_download))
+        family = _family_of(str(_read_model_index(folders[0]).get("_class_name", "")), model_id)
+    tiny_id = (settings.tiny_autoencoder_id or "").strip()
+    if family == "sdxl":
+        tiny_id = _TINY_FOR_SDXL.get(tiny_id, tiny_id)
+    if tiny_id and not is_local_path(tiny_id):
+        try:
+            folders.append(
+                fetch_model(tiny_id, endpoint=settings.hub_endpoint, cache_dir=hub_cache_dir(), on_progress=on_download)
+            )
+        except (OSError, ValueError) as exc:
+            raise ModelNotAvailableError(
+                f"The tiny autoencoder {tiny_id!r} (the fast preset's decoder) could not be downloaded: "
+                f"{_first_line(exc)}. Run it again while online, or set STUDIO_MODEL__TINY_AUTOENCODER_ID to a "
+                "local AutoencoderTiny folder (empty: always decode with the full VAE)."
+            ) from exc
+    return folders
 
 
 # ---------------------------------------------------------------------------------------------------
 # Hub
 
 
-def _download_from_hub(model_id: str, settings: ModelSettings, placement: Placement) -> Path:
+def _download_from_hub(
+    model_id: str,
+    settings: ModelSettings,
+    placement: Placement,
+    on_download: Callable[[DownloadProgress], None] | None = None,
+) -> Path:
     """The cached snapshot folder of a hub model, fetched first when online (half-precision files if any)."""
     variant = "fp16" if placement.half_precision_files else None
     attempts = [variant, None] if variant else [None]
     last: Exception | None = None
     for attempt in attempts:
         try:
-            return Path(DiffusionPipeline.download(model_id, revision=settings.revision, variant=attempt))
+            return fetch_pipeline(
+                model_id,
+                revision=settings.revision,
+                variant=attempt,
+                endpoint=settings.hub_endpoint,
+                cache_dir=hub_cache_dir(),
+                on_progress=on_download,
+            )
+        except DownloadInterruptedError as exc:
+            # Started and stopped: another variant would be another download. The fix is to go on.
+            raise ModelNotAvailableError(f"Model {model_id!r} is not available yet: {exc}") from exc
         except (OSError, ValueError) as exc:  # huggingface_hub's errors derive from OSError
             last = exc
     offline = _hub_offline()
@@ -145,9 +211,7 @@ def _hub_offline() -> bool:
 
 
 def _hub_cache() -> str:
-    return os.environ.get("HF_HUB_CACHE") or os.path.join(
-        os.environ.get("HF_HOME", os.path.expanduser("~/.cache/huggingface")), "hub"
-    )
+    return str(hub_cache_dir())
 
 
 def ways_to_get_a_model(model_id: str) -> str:
@@ -174,19 +238,20 @@ def model_availability(settings: ModelSettings) -> tuple[Literal["ready", "downl
             return "ready", f"Model {path.name} is on this machine."
         what = "does not exist" if not path.exists() else "is not a diffusers model folder (no model_index.json)"
         return "missing", f"Model path {path} {what}. " + ways_to_get_a_model(model_id)
-    from huggingface_hub import try_to_load_from_cache
-
-    cached = try_to_load_from_cache(model_id, "model_index.json", revision=settings.revision)
-    if isinstance(cached, str):
+    cached = cached_snapshot(model_id, revision=settings.revision, cache_dir=hub_cache_dir())
+    if cached.complete:
         return "ready", f"Model {model_id} is in the local Hugging Face cache."
+    partly = "only partly on this machine (an interrupted download)" if cached.started else "not on this machine"
     if _hub_offline():
         return "missing", (
-            f"Model {model_id} is not on this machine and the hub is switched off (HF_HUB_OFFLINE). "
+            f"Model {model_id} is {partly} and the hub is switched off (HF_HUB_OFFLINE). "
             + ways_to_get_a_model(model_id)
         )
+    rest = "the rest of it" if cached.started else "it"
+    hub = settings.hub_endpoint or "the Hugging Face hub"
     return "download", (
-        f"Model {model_id} is not on this machine yet: the first generation downloads it from the Hugging "
-        "Face hub (several GB, once; then it is cached)."
+        f"Model {model_id} is {partly}{' yet' if not cached.started else ''}: the first generation downloads "
+        f"{rest} from {hub} (several GB, once, with its progress shown; then it is cached)."
     )
 
 
@@ -487,18 +552,26 @@ def _load_single_file(path: Path, settings: ModelSettings, placement: Placement)
 # The tiny autoencoder of the fast preset
 
 
-def _load_tiny_autoencoder(settings: ModelSettings, loaded: LoadedModel) -> Any | None:
-    """AutoencoderTiny for the fast preset, or None with a warning saying why and what it costs."""
+def _load_tiny_autoencoder(
+    settings: ModelSettings,
+    loaded: LoadedModel,
+    on_download: Callable[[DownloadProgress], None] | None = None,
+) -> Any | None:
+    """AutoencoderTiny for the fast preset, or None with a warning saying why and what it costs. A hub
+    id is fetched like the model (same endpoint, progress told to on_download)."""
     tiny_id = (settings.tiny_autoencoder_id or "").strip()
     if not tiny_id:
         return None
     if loaded.family == "sdxl":
         tiny_id = _TINY_FOR_SDXL.get(tiny_id, tiny_id)
     try:
-        tiny = AutoencoderTiny.from_pretrained(
-            str(Path(tiny_id).expanduser()) if is_local_path(tiny_id) else tiny_id,
-            dtype=loaded.placement.dtype,
-        )
+        if is_local_path(tiny_id):
+            source = Path(tiny_id).expanduser()
+        else:
+            source = fetch_model(
+                tiny_id, endpoint=settings.hub_endpoint, cache_dir=hub_cache_dir(), on_progress=on_download
+            )
+        tiny = AutoencoderTiny.from_pretrained(str(source), dtype=loaded.placement.dtype)
     except (OSError, ValueError, RuntimeError) as exc:
         loaded.warnings.append(
             f"The tiny autoencoder {tiny_id!r} could not be loaded ({_first_line(exc)}), so the fast preset "

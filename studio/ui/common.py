@@ -234,6 +234,9 @@ CSS = """
 .timeline { border-collapse: collapse; width: 100%; font-size: 0.92rem; }
 .timeline th, .timeline td { text-align: left; padding: 6px 8px; border-bottom: 1px solid var(--border-color-primary);
                              vertical-align: top; }
+.timeline.fit { table-layout: fixed; font-size: 0.88rem; }
+.timeline.fit th, .timeline.fit td { padding: 6px 5px; }
+.timeline.fit td { overflow-wrap: anywhere; }  /* headers stay whole words */
 .badge { display: inline-block; padding: 1px 8px; border-radius: 999px; font-size: 0.8rem; font-weight: 600;
          background: var(--color-accent-soft); color: var(--color-accent); }
 .badge.bad { background: #fee2e2; color: #991b1b; }

@@ -100,6 +100,12 @@ def stage_html(stage: str, details: dict[str, Any]) -> str:
             f"Waiting for its turn: {ahead} generation{'s' if ahead != 1 else ''} ahead of this one "
             f"(queue position {int(details.get('position', ahead + 1))})"
         )
+    elif stage == "downloading":
+        done, total = int(details.get("done_bytes") or 0), int(details.get("total_bytes") or 0)
+        bar = f" <progress value='{done}' max='{max(total, 1)}'></progress>" if total else ""
+        text = f"Downloading the model {esc(details.get('model'))}: {esc(details.get('summary'))}{bar}"
+        if "position" in details:  # a request waiting for the one that fetches the model
+            text += f" (this generation waits for it: queue position {int(details['position'])})"
     elif stage == "loading":
         text = f"Loading the model {esc(details.get('model'))} (once per start of the studio)"
     elif stage == "denoising":

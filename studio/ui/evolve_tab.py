@@ -92,11 +92,14 @@ def schedule_html(studio: Studio) -> str:
             f"<td>{esc(entry.get('next_run'))}</td><td>{last_text}</td><td>{entry.get('living_tokens', 0)}</td>"
             f"<td>{int(entry.get('gas_spent_total') or 0):,}</td><td>{pending}</td></tr>"
         )
+    # Fixed column shares and wrapping anywhere: a long name or date never pushes the last columns out
+    # of the half-width column the table sits in (it did at 1400 px).
+    widths = "".join(f"<col style='width:{share}%'>" for share in (21, 21, 21, 11, 13, 13))
     head = (
-        "<tr><th>Collection</th><th>Next run</th><th>Last cycle</th><th>Living tokens</th>"
+        "<tr><th>Collection</th><th>Next run</th><th>Last cycle</th><th title='living tokens'>Living</th>"
         "<th>Gas spent</th><th>Waiting</th></tr>"
     )
-    return f'<table class="timeline" id="schedule-table">{head}{"".join(rows)}</table>'
+    return f'<table class="timeline fit" id="schedule-table"><colgroup>{widths}</colgroup>{head}{"".join(rows)}</table>'
 
 
 def changes_html(changes: list[CycleChange]) -> str:
