@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -32,7 +32,14 @@ CONFIG_FILE_ENV = "STUDIO_CONFIG"
 LOCAL_CHAIN_ID = 31337
 
 
-class ChainSettings(BaseModel):
+class _SettingsPart(BaseModel):
+    """A section of the settings. A refused value is never repeated in the error: it may be a secret
+    (an RPC URL with its API key, a mirror URL with a token) and the error is printed and logged."""
+
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+
+class ChainSettings(_SettingsPart):
     """Which EVM network the studio uses and how it signs."""
 
     network: Literal["local", "rpc"] = Field(
@@ -66,7 +73,7 @@ class ChainSettings(BaseModel):
     collection_symbol: str = "LIVE"
 
 
-class IpfsSettings(BaseModel):
+class IpfsSettings(_SettingsPart):
     """Where content is pinned and how it is served."""
 
     backends: list[Literal["local", "pinata", "kubo"]] = Field(
@@ -92,7 +99,7 @@ class IpfsSettings(BaseModel):
         return int(self.max_file_mb * 1024 * 1024)
 
 
-class ModelSettings(BaseModel):
+class ModelSettings(_SettingsPart):
     """The Stable Diffusion model and how it runs."""
 
     model_id: str = Field(
@@ -150,7 +157,7 @@ class ModelSettings(BaseModel):
         return value
 
 
-class EvolveSettings(BaseModel):
+class EvolveSettings(_SettingsPart):
     """The evolution scheduler."""
 
     enabled: bool = Field(True, description="Start the scheduler beside the web app.")
@@ -195,7 +202,7 @@ class EvolveSettings(BaseModel):
     )
 
 
-class CredentialsSettings(BaseModel):
+class CredentialsSettings(_SettingsPart):
     """Content Credentials (C2PA) signed into every published image."""
 
     enabled: bool = Field(
@@ -210,7 +217,7 @@ class CredentialsSettings(BaseModel):
     key_password: SecretStr | None = Field(None, description="Password of `key` when it is encrypted.")
 
 
-class ScaleSettings(BaseModel):
+class ScaleSettings(_SettingsPart):
     """Generation on a Ray cluster (docs/scaling.md). Empty ray_address: this process's engine, no Ray."""
 
     ray_address: str = Field(
@@ -232,7 +239,7 @@ class ScaleSettings(BaseModel):
     max_retries: int = Field(3, ge=0, description="Times a request is sent again after its actor was lost.")
 
 
-class AppSettings(BaseModel):
+class AppSettings(_SettingsPart):
     """The web app."""
 
     host: str = "127.0.0.1"
@@ -263,6 +270,7 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         extra="ignore",
         toml_file="studio.toml",
+        hide_input_in_errors=True,  # see _SettingsPart
     )
 
     data_dir: Path = Field(

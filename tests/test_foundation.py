@@ -51,6 +51,22 @@ def test_secrets_never_print(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "secret.jwt" not in shown
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "secret"),
+    [
+        ("STUDIO_MODEL__HUB_ENDPOINT", "https://me:hf_SeCrEt@hf-mirror.com", "hf_SeCrEt"),
+        ("STUDIO_CHAIN__ROYALTY_BPS", "20000-apikey-SeCrEt", "SeCrEt"),
+    ],
+)
+def test_a_refused_value_is_not_repeated_in_the_error(monkeypatch, variable, value, secret) -> None:
+    """The error is printed and logged ("settings refused: ..."); the value may hold a token."""
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError) as refused:
+        load_settings()
+    assert secret not in str(refused.value)
+    assert variable.split("__")[-1].lower() in str(refused.value)  # it still names the field
+
+
 def test_rpc_network_without_url_is_refused_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STUDIO_CHAIN__NETWORK", "rpc")
     with pytest.raises(ValidationError, match="STUDIO_CHAIN__RPC_URL"):
