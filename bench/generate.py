@@ -17,12 +17,14 @@ Prints ONE JSON line:
   img2img_ratio                       img2img_s / txt2img_same_evals_s (target: <= 1)
   img2img_from_pixels_s, _ratio       the same from an image made elsewhere: its pixels are encoded first
   cpu_optimizations                   what the engine applied on this CPU (prepacked weights, blocked attention)
-  fast_stock_kernels_s                fast_s with those switched off (model.cpu_optimizations = false)
+  fast_stock_kernels_s, _ratio        fast_s with those switched off (model.cpu_optimizations = false), and
+                                      its ratio to an all-on engine taking turns with it (above 1: they pay)
   fast_peak_rss_gib                   peak RSS of a fresh process that loads the model through the
                                       engine and makes one fast 512x512 image (target: <= 4)
-  fast_without_s                      fast_s with each optimization of this CPU's plan left off, one at a time
-                                      (e.g. {"prepack_convs": 1.9}): an optimization that stops paying on a CPU
-                                      class shows here as a figure below fast_s
+  fast_without_s, fast_without_ratio  fast_s with each optimization of this CPU's plan left off, one at a time
+                                      (e.g. {"prepack_convs": 1.9}), and its ratio to an all-on engine taking
+                                      turns with it: an optimization that stops paying on a CPU class shows
+                                      here as a ratio below 1
   fast_load_s                         the peak-RSS child's load time (read, convert, prepack)
   low_memory_fast_s, _ratio,          STUDIO_MODEL__MEMORY=low (float32 models only: weights kept in float16,
   low_memory_peak_rss_gib,            computed in float32; 'auto' picks it below 12 GiB of RAM): fast seconds
@@ -72,7 +74,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 # the median of its rounds. Run one after the other, the fp32 default alone swung from 10.5 to 12.9 s
 # between bench runs, and 5 rounds left img2img_ratio, two nearly equal times, anywhere in 0.99-1.02.
 ROUNDS = int(os.environ.get("BENCH_GENERATE_ROUNDS", "9"))
-RUNS = 5  # timed runs of the stock-kernel engine
+RUNS = 5  # timed pairs of the all-on engine against one with something off
 SIZE = 512
 PROMPT = "a lighthouse on a cliff at dawn, oil painting"
 
@@ -220,15 +222,6 @@ def engine_run(engine: Engine, request: GenerationRequest) -> Callable[[], tuple
     return run
 
 
-def measure_stock_kernels(settings: ModelSettings, request: GenerationRequest) -> float:
-    """The request's median seconds on an engine with cpu_optimizations off (freed on return)."""
-    from studio.generation import Engine
-
-    stock = Engine(settings.model_copy(update={"cpu_optimizations": False}))
-    stock.generate(request)  # warm-up
-    return median_run(lambda: (stock.generate(request).timings["pipeline"], {}))[0]
-
-
 def median_run(run: Callable[[], tuple[float, dict[str, float]]]) -> tuple[float, dict[str, float]]:
     """The median of RUNS runs: one sample swings by a third on a shared 2-core machine."""
     return median_sample([run() for _ in range(RUNS)])
@@ -325,20 +318,35 @@ def fast_peak_in_child(model_dir: Path, taesd_dir: Path, memory: str) -> dict:
     return json.loads(child.stdout.strip().splitlines()[-1])
 
 
-def measure_without_each(settings: ModelSettings, request: GenerationRequest, plan_fields: list[str]) -> dict:
-    """fast seconds with each optimization of the plan left off in turn (one engine each, freed after)."""
+def measure_against_all_on(
+    settings: ModelSettings, request: GenerationRequest, plan_fields: list[str]
+) -> tuple[float, float, dict[str, float], dict[str, float]]:
+    """fast seconds with the CPU optimizations off, and with each one of the plan left off in turn, each
+    taking turns with an engine that has them all on (RUNS pairs): a figure measured minutes after
+    fast_s on a shared machine says more about the machine than about the optimization.
+
+    Returns (stock seconds, stock / all-on, {name: seconds without it}, {name: without / all-on}):
+    a ratio above 1 is what an optimization saves."""
     from studio.generation import Engine
 
-    figures = {}
-    for name in plan_fields:
-        engine = Engine(settings, skip_cpu_optimizations=[name])
-        engine.generate(request)  # warm-up
-        figures[name] = round(
-            median_run(lambda engine=engine: (engine.generate(request).timings["pipeline"], {}))[0], 3
-        )
-        del engine
+    all_on = Engine(settings)
+    all_on.generate(request)  # warm-up
+    variants = {"stock": settings.model_copy(update={"cpu_optimizations": False})}
+    seconds: dict[str, float] = {}
+    ratios: dict[str, float] = {}
+    for name in ["stock", *plan_fields]:
+        other = Engine(variants.get(name, settings), skip_cpu_optimizations=[] if name == "stock" else [name])
+        other.generate(request)  # warm-up
+        with_s, without_s = [], []
+        for _ in range(RUNS):
+            with_s.append(all_on.generate(request).timings["pipeline"])
+            without_s.append(other.generate(request).timings["pipeline"])
+        seconds[name] = round(median_sample([(s, {}) for s in without_s])[0], 3)
+        ratios[name] = round(seconds[name] / median_sample([(s, {}) for s in with_s])[0], 3)
+        del other
         gc.collect()
-    return figures
+    stock_s, stock_ratio = seconds.pop("stock"), ratios.pop("stock")
+    return stock_s, stock_ratio, seconds, ratios
 
 
 def main() -> None:
@@ -411,10 +419,11 @@ def main() -> None:
         del run_default, runs, engine, low_memory
         gc.collect()
 
-        stock_fast_s = measure_stock_kernels(engine_settings(model_dir, taesd_dir), requests["fast"])
         plan = plan_for(getattr(torch, described["dtype"]))
         applied = [name for name in sorted(OPTIMIZATIONS) if getattr(plan, name)]
-        without = measure_without_each(engine_settings(model_dir, taesd_dir), requests["fast"], applied)
+        stock_fast_s, stock_ratio, without, without_ratio = measure_against_all_on(
+            engine_settings(model_dir, taesd_dir), requests["fast"], applied
+        )
 
         figures = {
             "bench": "generate",
@@ -436,7 +445,9 @@ def main() -> None:
             "img2img_from_pixels_ratio": round(pixels_s / txt_same_s, 3),
             "cpu_optimizations": described["cpu_optimizations"],
             "fast_stock_kernels_s": round(stock_fast_s, 3),
+            "fast_stock_kernels_ratio": stock_ratio,
             "fast_without_s": without,
+            "fast_without_ratio": without_ratio,
             "openvino_fast_s": round(openvino_s, 3) if openvino_s is not None else None,
             "fast_vs_openvino": round(fast_s / openvino_s, 3) if openvino_s else None,
             "openvino_skipped": peer_skipped,
