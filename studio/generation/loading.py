@@ -453,7 +453,9 @@ def _load_folder(
             f"The model in {folder} could not be loaded ({type(exc).__name__}: {_first_line(exc)}). Its files "
             "are incomplete or damaged: download or save the model again, or choose another model."
         ) from exc
-    pipe = pipe.to(placement.device)
+    # With float16 weight storage the streamed parts are float16 until the engine wraps their layers:
+    # diffusers' to() warns that such a pipeline "cannot run" on the CPU, which is not so here.
+    pipe = pipe.to(placement.device, silence_dtype_warnings=placement.weight_dtype is not None)
     revision = None
     weights_sha256 = None
     if source == "hub":
