@@ -292,18 +292,34 @@ def build(studio: Studio) -> EvolveTab:
                 yield shown, pairs, payload[0]
 
     # Rules errors (file, line, field) stay under the editor, in place of "edit the example, then save".
+    # Open, Validate and Save write the same message: one at a time, in the order they were asked
+    # (an Open still running from the name's typing used to finish after a quick Save and replace
+    # its "Saved").
+    one_at_a_time = {"concurrency_id": "rules_file", "concurrency_limit": 1}
     for trigger in (load.click, collection.input):
         trigger(
-            shows_errors(message, [editor, message])(on_open), [collection], [editor, message], api_visibility="private"
+            shows_errors(message, [editor, message])(on_open),
+            [collection],
+            [editor, message],
+            api_visibility="private",
+            **one_at_a_time,
         )
     api_endpoint(on_open, [collection], [editor, message], "open_rules")
     validate.click(
-        shows_errors(message, [message])(on_validate), [collection, editor], [message], api_visibility="private"
+        shows_errors(message, [message])(on_validate),
+        [collection, editor],
+        [message],
+        api_visibility="private",
+        **one_at_a_time,
     )
     api_endpoint(on_validate, [collection, editor], [message], "validate_rules")
     save_outputs = [message, collection, schedule]
     save.click(
-        shows_errors(message, save_outputs)(on_save), [collection, editor], save_outputs, api_visibility="private"
+        shows_errors(message, save_outputs)(on_save),
+        [collection, editor],
+        save_outputs,
+        api_visibility="private",
+        **one_at_a_time,
     )
     api_endpoint(on_save, [collection, editor], save_outputs, "save_rules")
     refresh.click(
