@@ -295,14 +295,14 @@ def build(studio: Studio) -> EvolveTab:
     # Open, Validate and Save write the same message: one at a time, in the order they were asked
     # (an Open still running from the name's typing used to finish after a quick Save and replace
     # its "Saved").
-    one_at_a_time = {"concurrency_id": "rules_file", "concurrency_limit": 1}
     for trigger in (load.click, collection.input):
         trigger(
             shows_errors(message, [editor, message])(on_open),
             [collection],
             [editor, message],
             api_visibility="private",
-            **one_at_a_time,
+            concurrency_id="rules_file",
+            concurrency_limit=1,
         )
     api_endpoint(on_open, [collection], [editor, message], "open_rules")
     validate.click(
@@ -310,7 +310,8 @@ def build(studio: Studio) -> EvolveTab:
         [collection, editor],
         [message],
         api_visibility="private",
-        **one_at_a_time,
+        concurrency_id="rules_file",
+        concurrency_limit=1,
     )
     api_endpoint(on_validate, [collection, editor], [message], "validate_rules")
     save_outputs = [message, collection, schedule]
@@ -319,7 +320,8 @@ def build(studio: Studio) -> EvolveTab:
         [collection, editor],
         save_outputs,
         api_visibility="private",
-        **one_at_a_time,
+        concurrency_id="rules_file",
+        concurrency_limit=1,
     )
     api_endpoint(on_save, [collection, editor], save_outputs, "save_rules")
     refresh.click(
