@@ -15,6 +15,9 @@
 - a directory answers its `index.html`, else an HTML listing; a directory URL without a trailing
   slash is redirected so relative links work;
 - single byte ranges (206, 416 when unsatisfiable), HEAD;
+- the trustless gateway's raw blocks: `?format=raw` or `Accept: application/vnd.ipld.raw` answers the
+  block that `<cid>/<path>` names, as it is stored, so a reader that trusts no gateway can check each
+  block against its CID and walk a folder itself (metadata.ipfs_reader does);
 - an unknown CID is a 404 at once (only the local disk is consulted, never the network); a malformed
   CID is a 400; a path that tries to climb out (`..`, `%2e%2e`, `%2f`, backslashes, double encoding)
   is a 400 before anything is looked up;
@@ -36,10 +39,11 @@ from urllib.parse import quote
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
 
-from metadata.cid import parse_cid
+from metadata.cid import cid_from_bytes, parse_cid
 from metadata.errors import BlockNotFoundError, ContentPathError, CorruptBlockError, InvalidCIDError
 from metadata.store import ContentReader, DirectoryEntry, LocalStore
 
+RAW_BLOCK_TYPE = "application/vnd.ipld.raw"
 IMMUTABLE_CACHE = "public, max-age=29030400, immutable"
 VERIFY_WHOLE_BYTES = 16 * 1024 * 1024
 
@@ -161,6 +165,13 @@ def _bad_path(raw_path: str, path: str) -> str | None:
     return None
 
 
+def _wants_raw_block(request: Request) -> bool:
+    if request.query_params.get("format") == "raw":
+        return True
+    accept = request.headers.get("accept", "")
+    return any(part.split(";")[0].strip() == RAW_BLOCK_TYPE for part in accept.split(","))
+
+
 def _etag_matches(header: str | None, etag: str) -> bool:
     if not header:
         return False
@@ -234,11 +245,24 @@ def create_gateway(store: LocalStore) -> FastAPI:
                 return error(400, f"Invalid CID: {exc}")
             return error(404, f"{cid} is not in this studio's IPFS store. Pin it here first, or use a public gateway.")
         try:
+            if _wants_raw_block(request):
+                return _serve_block(cid, path.strip("/"))
             return _serve_existing(request, cid, path.strip("/"), slash)
         except ContentPathError as exc:
             return error(404, str(exc))
         except (CorruptBlockError, BlockNotFoundError) as exc:
             return error(502, f"Cannot serve {cid}/{path}: {exc}")
+
+    def _serve_block(cid: str, path: str) -> Response:
+        target = cid_from_bytes(store.resolve(cid, path))
+        headers = {
+            "ETag": f'"{target}.raw"',
+            "Cache-Control": IMMUTABLE_CACHE,
+            "X-Content-Type-Options": "nosniff",
+            "Content-Disposition": f'attachment; filename="{target}.bin"',
+            "X-Ipfs-Roots": target,
+        }
+        return Response(store.get_block(target), media_type=RAW_BLOCK_TYPE, headers=headers)
 
     def _serve_existing(request: Request, cid: str, path: str, slash: bool) -> Response:
         etag = f'"{cid}/{path}"' if path else f'"{cid}"'

@@ -24,13 +24,16 @@ from typing import Any
 
 import httpx
 
-from metadata.cid import cid_for_bytes, parse_cid
-from metadata.errors import BoundedJSONError, ContentError
+from metadata.cid import cid_for_bytes, cid_from_bytes, parse_cid
+from metadata.errors import BoundedJSONError, ContentError, ContentPathError, CorruptBlockError
+from metadata.ipfs_path import resolve_path
 from metadata.jsonsafe import load_json_bounded
 from metadata.store import LocalStore
 from metadata.unixfs import CODEC_RAW
 
 MAX_METADATA_BYTES = 262_144
+# kubo makes blocks of at most 1 MiB (256 KiB chunks by default); a directory block is far smaller.
+MAX_BLOCK_BYTES = 2 * 1024 * 1024
 # Token metadata (provenance with feed values included) nests well under this.
 MAX_METADATA_DEPTH = 32
 CACHE_BYTES = 64 * 1024 * 1024
@@ -178,42 +181,79 @@ class IpfsReader:
                 return self.store.cat(cid, path)
             except ContentError as exc:
                 raise ContentUnavailableError(f"The local IPFS store cannot give {cid}/{path}: {exc}") from None
-        if not path:
-            cached = self.shared.cache.get(cid)
-            if cached is not None:
-                if len(cached) > limit:
-                    raise ContentUnavailableError(f"{cid} is larger than {limit} bytes: refused.")
-                return cached
         deadline = time.monotonic() + self.deadline_s
+        cid = self._resolve(cid, path, deadline)
+        cached = self.shared.cache.get(cid)
+        if cached is not None:
+            if len(cached) > limit:
+                raise ContentUnavailableError(f"{cid} is larger than {limit} bytes: refused.")
+            return cached
+        data = self._fetch(cid, limit, deadline)
+        self._verify(cid, data)
+        self.shared.cache.put(cid, data)  # verified against its CID: it can never change
+        return data
+
+    def resolve(self, cid: str, path: str = "") -> str:
+        """The CID of the content at `cid/path` (`cid` itself for no path): what a folder URI such as
+        `ipfs://<folder>/12.json` really points at."""
+        if self.is_local(cid):
+            assert self.store is not None
+            try:
+                return cid_from_bytes(self.store.resolve(cid, path))
+            except ContentError as exc:
+                raise ContentUnavailableError(f"The local IPFS store cannot resolve {cid}/{path}: {exc}") from None
+        return self._resolve(cid, path, time.monotonic() + self.deadline_s)
+
+    def _resolve(self, cid: str, path: str, deadline: float) -> str:
+        if not path.strip("/"):
+            return cid
+        # A path is walked here, one verified directory block at a time, never by the gateway: a
+        # gateway's answer for CID/path could be any bytes, a block can only be the one its CID names.
+        try:
+            return cid_from_bytes(resolve_path(lambda block_cid: self._block(block_cid, deadline), cid, path))
+        except (ContentPathError, CorruptBlockError) as exc:
+            raise ContentUnavailableError(f"Cannot read {cid}/{path} from {self.public_gateway}: {exc}") from None
+
+    def _block(self, cid: bytes, deadline: float) -> bytes:
+        """One block from the gateway's trustless interface (`?format=raw`), checked against its digest."""
+        parsed = parse_cid(cid_from_bytes(cid))
+        key = f"{parsed}?format=raw"  # a dag-pb block is not its file's bytes: cached apart
+        cached = self.shared.cache.get(key)
+        if cached is not None:
+            return cached
+        block = self._fetch(str(parsed), MAX_BLOCK_BYTES, deadline, raw_block=True)
+        if hashlib.sha256(block).digest() != parsed.digest:
+            raise ContentMismatchError(
+                f"The gateway's block for {parsed} does not match that CID: the gateway is faulty or hostile; "
+                f"use another {self.gateway_setting}."
+            )
+        self.shared.cache.put(key, block)
+        return block
+
+    def _fetch(self, cid: str, limit: int, deadline: float, *, raw_block: bool = False) -> bytes:
         # One turn among all readers: a public page must not open unbounded outside connections.
-        if not self.shared.fetch_slots.acquire(timeout=min(self.read_timeout_s, self.deadline_s)):
+        wait = min(self.read_timeout_s, max(deadline - time.monotonic(), 0.0))
+        if not self.shared.fetch_slots.acquire(timeout=wait):
             raise ContentUnavailableError(
                 f"The IPFS gateway {self.public_gateway} is busy with other readers: try again shortly."
             )
-        try:
-            data = self._fetch(cid, path, limit, deadline)
-        finally:
-            self.shared.fetch_slots.release()
-        if not path:
-            self._verify(cid, data)
-            self.shared.cache.put(cid, data)  # verified against its CID: it can never change
-        return data
-
-    def _fetch(self, cid: str, path: str, limit: int, deadline: float) -> bytes:
-        url = f"{self.public_gateway}/ipfs/{cid}" + (f"/{path}" if path else "")
+        url = f"{self.public_gateway}/ipfs/{cid}" + ("?format=raw" if raw_block else "")
+        accept = "application/vnd.ipld.raw" if raw_block else "*/*"
         try:
             if self.client is not None:
-                return self._read(self.client, url, cid, limit, deadline)
+                return self._read(self.client, url, accept, cid, limit, deadline)
             with httpx.Client(timeout=self.timeout, follow_redirects=True, max_redirects=MAX_REDIRECTS) as client:
-                return self._read(client, url, cid, limit, deadline)
+                return self._read(client, url, accept, cid, limit, deadline)
         except httpx.HTTPError as exc:
             raise ContentUnavailableError(
                 f"Cannot fetch {cid} from the IPFS gateway {self.public_gateway} ({type(exc).__name__}: {exc}): "
                 f"check the network, or set {self.gateway_setting} to a reachable gateway."
             ) from None
+        finally:
+            self.shared.fetch_slots.release()
 
-    def _read(self, client: httpx.Client, url: str, cid: str, limit: int, deadline: float) -> bytes:
-        headers = {"Accept": "*/*"}
+    def _read(self, client: httpx.Client, url: str, accept: str, cid: str, limit: int, deadline: float) -> bytes:
+        headers = {"Accept": accept}
         with client.stream("GET", url, headers=headers, timeout=self.timeout, follow_redirects=True) as response:
             if response.status_code != 200:
                 raise ContentUnavailableError(

@@ -35,9 +35,9 @@ from metadata.errors import (
     ContentTooLargeError,
     CorruptBlockError,
 )
+from metadata.ipfs_path import decode_node, resolve_path
 
 DEFAULT_MAX_FILE_BYTES = 50 * 1024 * 1024
-MAX_PATH_DEPTH = 64
 
 Kind = Literal["file", "directory"]
 
@@ -246,19 +246,8 @@ class LocalStore:
     # --- reading ---------------------------------------------------------------------------------
 
     def _node(self, cid: bytes) -> tuple[ParsedCID, bytes, unixfs.PBNode | None, unixfs.UnixFSData | None]:
-        parsed = parse_cid(cid_from_bytes(cid))
-        block = self.get_block(cid)
-        if parsed.codec == unixfs.CODEC_RAW:
-            return parsed, block, None, None
-        if parsed.codec != unixfs.CODEC_DAG_PB:
-            raise ContentPathError(f"{parsed} is a {parsed.codec_name} block; only UnixFS content can be read")
-        try:
-            node = unixfs.decode_dag_pb(block)
-            if node.data is None:
-                raise ValueError("dag-pb node without UnixFS data")
-            return parsed, block, node, unixfs.decode_unixfs(node.data)
-        except ValueError as exc:
-            raise CorruptBlockError(f"block {parsed} is not valid UnixFS ({exc})") from exc
+        node = decode_node(cid, self.get_block(cid))
+        return node.cid, node.block, node.node, node.fs
 
     @staticmethod
     def _kind(fs: unixfs.UnixFSData | None) -> Kind:
@@ -276,50 +265,9 @@ class LocalStore:
             return fs.filesize
         return len(fs.data) + sum(fs.blocksizes)
 
-    def _lookup(self, cid: bytes, node: unixfs.PBNode, fs: unixfs.UnixFSData, name: str) -> bytes | None:
-        if fs.type == unixfs.TYPE_DIRECTORY:
-            for link in node.links:
-                if link.name == name:
-                    return link.cid
-            return None
-        # HAMT shard: follow the murmur3 key one byte per level.
-        key = unixfs.murmur3_x64_64(name.encode("utf-8"))
-        depth = 0
-        while True:
-            label = f"{key[depth]:02X}"
-            for link in node.links:
-                if link.name == label + name:
-                    return link.cid
-                if link.name == label:
-                    _parsed, _block, child, child_fs = self._node(link.cid)
-                    if child is None or child_fs is None or child_fs.type != unixfs.TYPE_HAMT_SHARD:
-                        raise CorruptBlockError(f"HAMT shard {cid_from_bytes(link.cid)} is malformed")
-                    node, depth = child, depth + 1
-                    break
-            else:
-                return None
-            if depth >= len(key):
-                return None
-
     def resolve(self, cid: str, path: str = "") -> bytes:
         """The binary CID that `cid/path` names. Raises ContentPathError for a missing entry."""
-        current = parse_cid(cid).to_bytes()
-        parts = [part for part in path.split("/") if part]
-        if len(parts) > MAX_PATH_DEPTH:
-            raise ContentPathError(f"path {path!r} is deeper than {MAX_PATH_DEPTH} levels")
-        walked: list[str] = []
-        for part in parts:
-            if part in (".", ".."):
-                raise ContentPathError(f"path {path!r} contains {part!r}: IPFS paths only go down")
-            _parsed, _block, node, fs = self._node(current)
-            if node is None or fs is None or self._kind(fs) != "directory":
-                raise ContentPathError(f"{cid}/{'/'.join(walked)} is a file, so {part!r} cannot be inside it")
-            child = self._lookup(current, node, fs, part)
-            if child is None:
-                raise ContentPathError(f"{cid}/{'/'.join([*walked, part])} does not exist")
-            current = child
-            walked.append(part)
-        return current
+        return resolve_path(self.get_block, cid, path)
 
     def stat(self, cid: str, path: str = "") -> ContentStat:
         """Kind and size of `cid/path` (for a directory, size is the sum of its entries' block sizes)."""

@@ -205,3 +205,31 @@ def test_only_safe_media_types_are_served_inline(gateway_server, client, tmp_pat
     sniffed = gateway_server.store.add_bytes(b"<?xml version='1.0'?><x:stylesheet xmlns:x='urn:x'/>")
     response = client.get(f"{gateway_server.url}/{sniffed}")
     assert response.headers["content-security-policy"].startswith("sandbox")
+
+
+def test_raw_blocks_for_readers_that_trust_no_gateway(gateway_server, client, tmp_path):
+    """?format=raw (or Accept: application/vnd.ipld.raw) answers the block a CID/path names, exactly the
+    bytes that hash to its CID: a folder's dag-pb node, a file's raw leaf."""
+    import hashlib
+
+    from metadata.cid import parse_cid
+    from metadata.unixfs import decode_dag_pb
+
+    site = tmp_path / "drop"
+    site.mkdir()
+    (site / "1.json").write_text('{"name":"Living #1"}')
+    (site / "2.json").write_text('{"name":"Living #2"}')
+    folder = gateway_server.store.add_directory(site)
+
+    block = client.get(f"{gateway_server.url}/{folder}?format=raw")
+    assert block.status_code == 200
+    assert block.headers["content-type"] == "application/vnd.ipld.raw"
+    assert block.headers["x-content-type-options"] == "nosniff"
+    assert hashlib.sha256(block.content).digest() == parse_cid(folder).digest
+    assert [link.name for link in decode_dag_pb(block.content).links] == ["1.json", "2.json"]
+
+    leaf = client.get(f"{gateway_server.url}/{folder}/2.json", headers={"Accept": "application/vnd.ipld.raw"})
+    assert leaf.status_code == 200
+    assert leaf.content == b'{"name":"Living #2"}'
+    assert leaf.headers["etag"] == f'"{leaf.headers["x-ipfs-roots"]}.raw"'
+    assert client.get(f"{gateway_server.url}/{folder}/3.json?format=raw").status_code == 404

@@ -4,17 +4,21 @@ its answer a byte at a time, redirects for ever, or lies about a CID."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 
 import pytest
 
 from contracts.cid import raw_cid_of
+from metadata.gateway import create_standalone_app
 from metadata.ipfs_reader import MAX_REDIRECTS, ContentMismatchError, ContentUnavailableError, IpfsReader
+from metadata.store import LocalStore
 from metadata.verify import FetchFailed, GatewaySource
-from tests.fixtures.http import start_http_server, stop_http_server
+from tests.fixtures.http import serve_asgi, start_http_server, stop_http_server
 
 BODY = bytes(range(200))  # 200 bytes at one per DRIP_S: ten seconds a read, without a deadline
 DRIP_S = 0.05
@@ -118,4 +122,41 @@ def test_bytes_that_do_not_hash_to_the_cid_are_a_mismatch_and_not_cached(hostile
     reader = IpfsReader(None, f"{hostile.url}/liar", read_timeout_s=5)
     with pytest.raises(ContentMismatchError, match="do not match that CID"):
         reader.cat(raw_cid_of(BODY))
+    assert reader.shared.cache.size == 0
+
+
+def _folder(store_root: Path) -> tuple[LocalStore, str, dict[str, bytes]]:
+    """A drop's metadata folder (one JSON per token id) in a studio's store on another machine."""
+    files = {f"{token_id}.json": json.dumps({"name": f"Living #{token_id}"}).encode() for token_id in (7, 8, 9)}
+    site = store_root / "drop"
+    site.mkdir(parents=True)
+    for name, data in files.items():
+        (site / name).write_bytes(data)
+    store = LocalStore(store_root / "store")
+    return store, store.add_directory(site), files
+
+
+def test_a_folder_uri_is_read_through_verified_blocks(tmp_path: Path) -> None:
+    """ipfs://<folder>/8.json from a gateway: the reader fetches the folder's block and the file's block
+    (?format=raw), checks each against its CID, and finds the entry itself."""
+    store, folder, files = _folder(tmp_path)
+    served = serve_asgi(create_standalone_app(store), lifespan="off")
+    try:
+        reader = IpfsReader(None, served.url, read_timeout_s=5)
+        assert reader.cat(folder, "8.json") == files["8.json"]
+        assert reader.json(f"ipfs://{folder}/9.json") == {"name": "Living #9"}
+        assert reader.resolve(folder, "7.json") == raw_cid_of(files["7.json"])
+        with pytest.raises(ContentUnavailableError, match=r"10\.json does not exist"):
+            reader.cat(folder, "10.json")
+    finally:
+        served.stop()
+
+
+def test_a_gateway_cannot_answer_a_folder_path_with_other_bytes(hostile: HostileGateway, tmp_path: Path) -> None:
+    """A path answer is not checkable against the folder's CID, so the reader never asks for one: the
+    liar's bytes for the folder's block do not hash to the folder's CID and are refused."""
+    _store, folder, _files = _folder(tmp_path)
+    reader = IpfsReader(None, f"{hostile.url}/liar", read_timeout_s=5)
+    with pytest.raises(ContentMismatchError, match=r"block for .* does not match"):
+        reader.cat(folder, "8.json")
     assert reader.shared.cache.size == 0
