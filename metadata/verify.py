@@ -5,7 +5,8 @@ Nothing here reads the studio's database or trusts the studio: the token's histo
 IPFS gateway and is checked against its CID before use. What is checked, per version:
 
 - the history: versions 0..n in event order with no gap, `metadataVersion` = n and `tokenURI` = the
-  last version's metadata;
+  last version's metadata (`ipfs://<cid>`, or for a token of a drop never evolved its folder's file
+  `ipfs://<folder>/<tokenId>.json`, resolved over blocks checked against their CIDs);
 - the metadata: its CID recomputed from the fetched bytes, the token metadata schema, its
   `provenance.version` equal to the on-chain version and `provenance.previous` equal to the previous
   version's metadata CID;
@@ -35,7 +36,14 @@ from cryptography import x509
 from metadata.cid import parse_cid, raw_cid_from_digest
 from metadata.credentials import MAX_PEM_BYTES, CredentialsVerdict, read_credentials
 from metadata.errors import BoundedJSONError, ContentError, InvalidCIDError, VerificationError
-from metadata.ipfs_reader import MAX_REDIRECTS, ContentCache, ContentMismatchError, IpfsReader, SharedContent
+from metadata.ipfs_reader import (
+    MAX_REDIRECTS,
+    ContentCache,
+    ContentMismatchError,
+    IpfsReader,
+    SharedContent,
+    split_ipfs_uri,
+)
 from metadata.jsonsafe import load_json_bounded
 from metadata.token import MAX_METADATA_BYTES, load_schema
 
@@ -56,6 +64,8 @@ FAILURE_CODES: dict[str, str] = {
     "history.too_long": f"more than {MAX_VERSIONS} versions: not all were checked",
     "history.current_version": "metadataVersion() is not the last event's version",
     "history.token_uri": "tokenURI() does not point at the last version's metadata",
+    "token_uri.unavailable": "tokenURI() names a file in a folder that could not be read from the gateway",
+    "token_uri.cid_mismatch": "the gateway's blocks of tokenURI()'s folder do not hash to their CIDs",
     "metadata.unavailable": "the metadata could not be fetched from the gateway",
     "metadata.cid_mismatch": "the gateway's bytes do not hash to the metadata CID on chain",
     "metadata.invalid": "the metadata is not JSON within bounds, or not valid token metadata",
@@ -107,6 +117,10 @@ class ContentSource(Protocol):
 
     def cat(self, cid: str, *, max_bytes: int) -> bytes: ...
 
+    def resolve(self, cid: str, path: str) -> str:
+        """The CID of the content at `cid/path`, walked over verified blocks."""
+        ...
+
 
 class ReaderSource:
     """An IpfsReader as the verifier's ContentSource: the reader fetches (size cap, deadline, redirect cap,
@@ -119,6 +133,14 @@ class ReaderSource:
     def cat(self, cid: str, *, max_bytes: int) -> bytes:
         try:
             return self.reader.cat(cid, max_bytes=max_bytes)
+        except ContentMismatchError as exc:
+            raise FetchFailed("cid_mismatch", str(exc)) from None
+        except ContentError as exc:
+            raise FetchFailed("unavailable", str(exc)) from None
+
+    def resolve(self, cid: str, path: str) -> str:
+        try:
+            return self.reader.resolve(cid, path)
         except ContentMismatchError as exc:
             raise FetchFailed("cid_mismatch", str(exc)) from None
         except ContentError as exc:
@@ -554,6 +576,25 @@ class ChainHistory:
         return str(self._call("contractURI"))
 
 
+def _token_uri_target(token_uri: str, last: ChainEvent, source: ContentSource, failures: list[Failure]) -> str | None:
+    """The metadata CID tokenURI() points at: `ipfs://<cid>`, or a file of a drop's folder
+    (`ipfs://<folder>/<tokenId>.json`, a token never evolved since a mintDrop), which is resolved over
+    verified blocks. None (and a failure) when it cannot be told."""
+    if token_uri == f"ipfs://{last.metadata_cid}":
+        return last.metadata_cid
+    try:
+        cid, path = split_ipfs_uri(token_uri)
+    except ContentError:
+        return ""  # not an ipfs:// URI: never the last version's
+    if not path:
+        return cid
+    try:
+        return source.resolve(cid, path)
+    except FetchFailed as exc:
+        failures.append(Failure(f"token_uri.{exc.kind}", f"tokenURI() {token_uri}: {exc}"))
+        return None
+
+
 def verify_token(
     rpc_url: str,
     contract: str,
@@ -576,7 +617,8 @@ def verify_token(
         report.failures.append(Failure("history.too_long", f"{len(events)} versions; checked the first {MAX_VERSIONS}"))
         events = events[:MAX_VERSIONS]
     report.token_uri = chain.token_uri(token_id)
-    if report.token_uri != f"ipfs://{events[-1].metadata_cid}":
+    pointed = _token_uri_target(report.token_uri, events[-1], source, report.failures)
+    if pointed is not None and pointed != events[-1].metadata_cid:
         report.failures.append(
             Failure(
                 "history.token_uri",

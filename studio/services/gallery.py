@@ -153,8 +153,11 @@ class GalleryReader:
         owner = str(self._read("ownerOf", self.chain.owner_of, token_id))
         frozen = bool(self._read("isFrozen", self.chain.is_frozen, token_id))
         version = int(self._read("metadataVersion", self.chain.metadata_version, token_id))
-        metadata_cid, _ = split_ipfs_uri(token_uri)
         metadata = self.ipfs.json(token_uri)
+        # A drop's token points into its folder (ipfs://<folder>/<id>.json) until its first evolution:
+        # its metadata's own CID is the folder's entry, read from the blocks json() just fetched.
+        folder_or_file, path = split_ipfs_uri(token_uri)
+        metadata_cid = self.ipfs.resolve(folder_or_file, path)
         return GalleryToken(
             token_id=token_id,
             token_uri=token_uri,

@@ -10,19 +10,24 @@ pointing at unpinned content. Drafts stay unsigned; everything pinned here is si
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
 from metadata.animation import evolution_animation
-from metadata.cid import cid_for_bytes
+from metadata.cid import cid_for_bytes, parse_cid
+from metadata.errors import PinningError
 from metadata.pinning import PinResult
 from metadata.token import build_provenance, build_token_metadata, canonical_json
+from metadata.unixfs import CODEC_RAW
 from studio.records import Pin
 from studio.services.credentials import sign_version, signing_identity
+from studio.services.errors import InvalidInputError
 from studio.services.studio import Studio
 
 StepCallback = Callable[[str, dict[str, Any]], None]
@@ -80,6 +85,38 @@ def pin_content(studio: Studio, data: bytes, *, name: str, content_type: str, dr
         return local_cid
     pinned = studio.pinner.pin_bytes(data, name=name)
     record_pins(studio, pinned.results, content_type=content_type)
+    return pinned.cid
+
+
+def pin_metadata_folder(studio: Studio, token_metadata: Mapping[int, str]) -> str:
+    """Pin a drop's metadata folder and return its CID: one `<tokenId>.json` per token, each the very
+    metadata file published for that token (`token_metadata` maps token id -> metadata CID).
+
+    A token minted into a drop reads `ipfs://<folder>/<tokenId>.json` until its first evolution, while
+    its MetadataSet event names the file's own CID: the folder entry must be that same CID, so every
+    file is checked to be one raw block (what `publish_version` pins; a file over 256 KiB would be
+    chunked into another CID) and the pinned folder's entries are compared with the files' CIDs.
+    """
+    if not token_metadata:
+        raise InvalidInputError("A metadata folder needs at least one token.")
+    with tempfile.TemporaryDirectory(prefix="drop-") as tmp:
+        root = Path(tmp) / "metadata"
+        root.mkdir()
+        for token_id, metadata_cid in token_metadata.items():
+            data = studio.store.cat(metadata_cid)
+            if parse_cid(metadata_cid).codec != CODEC_RAW or cid_for_bytes(data) != metadata_cid:
+                raise InvalidInputError(
+                    f"Token {token_id}'s metadata {metadata_cid} is not a single raw block (it is {len(data)} "
+                    "bytes): it cannot be a drop folder's entry; mint it with its own URI (a living mint)."
+                )
+            (root / f"{int(token_id)}.json").write_bytes(data)
+        studio.store.add_directory(root)
+        pinned = studio.pinner.pin_directory(root)
+    record_pins(studio, pinned.results, content_type="inode/directory")
+    entries = {entry.name: entry.cid for entry in studio.store.ls(pinned.cid)}
+    expected = {f"{int(token_id)}.json": cid for token_id, cid in token_metadata.items()}
+    if entries != expected:
+        raise PinningError(f"The metadata folder {pinned.cid} does not hold exactly the drop's files: nothing minted.")
     return pinned.cid
 
 

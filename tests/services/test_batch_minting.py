@@ -17,12 +17,15 @@ from sqlalchemy import func, select
 
 from contracts.client import BatchMintError
 from contracts.errors import MissingRoleError
+from metadata.cid import cid_from_bytes
 from metadata.credentials import read_credentials
+from metadata.ipfs_reader import split_ipfs_uri
 from studio.records import MintIntent, Pin, Token
 from studio.services import drafts
 from studio.services.batch_minting import DraftToMint, mint_drafts
 from studio.services.errors import InvalidInputError, NotFoundError
 from studio.services.minting import reconcile_mints
+from studio.services.publishing import pin_metadata_folder
 from studio.services.studio import Studio
 from tests.fixtures.paths import REPO_ROOT
 from tests.fixtures.processes import settings_env
@@ -231,3 +234,59 @@ def test_a_batch_killed_after_a_part_is_mined_loses_nothing_and_mints_nothing_tw
         mint_drafts(studio, rest, recipient=RECIPIENT)
         assert client.total_supply() == 6  # nothing minted twice
         assert sorted(t.draft_id for t in recorded(studio)) == sorted(ids)
+
+
+def test_static_drafts_are_minted_as_a_drop_read_from_one_pinned_folder(studio: Studio) -> None:
+    """Tokens without rules go out as a drop: one folder of `<tokenId>.json` pinned, tokenURI pointing
+    into it, each token's MetadataSet naming its own file, and an evolution moving it to its own URI."""
+    items = make_drafts(studio, 4)
+    steps: list[str] = []
+
+    outcome = mint_drafts(studio, items, recipient=RECIPIENT, on_step=lambda step, details: steps.append(step))
+
+    client = studio.chain.client
+    assert len(outcome.tx_hashes) == 1
+    assert steps[-3:] == ["metadata folder", "transaction", "confirmation"]
+    folders = set()
+    for token, minted in zip(recorded(studio), outcome.tokens, strict=True):
+        folder, path = split_ipfs_uri(client.token_uri(token.token_id))
+        folders.add(folder)
+        assert path == f"{token.token_id}.json"
+        # The folder's entry is the very file the token's history names.
+        assert cid_from_bytes(studio.store.resolve(folder, path)) == minted.metadata_cid
+        assert client.history(token.token_id)[0].metadata_cid == minted.metadata_cid == token.current_metadata_cid
+        assert client.metadata_cid(token.token_id) is None  # no digest of its own until it evolves
+        assert client.owner_of(token.token_id) == RECIPIENT
+    (folder,) = folders
+    with studio.db.session() as session:
+        assert session.scalar(select(Pin.content_type).where(Pin.cid == folder)) == "inode/directory"
+    assert open_intents(studio) == 0
+
+    client.grant_role("EVOLVER_ROLE", client.signer.address)
+    evolved = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku"
+    client.evolve(2, evolved, 0)
+    assert client.token_uri(2) == f"ipfs://{evolved}"
+    assert client.metadata_cid(2) == evolved
+    assert split_ipfs_uri(client.token_uri(3)) == (folder, "3.json")  # its neighbours still read the folder
+
+
+def test_a_living_batch_stores_each_digest_so_evolutions_cost_the_same(studio: Studio) -> None:
+    rules_dir = studio.settings.rules_dir
+    rules_dir.mkdir(parents=True, exist_ok=True)
+    (rules_dir / "clock.toml").write_text(CLOCK_RULES)
+    items = make_drafts(studio, 2)
+
+    outcome = mint_drafts(studio, items, recipient=RECIPIENT, rules_name="clock")
+
+    for minted in outcome.tokens:
+        assert studio.chain.client.token_uri(minted.token_id) == f"ipfs://{minted.metadata_cid}"
+        assert studio.chain.client.metadata_cid(minted.token_id) == minted.metadata_cid
+
+
+def test_a_metadata_file_too_large_for_one_block_is_refused_as_a_folder_entry(studio: Studio) -> None:
+    """A folder entry over 256 KiB would be chunked into another CID than the token's MetadataSet names:
+    refused before anything is sent, with the way out."""
+    big = studio.store.add_bytes(b"{" + b" " * 300_000 + b"}")
+    with pytest.raises(InvalidInputError, match="not a single raw block"):
+        pin_metadata_folder(studio, {1: big})
+    assert studio.chain.client.total_supply() == 0

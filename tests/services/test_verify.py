@@ -12,8 +12,11 @@ import pytest
 
 from contracts.cid import raw_cid_of
 from metadata.credentials import CredentialsOptions, ManifestFields, load_signing_identity, sign_png
+from metadata.ipfs_reader import split_ipfs_uri
 from metadata.replay import replay_token_version, replay_version
 from metadata.verify import ChainEvent, FetchFailed, GatewaySource, TokenReport, history_failures, verify_token
+from studio.services import drafts
+from studio.services.batch_minting import DraftToMint, mint_drafts
 from studio.services.publishing import pin_content
 from studio.services.studio import Studio
 from tests.fixtures.credentials import Gateway, Token, evolve, evolve_with_image, mint, next_png
@@ -201,3 +204,24 @@ def test_hostile_content_fails_one_version_not_the_verifier(studio: Studio, gate
             source.cat(evolved.versions[0].image_cid, max_bytes=1000)
     finally:
         source.close()
+
+
+def test_a_drop_token_verifies_through_its_folder_and_a_lying_folder_is_named(studio: Studio, gateway: Gateway) -> None:
+    """A token of a drop points into the drop's folder (ipfs://<folder>/<id>.json): the verifier walks the
+    folder's blocks, checked against the folder's CID, to the file its MetadataSet event names."""
+    items = [
+        DraftToMint(drafts.create_draft(studio, prompt=f"dune {seed}", seed=seed, width=64, height=64).draft.id, name)
+        for seed, name in ((1, "Dune #1"), (2, "Dune #2"))
+    ]
+    outcome = mint_drafts(studio, items, recipient=RECIPIENT)
+    token = Token(outcome.tokens[1].token_id, [])
+    folder, path = split_ipfs_uri(studio.chain.client.token_uri(token.token_id))
+    assert path == f"{token.token_id}.json"
+
+    report = verify(studio, gateway, token)
+    assert report.ok, report.to_text()
+    assert report.token_uri == f"ipfs://{folder}/{path}"
+
+    gateway.replaced[folder] = b"\x12\x00"  # a dag-pb block of another folder, or none at all
+    lied = verify(studio, gateway, token)
+    assert "token_uri.cid_mismatch" in {failure.code for failure in lied.failures}
