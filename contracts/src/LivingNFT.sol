@@ -132,8 +132,8 @@ contract LivingNFT is PackedERC721, ERC2981, AccessControl, IERC4906 {
 
     /**
      * @notice Mints the next token to `to` with its first metadata (version 0).
-     * @dev Plain `_mint` (no receiver callback): tokens go to the artist's wallet; a contract receiver
-     * must accept ERC-721 tokens by itself. Emits Transfer, MetadataSet and MetadataUpdate.
+     * @dev No receiver callback (like OpenZeppelin's `_mint`): tokens go to the artist's wallet; a contract
+     * receiver must accept ERC-721 tokens by itself. Emits Transfer, MetadataSet and MetadataUpdate.
      * @param to the token's first owner
      * @param digest sha2-256 digest of the metadata JSON (its CIDv1 raw-codec multihash digest)
      * @return tokenId the new token's id (ids start at 1)
@@ -141,12 +141,11 @@ contract LivingNFT is PackedERC721, ERC2981, AccessControl, IERC4906 {
     function mint(address to, bytes32 digest) external onlyRole(MINTER_ROLE) returns (uint256 tokenId) {
         if (digest == bytes32(0)) revert ZeroMetadataDigest();
         tokenId = _nextTokenId;
-        // `_nextTokenId` moves after `_mint`: until then the new id is outside the range of existing ids,
-        // so `_mint` does not look for an owner below it (see `_mintedConsecutively`).
-        _mint(to, tokenId);
         unchecked {
             _nextTokenId = tokenId + 1;
         }
+        // The next id was never minted and lies above every minted one: no owner to look up.
+        _mintNext(to, tokenId);
         _digests[tokenId] = digest;
         emit MetadataSet(tokenId, 0, digest);
         emit MetadataUpdate(tokenId);

@@ -105,7 +105,8 @@ contract DifferentialTest is Fixture {
         if (minted >= 24) return;
         uint256 count = 1 + ((op >> 48) % 6);
         bool drop = (op >> 60) & 1 == 1;
-        (bool okA, bytes memory retA, Vm.Log[] memory logsA) = _run(address(nft), minter, _batchCall(op, to, count, drop));
+        (bool okA, bytes memory retA, Vm.Log[] memory logsA) =
+            _run(address(nft), minter, _batchCall(op, to, count, drop));
         (bool okB, bytes memory retB, Vm.Log[] memory logsB) =
             _run(address(oz), minter, abi.encodeCall(oz.mintMany, (to, minted + 1, count)));
         assertEq(okA, okB, "mintBatch: same outcome");

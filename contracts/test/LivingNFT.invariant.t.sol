@@ -102,7 +102,8 @@ contract LivingNFTHandler is Test {
         if (stale % 8 == 0) first = count; // an id taken (or 0)
         if (stale % 8 == 1) first = count + 2; // an id not next
         vm.prank(minter);
-        (bool ok, bytes memory err) = address(nft).call(abi.encodeCall(nft.mintDrop, (to, first, folderDigest, digests)));
+        bytes memory call = abi.encodeCall(nft.mintDrop, (to, first, folderDigest, digests));
+        (bool ok, bytes memory err) = address(nft).call(call);
         if (first != count + 1) {
             return _expectFailure(
                 ok, err, abi.encodeWithSelector(LivingNFT.UnexpectedFirstTokenId.selector, count + 1, first)
@@ -252,8 +253,9 @@ contract LivingNFTHandler is Test {
 }
 
 /// @dev After every call of every random sequence, each token's owner, approval, version, frozen flag, digest,
-/// tokenURI (its own CID, or its drop folder's file until its first evolution) and drop are exactly the model's: no action on one token disturbs another's, in particular not the
-/// three others that share its packed owner slot (four 24-bit lanes in the top 96 bits of an anchor's slot).
+/// tokenURI (its own CID, or its drop folder's file until its first evolution) and drop are exactly the model's:
+/// no action on one token disturbs another's, in particular not the three others that share its packed owner
+/// slot (four 24-bit lanes in the top 96 bits of an anchor's slot).
 contract LivingNFTInvariantTest is Fixture {
     LivingNFTHandler internal handler;
     address[4] internal actors;
