@@ -21,7 +21,7 @@ import {PackedERC721} from "./PackedERC721.sol";
  *    has none (zero) until its first evolution writes one.
  *  - A token exists exactly when 1 <= id < `_nextTokenId` (nothing burns). Where a token's digest is read
  *    anyway (evolve, freeze, tokenURI), a non-zero digest proves it exists and `_nextTokenId` is read only
- *    for a zero one, so tokens with their own digest pay nothing for drops.
+ *    for a zero one, so evolving or freezing a token with its own digest costs what it did before drops.
  *  - version and frozen flag: 24 bits per token (bit 23 frozen, bits 0-22 version), four tokens per
  *    word, kept in the spare 96 bits of the owner slot of the group's first token ("anchor": ids 1, 5, 9,
  *    ...). Mint writes that slot anyway, so version 0 costs nothing, and a batch of consecutive tokens
@@ -288,7 +288,10 @@ contract LivingNFT is PackedERC721, ERC2981, AccessControl, IERC4906 {
      * @param tokenId the token; the caller must own it or hold DEFAULT_ADMIN_ROLE
      */
     function freeze(uint256 tokenId) external {
-        address owner = _requireOwned(tokenId);
+        // The digest (the URI below is rendered from it) proves that the token exists; only a drop token that
+        // never evolved needs the id range as well.
+        bytes32 digest = _existingDigest(tokenId);
+        address owner = _ownerOfExisting(tokenId);
         if (_msgSender() != owner && !hasRole(DEFAULT_ADMIN_ROLE, _msgSender())) {
             revert NotOwnerOrAdmin(_msgSender(), tokenId);
         }
@@ -296,7 +299,7 @@ contract LivingNFT is PackedERC721, ERC2981, AccessControl, IERC4906 {
         uint256 word = _aux(anchor);
         if ((word >> shift) & _FROZEN_BIT != 0) revert TokenFrozen(tokenId);
         _setAux(anchor, uint96(word | (_FROZEN_BIT << shift)));
-        emit PermanentURI(tokenURI(tokenId), tokenId);
+        emit PermanentURI(_uri(tokenId, digest), tokenId);
     }
 
     /**
@@ -407,18 +410,8 @@ contract LivingNFT is PackedERC721, ERC2981, AccessControl, IERC4906 {
      * 30 bits always encode as "afkrei" ("afybei"), so only the digest's 256 bits (plus 2 zero pad bits) are
      * encoded here, 5 bits a character. A drop token's drop is found by binary search over the drops.
      */
-    function tokenURI(uint256 tokenId) public view override returns (string memory uri) {
-        bytes32 digest = _existingDigest(tokenId);
-        if (digest != bytes32(0)) {
-            uri = "ipfs://bafkreiXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX";
-            _writeBase32Digest(uri, digest);
-            return uri;
-        }
-        // An existing token without a digest was minted by mintDrop and never evolved: it has a drop.
-        (, uint256 index) = _findDrop(tokenId);
-        uri = "ipfs://bafybeiXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX";
-        _writeBase32Digest(uri, _drops[index].folderDigest);
-        return string.concat(uri, "/", Strings.toString(tokenId), ".json");
+    function tokenURI(uint256 tokenId) public view override returns (string memory) {
+        return _uri(tokenId, _existingDigest(tokenId));
     }
 
     /// @inheritdoc PackedERC721
@@ -447,10 +440,11 @@ contract LivingNFT is PackedERC721, ERC2981, AccessControl, IERC4906 {
     }
 
     /// @dev A token exists exactly when 1 <= id < `_nextTokenId`; asked by PackedERC721 only for empty owner
-    /// slots. The digest is read first: for a token of `mintBatch` (the only tokens with a digest and an empty
-    /// slot) that is the read today's callers pay anyway, and `_nextTokenId` is read only for drop tokens.
+    /// slots: on a transfer, whether the transferred token (if its slot is empty) and the next id exist. One
+    /// read of `_nextTokenId` answers both (the second warm), where reading digests would not tell a drop
+    /// token from an id not minted yet.
     function _mintedConsecutively(uint256 tokenId) internal view override returns (bool) {
-        return _digests[tokenId] != bytes32(0) || (tokenId != 0 && tokenId < _nextTokenId);
+        return tokenId != 0 && tokenId < _nextTokenId;
     }
 
     /// @dev The token's digest, zero for a drop token that has not evolved yet; reverts
@@ -479,6 +473,20 @@ contract LivingNFT is PackedERC721, ERC2981, AccessControl, IERC4906 {
             else high = mid;
         }
         return (_drops[low].lastTokenId >= tokenId, low);
+    }
+
+    /// @dev The URI of an existing token whose digest (zero for a never-evolved drop token) was just read.
+    function _uri(uint256 tokenId, bytes32 digest) private view returns (string memory uri) {
+        if (digest != bytes32(0)) {
+            uri = "ipfs://bafkreiXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX";
+            _writeBase32Digest(uri, digest);
+            return uri;
+        }
+        // An existing token without a digest was minted by mintDrop and never evolved: it has a drop.
+        (, uint256 index) = _findDrop(tokenId);
+        uri = "ipfs://bafybeiXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX";
+        _writeBase32Digest(uri, _drops[index].folderDigest);
+        return string.concat(uri, "/", Strings.toString(tokenId), ".json");
     }
 
     /// @dev Writes the base32 of a CIDv1's sha2-256 `digest` into characters 14..65 of `uri`, which starts with

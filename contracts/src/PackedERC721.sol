@@ -155,6 +155,17 @@ abstract contract PackedERC721 is Context, ERC165, IERC721, IERC721Metadata, IER
     function _mintedConsecutively(uint256 tokenId) internal view virtual returns (bool);
 
     /**
+     * @dev The owner of `tokenId`, which the caller knows exists (its own check is cheaper there than
+     * {_mintedConsecutively}): its own slot, or the first owner below it.
+     */
+    function _ownerOfExisting(uint256 tokenId) internal view returns (address owner) {
+        owner = address(uint160(_packedOwners[tokenId]));
+        if (owner == address(0)) {
+            owner = _ownerBelow(tokenId);
+        }
+    }
+
+    /**
      * @dev The owner of a consecutively minted `tokenId` whose own slot is empty: the first owner found
      * below it. The batch's first id and every checkpoint id in it were written at mint, and a transfer
      * writes the next id's slot before it changes its own (see {_update}), so the owner is at most
