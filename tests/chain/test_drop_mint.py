@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from web3.logs import DISCARD
 
-from contracts.cid import folder_cid_digest, raw_cid_of
+from contracts.cid import folder_cid_digest, folder_cid_from_digest, raw_cid_of
 from contracts.client import BatchMintError, LivingNFTClient
 from contracts.errors import ContractRevertError, UnexpectedFirstTokenIdError, UnstorableCIDError
 from contracts.reader import DropRecord
@@ -56,6 +56,16 @@ class FolderPinner:
         folder_cid = self.store.add_directory(folder)
         self.calls.append((first_token_id, list(cids), folder_cid))
         return folder_cid
+
+
+def test_folder_cids_round_trip_kubos_folder_cid():
+    # kubo's `ipfs add -r --cid-version=1` of the reference folder dir3 (../shared/reference/ipfs-cids.json).
+    kubo = "bafybeih7vvdheh26ixtcbjv6h2x5phtuebevdpi24o3ucyl3srghthp4iq"
+    digest = folder_cid_digest("ipfs://" + kubo)
+    assert digest.hex() == "ffad46721f5e45e620a6be3eafd79e74204951bd1ae3b741617b944c799dfc44"
+    assert folder_cid_from_digest(digest) == kubo
+    with pytest.raises(UnstorableCIDError, match="32 bytes"):
+        folder_cid_from_digest(b"short")
 
 
 def _logs(client: LivingNFTClient, tx_hash: str, event: str) -> list:
