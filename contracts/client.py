@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from eth_abi.abi import encode as abi_encode
+from eth_typing import ChecksumAddress
 from web3.logs import DISCARD
 
 from contracts.artifacts import ContractArtifact, load_artifact
 from contracts.batching import PartialBatchError, fit_front, send_in_parts
-from contracts.cid import raw_cid_digest, raw_cid_from_digest
+from contracts.cid import folder_cid_digest, raw_cid_digest, raw_cid_from_digest
 from contracts.errors import ChainError
 from contracts.reader import LivingNFTReader, LivingNFTRevertDecoder, role_id
 from contracts.signer import Signer, TxResult, rpc_call, to_address
@@ -36,19 +37,24 @@ class MintResult:
 
 @dataclass(frozen=True)
 class MintBatchResult:
-    """One mined mintBatch transaction: the new token ids, in the order of their metadata CIDs."""
+    """One mined mintBatch (or mintDrop) transaction: the new token ids, in the order of their metadata CIDs;
+    for mintDrop also the folder CID (bafybei...) the tokens read their metadata from until they evolve."""
 
     token_ids: list[int]
     metadata_cids: list[str]
     tx_hash: str
     block_number: int
     gas_used: int
+    folder_cid: str | None = None
 
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 
 # One token of a batch evolve: (token id, new metadata CID, the token's current version as the caller knows it).
 EvolveItem = tuple[int, str, int]
+
+# Any non-zero folder digest: a drop's gas does not depend on its folder digest's value.
+_PLACEHOLDER_FOLDER_DIGEST = b"\x01" * 32
 
 
 class LivingNFTClient(LivingNFTReader):
@@ -257,6 +263,107 @@ class LivingNFTClient(LivingNFTReader):
             partial=BatchMintError,
         )
 
+    def estimate_mint_drop(self, to: str, first_token_id: int, folder_cid: str, metadata_cids: Sequence[str]) -> int:
+        """The node's gas estimate (no buffer) for minting `metadata_cids` to `to` as one drop whose ids start
+        at `first_token_id` (which must be the next id) and whose folder is `folder_cid` (bafybei...)."""
+        digest = folder_cid_digest(folder_cid)
+        return self._estimate_mint_drop(to_address(to), int(first_token_id), digest, metadata_cids)
+
+    def mint_drop(
+        self,
+        to: str,
+        metadata_cids: Sequence[str],
+        *,
+        pin_folder: Callable[[int, Sequence[str]], str],
+        gas_budget: int | None = None,
+        on_broadcast: Callable[[Sequence[str], str, int], None] | None = None,
+        on_mined: Callable[[MintBatchResult], None] | None = None,
+    ) -> list[MintBatchResult]:
+        """Mint one token per metadata CID to `to` (consecutive ids, in order) with mintDrop: no digest is
+        stored, each token reads `<tokenId>.json` in its part's folder until its first evolution. Sent in as
+        few transactions as fit under `gas_budget` (default: the per-transaction cap) and the latest block's
+        gas limit, including the gas buffer, sized like `mint_batch`. Returns one MintBatchResult per part.
+
+        For each part: the next token id is read, the part is sized (`contracts.batching.fit_front`, estimated
+        with the part's real ids), then `pin_folder(first_token_id, part_cids)` must build and pin the folder
+        holding `<first_token_id + i>.json` = the file whose raw CID is `part_cids[i]`, and return the
+        folder's CIDv1 (dag-pb, sha2-256: bafybei...); anything else is refused (UnstorableCIDError) before
+        the part is sent. If another mint takes those ids in between, the contract refuses the part with
+        UnexpectedFirstTokenIdError and mints nothing of it.
+
+        `on_broadcast(cids, tx_hash, nonce)` runs before each part's signed transaction leaves (see
+        Signer.send), `on_mined(result)` once each part is mined, before the next is sized. If a part fails,
+        the parts before it stay minted: the error is then a BatchMintError holding them in `done`.
+        """
+        if not metadata_cids:
+            return []
+        recipient = to_address(to)
+        _mint_digests(metadata_cids)  # bad input is refused before any part is pinned or sent
+
+        def estimate(part: Sequence[str]) -> int:
+            first = self.total_supply() + 1
+            return self._estimate_mint_drop(recipient, first, _PLACEHOLDER_FOLDER_DIGEST, part)
+
+        def send(part: Sequence[str], gas: int) -> MintBatchResult:
+            first = self.total_supply() + 1
+            folder_cid = pin_folder(first, list(part))
+            folder_digest = folder_cid_digest(folder_cid)
+            hook = None
+            if on_broadcast is not None:
+
+                def hook(tx_hash: str, nonce: int) -> None:
+                    on_broadcast(part, tx_hash, nonce)
+
+            result = self._send(
+                "mintDrop", recipient, first, folder_digest, _mint_digests(part), gas=gas, before_broadcast=hook
+            )
+            receipt = self.signer.receipt(result.tx_hash)
+            events = self.contract.events.MetadataSet().process_receipt(receipt, errors=DISCARD)
+            token_ids = [int(event["args"]["tokenId"]) for event in events]
+            cids = [raw_cid_from_digest(bytes(event["args"]["metadataDigest"])) for event in events]
+            drops = self.contract.events.DropMinted().process_receipt(receipt, errors=DISCARD)
+            expected_ids = list(range(first, first + len(part)))
+            if (
+                cids != list(part)
+                or token_ids != expected_ids
+                or len(drops) != 1
+                or bytes(drops[0]["args"]["folderDigest"]) != folder_digest
+            ):
+                raise ChainError(
+                    f"mintDrop transaction {result.tx_hash} emitted events that do not match its {len(part)} "
+                    f"metadata CIDs, ids {first}..{first + len(part) - 1} and folder {folder_cid}: read the "
+                    "transaction on chain before minting again"
+                )
+            minted = MintBatchResult(
+                token_ids=token_ids,
+                metadata_cids=list(part),
+                tx_hash=result.tx_hash,
+                block_number=result.block_number,
+                gas_used=result.gas_used,
+                folder_cid=folder_cid,
+            )
+            if on_mined is not None:
+                on_mined(minted)
+            return minted
+
+        block_limit = int(rpc_call(self.w3, lambda: self.w3.eth.get_block("latest"))["gasLimit"])
+        return send_in_parts(
+            metadata_cids,
+            estimate=estimate,
+            send=send,
+            gas_buffer=self.signer.policy.gas_buffer,
+            gas_budget=min(gas_budget or block_limit, block_limit),
+            describe=lambda cid: f"minting {cid}",
+            partial=BatchMintError,
+        )
+
+    def _estimate_mint_drop(
+        self, to: ChecksumAddress, first_token_id: int, folder_digest: bytes, metadata_cids: Sequence[str]
+    ) -> int:
+        args = [to, first_token_id, folder_digest, _mint_digests(metadata_cids)]
+        data = self.contract.encode_abi("mintDrop", args=args)
+        return self.signer.estimate_gas({"from": self.signer.address, "to": self.address, "data": data}, self.decoder)
+
     def freeze(self, token_id: int) -> TxResult:
         """Freeze a token's metadata for ever (owner or admin); emits PermanentURI."""
         return self._send("freeze", int(token_id))
@@ -335,5 +442,5 @@ def _batch_args(items: Sequence[EvolveItem]) -> tuple[list[int], list[bytes], li
 
 def _mint_digests(metadata_cids: Sequence[str]) -> list[bytes]:
     if isinstance(metadata_cids, str):
-        raise ChainError("mint_batch takes a list of metadata CIDs, got one string: wrap it in a list")
+        raise ChainError("a batch mint takes a list of metadata CIDs, got one string: wrap it in a list")
     return [raw_cid_digest(cid) for cid in metadata_cids]

@@ -173,6 +173,21 @@ class VersionMismatchError(ContractRevertError):
         )
 
 
+class UnexpectedFirstTokenIdError(ContractRevertError):
+    """mintDrop was built for ids that are no longer the next ones: another mint came in between."""
+
+    def __init__(self, next_token_id: int, first_token_id: int) -> None:
+        self.next_token_id = next_token_id
+        self.first_token_id = first_token_id
+        super().__init__(
+            "UnexpectedFirstTokenId",
+            {"nextTokenId": next_token_id, "firstTokenId": first_token_id},
+            f"the drop's metadata folder was built for token ids from {first_token_id}, but the next token id is "
+            f"{next_token_id} (UnexpectedFirstTokenId): another mint came in between, so nothing was minted. "
+            f"Build the folder again for ids from {next_token_id} and send the drop again.",
+        )
+
+
 class MissingRoleError(ContractRevertError):
     """The sender lacks the AccessControl role the function needs."""
 

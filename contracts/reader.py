@@ -23,7 +23,7 @@ from web3.contract import Contract
 from web3.exceptions import ContractLogicError
 
 from contracts.artifacts import ContractArtifact, load_artifact
-from contracts.cid import raw_cid_from_digest
+from contracts.cid import folder_cid_from_digest, raw_cid_from_digest
 from contracts.errors import ChainError, ContractRevertError, VersionMismatchError
 from contracts.signer import ROLE_NAMES, RevertDecoder, make_web3, rpc_call, to_address
 
@@ -38,6 +38,15 @@ class MetadataChange:
     tx_hash: str
     log_index: int
     timestamp: int
+
+
+@dataclass(frozen=True)
+class DropRecord:
+    """The drop a token was minted in by mintDrop: its ids and its metadata folder (`<tokenId>.json` files)."""
+
+    first_token_id: int
+    last_token_id: int
+    folder_cid: str
 
 
 @dataclass(frozen=True)
@@ -108,8 +117,20 @@ class LivingNFTReader:
     def token_uri(self, token_id: int) -> str:
         return str(self._call("tokenURI", int(token_id)))
 
-    def metadata_cid(self, token_id: int) -> str:
-        return raw_cid_from_digest(bytes(self._call("metadataDigest", int(token_id))))
+    def metadata_cid(self, token_id: int) -> str | None:
+        """The CID (bafkrei...) of the token's current metadata, or None while a token minted by mintDrop has
+        never evolved: it still reads its drop folder's `<tokenId>.json` (see `drop_of`, `token_uri`; its
+        history's version 0 names that file's CID)."""
+        digest = bytes(self._call("metadataDigest", int(token_id)))
+        return None if digest == bytes(32) else raw_cid_from_digest(digest)
+
+    def drop_of(self, token_id: int) -> DropRecord | None:
+        """The drop the token was minted in by mintDrop (even after it evolved), or None for a token minted
+        by mint or mintBatch. An unknown id raises UnknownTokenError."""
+        first, last, folder = self._call("dropOf", int(token_id))
+        if int(first) == 0:
+            return None
+        return DropRecord(int(first), int(last), folder_cid_from_digest(bytes(folder)))
 
     def metadata_version(self, token_id: int) -> int:
         return int(self._call("metadataVersion", int(token_id)))

@@ -37,6 +37,7 @@ from contracts.errors import (
     TokenFrozenError,
     TransactionFailedError,
     TransactionTimeoutError,
+    UnexpectedFirstTokenIdError,
     UnknownTokenError,
     WrongChainIdError,
 )
@@ -148,6 +149,8 @@ def specific_revert(name: str, args: dict[str, Any]) -> ContractRevertError:
         return UnknownTokenError(int(args["tokenId"]))
     if name == "TokenFrozen":
         return TokenFrozenError(int(args["tokenId"]))
+    if name == "UnexpectedFirstTokenId" and {"nextTokenId", "firstTokenId"} <= set(args):
+        return UnexpectedFirstTokenIdError(int(args["nextTokenId"]), int(args["firstTokenId"]))
     if name == "AccessControlUnauthorizedAccount":
         role = bytes(args["neededRole"])
         role_name = next((k for k, v in ROLE_NAMES.items() if v == role), "0x" + role.hex())

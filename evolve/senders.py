@@ -251,6 +251,8 @@ class ChainSender:
         changed = {}
         for token in tokens:
             on_chain = self.client.metadata_cid(token.token_id)
+            if on_chain is None:
+                continue  # a drop token still reading its drop's file: never evolved, so nobody changed it
             if on_chain != token.current_metadata_cid:
                 changed[token.token_id] = on_chain
                 log.warning(

@@ -2,7 +2,8 @@
 // Derived from OpenZeppelin Contracts 5.7.0 (token/ERC721/ERC721.sol), MIT. The one change: an owner
 // slot keeps 96 spare bits ("aux") that the inheriting contract may use; see `_aux` and `_setAux`. And
 // consecutive ids can be minted in one call (`_mintConsecutive`) writing one owner slot per four ids, as
-// ERC721A does it lazily but with the lookup bounded: see `_ownerOf`.
+// ERC721A does it lazily but with the lookup bounded: see `_ownerOf`; the next id of a counter is minted
+// without that lookup (`_mintNext`).
 
 pragma solidity ^0.8.24;
 
@@ -154,6 +155,17 @@ abstract contract PackedERC721 is Context, ERC165, IERC721, IERC721Metadata, IER
     function _mintedConsecutively(uint256 tokenId) internal view virtual returns (bool);
 
     /**
+     * @dev The owner of `tokenId`, which the caller knows exists (its own check is cheaper there than
+     * {_mintedConsecutively}): its own slot, or the first owner below it.
+     */
+    function _ownerOfExisting(uint256 tokenId) internal view returns (address owner) {
+        owner = address(uint160(_packedOwners[tokenId]));
+        if (owner == address(0)) {
+            owner = _ownerBelow(tokenId);
+        }
+    }
+
+    /**
      * @dev The owner of a consecutively minted `tokenId` whose own slot is empty: the first owner found
      * below it. The batch's first id and every checkpoint id in it were written at mint, and a transfer
      * writes the next id's slot before it changes its own (see {_update}), so the owner is at most
@@ -300,6 +312,27 @@ abstract contract PackedERC721 is Context, ERC165, IERC721, IERC721Metadata, IER
         if (previousOwner != address(0)) {
             revert ERC721InvalidSender(address(0));
         }
+    }
+
+    /**
+     * @dev Mints `tokenId` to `to` like {_mint}, for an id the caller guarantees was never minted and lies
+     * above every minted id (the next id of its counter): such an id has no owner to look up, neither in its
+     * own slot nor below it, so the lookup {_update} makes (and its {_mintedConsecutively} read) is skipped.
+     * The aux bits of the slot are kept. No receiver callback.
+     *
+     * Requirements: `to` is not the zero address.
+     *
+     * Emits a {Transfer} event.
+     */
+    function _mintNext(address to, uint256 tokenId) internal {
+        if (to == address(0)) {
+            revert ERC721InvalidReceiver(address(0));
+        }
+        unchecked {
+            _balances[to] += 1;
+        }
+        _packedOwners[tokenId] = (_packedOwners[tokenId] & ~_OWNER_MASK) | uint256(uint160(to));
+        emit Transfer(address(0), to, tokenId);
     }
 
     /**

@@ -6,8 +6,8 @@ import {LivingNFT} from "../src/LivingNFT.sol";
 import {Fixture} from "./utils/Fixture.sol";
 import {Test} from "./utils/Test.sol";
 
-/// @dev Drives LivingNFT with random mint / mintBatch / transfer / approve / evolve / evolveBatch / freeze calls and
-/// keeps a model of every token (owner, approval, version, frozen flag, digest). Each call predicts its
+/// @dev Drives LivingNFT with random mint / mintBatch / mintDrop / transfer / approve / evolve / evolveBatch / freeze
+/// calls and keeps a model of every token (owner, approval, version, frozen flag, digest, drop). Each call predicts its
 /// outcome from the model, including the exact custom error of a call that must fail; a wrong prediction
 /// reverts, which the invariant run reports (fail_on_revert).
 contract LivingNFTHandler is Test {
@@ -25,7 +25,10 @@ contract LivingNFTHandler is Test {
     mapping(uint256 => address) public approved;
     mapping(uint256 => uint256) public version;
     mapping(uint256 => bool) public frozen;
-    mapping(uint256 => bytes32) public digest;
+    mapping(uint256 => bytes32) public digest; // zero for a drop token until its first evolution
+    mapping(uint256 => bytes32) public folder; // a drop token's folder digest, zero otherwise
+    mapping(uint256 => uint256) public dropFirst;
+    mapping(uint256 => uint256) public dropLast;
     mapping(address => mapping(address => bool)) public operator;
     mapping(address => uint256) public balance;
     uint256 public failedAsPredicted;
@@ -78,6 +81,38 @@ contract LivingNFTHandler is Test {
         require(first == count + 1, "batch ids follow the last id");
         for (uint256 i = 0; i < n; i++) {
             (ownerOf[first + i], digest[first + i]) = (to, digests[i]);
+        }
+        count += n;
+        balance[to] += n;
+    }
+
+    /// A drop of 1-7 tokens: no digest stored, the folder recorded once; sometimes sent with a first id that is
+    /// not the next one (a folder built for other ids), which must be refused with nothing minted.
+    function mintDrop(uint256 toSeed, uint8 size, bytes32 seed, uint8 stale) external {
+        if (count >= MAX_TOKENS) return;
+        uint256 n = 1 + (size % 7);
+        if (count + n > MAX_TOKENS) n = MAX_TOKENS - count;
+        address to = actor(toSeed);
+        bytes32[] memory digests = new bytes32[](n);
+        for (uint256 i = 0; i < n; i++) {
+            digests[i] = keccak256(abi.encode(seed, "file", i));
+        }
+        bytes32 folderDigest = keccak256(abi.encode(seed, "folder"));
+        uint256 first = count + 1;
+        if (stale % 8 == 0) first = count; // an id taken (or 0)
+        if (stale % 8 == 1) first = count + 2; // an id not next
+        vm.prank(minter);
+        bytes memory call = abi.encodeCall(nft.mintDrop, (to, first, folderDigest, digests));
+        (bool ok, bytes memory err) = address(nft).call(call);
+        if (first != count + 1) {
+            return _expectFailure(
+                ok, err, abi.encodeWithSelector(LivingNFT.UnexpectedFirstTokenId.selector, count + 1, first)
+            );
+        }
+        require(ok, "a drop the model allows reverted");
+        for (uint256 i = 0; i < n; i++) {
+            (ownerOf[first + i], folder[first + i]) = (to, folderDigest);
+            (dropFirst[first + i], dropLast[first + i]) = (first, first + n - 1);
         }
         count += n;
         balance[to] += n;
@@ -217,9 +252,10 @@ contract LivingNFTHandler is Test {
     }
 }
 
-/// @dev After every call of every random sequence, each token's owner, approval, version, frozen flag and
-/// digest are exactly the model's: no action on one token disturbs another's, in particular not the
-/// three others that share its packed owner slot (four 24-bit lanes in the top 96 bits of an anchor's slot).
+/// @dev After every call of every random sequence, each token's owner, approval, version, frozen flag, digest,
+/// tokenURI (its own CID, or its drop folder's file until its first evolution) and drop are exactly the model's:
+/// no action on one token disturbs another's, in particular not the three others that share its packed owner
+/// slot (four 24-bit lanes in the top 96 bits of an anchor's slot).
 contract LivingNFTInvariantTest is Fixture {
     LivingNFTHandler internal handler;
     address[4] internal actors;
@@ -251,6 +287,13 @@ contract LivingNFTInvariantTest is Fixture {
             assertEq(nft.metadataVersion(id), handler.version(id), string.concat("version of ", _str(id)));
             assertEq(nft.isFrozen(id), handler.frozen(id), string.concat("frozen flag of ", _str(id)));
             assertEq(nft.metadataDigest(id), handler.digest(id), string.concat("digest of ", _str(id)));
+            bytes32 own = handler.digest(id);
+            string memory uri = own != bytes32(0) ? referenceURI(own) : referenceFolderURI(handler.folder(id), id);
+            assertEq(nft.tokenURI(id), uri, string.concat("tokenURI of ", _str(id)));
+            (uint256 first, uint256 last, bytes32 folder) = nft.dropOf(id);
+            assertEq(first, handler.dropFirst(id), string.concat("drop's first id of ", _str(id)));
+            assertEq(last, handler.dropLast(id), string.concat("drop's last id of ", _str(id)));
+            assertEq(folder, handler.folder(id), string.concat("drop's folder of ", _str(id)));
         }
     }
 

@@ -79,7 +79,18 @@ abstract contract Fixture is Test {
     /// @dev The ipfs:// URI of a raw-codec sha2-256 CIDv1, base32-encoded the plain (slow) way: the
     /// reference the contract's assembly renderer is checked against.
     function referenceURI(bytes32 digest) internal pure returns (string memory) {
-        bytes memory cid = abi.encodePacked(bytes4(0x01551220), digest);
+        return string.concat("ipfs://", referenceCID(bytes4(0x01551220), digest));
+    }
+
+    /// @dev The tokenURI of a never-evolved drop token: its file in the drop's folder, whose CIDv1 has the
+    /// dag-pb codec (0x70), encoded the same plain way.
+    function referenceFolderURI(bytes32 folderDigest, uint256 tokenId) internal pure returns (string memory) {
+        return string.concat("ipfs://", referenceCID(bytes4(0x01701220), folderDigest), "/", _str(tokenId), ".json");
+    }
+
+    /// @dev "b" + base32 (RFC 4648, lower case, no padding) of the CIDv1 bytes `prefix || digest`.
+    function referenceCID(bytes4 prefix, bytes32 digest) internal pure returns (string memory) {
+        bytes memory cid = abi.encodePacked(prefix, digest);
         bytes memory alphabet = "abcdefghijklmnopqrstuvwxyz234567";
         bytes memory out = new bytes((cid.length * 8 + 4) / 5);
         uint256 buffer;
@@ -95,6 +106,20 @@ abstract contract Fixture is Test {
             buffer &= (1 << bits) - 1;
         }
         if (bits > 0) out[n++] = alphabet[(buffer << (5 - bits)) & 31];
-        return string.concat("ipfs://b", string(out));
+        return string.concat("b", string(out));
+    }
+
+    /// @dev Mints a drop of `count` tokens to `to` at the next ids, with stand-in digests (`prefix` + index).
+    function mintDropTo(address to, uint256 count, bytes32 folder, string memory prefix)
+        internal
+        returns (uint256 first, bytes32[] memory digests)
+    {
+        digests = new bytes32[](count);
+        for (uint256 i = 0; i < count; i++) {
+            digests[i] = digestOf(string.concat(prefix, _str(i)));
+        }
+        first = nft.totalSupply() + 1;
+        vm.prank(minter);
+        nft.mintDrop(to, first, folder, digests);
     }
 }
