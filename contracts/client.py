@@ -276,7 +276,7 @@ class LivingNFTClient(LivingNFTReader):
         *,
         pin_folder: Callable[[int, Sequence[str]], str],
         gas_budget: int | None = None,
-        on_broadcast: Callable[[Sequence[str], str, int], None] | None = None,
+        before_broadcast: Callable[[Sequence[str], str, int], None] | None = None,
         on_mined: Callable[[MintBatchResult], None] | None = None,
     ) -> list[MintBatchResult]:
         """Mint one token per metadata CID to `to` (consecutive ids, in order) with mintDrop: no digest is
@@ -291,7 +291,7 @@ class LivingNFTClient(LivingNFTReader):
         the part is sent. If another mint takes those ids in between, the contract refuses the part with
         UnexpectedFirstTokenIdError and mints nothing of it.
 
-        `on_broadcast(cids, tx_hash, nonce)` runs before each part's signed transaction leaves (see
+        `before_broadcast(cids, tx_hash, nonce)` runs before each part's signed transaction leaves (see
         Signer.send), `on_mined(result)` once each part is mined, before the next is sized. If a part fails,
         the parts before it stay minted: the error is then a BatchMintError holding them in `done`.
         """
@@ -309,10 +309,10 @@ class LivingNFTClient(LivingNFTReader):
             folder_cid = pin_folder(first, list(part))
             folder_digest = folder_cid_digest(folder_cid)
             hook = None
-            if on_broadcast is not None:
+            if before_broadcast is not None:
 
                 def hook(tx_hash: str, nonce: int) -> None:
-                    on_broadcast(part, tx_hash, nonce)
+                    before_broadcast(part, tx_hash, nonce)
 
             result = self._send(
                 "mintDrop", recipient, first, folder_digest, _mint_digests(part), gas=gas, before_broadcast=hook

@@ -70,7 +70,7 @@ def test_login_protects_the_studio_but_not_the_gallery(app_settings, tmp_path) -
 
 
 def test_gallery_reads_a_contract_on_another_network_through_a_gateway(
-    app_settings, living_nft, local_store, gateway_server, funded_account
+    app_settings, living_nft, local_store, gateway_server, funded_account, tmp_path
 ) -> None:
     """A contract the studio never deployed, content only on a remote gateway (not in the studio's store)."""
     from metadata.token import canonical_json
@@ -84,6 +84,16 @@ def test_gallery_reads_a_contract_on_another_network_through_a_gateway(
         versions.append(local_store.add_bytes(canonical_json(metadata)))
     minted = living_nft.mint(funded_account.address, versions[0])
     living_nft.evolve(minted.token_id, versions[1], 0)
+
+    def pin_folder(first_token_id: int, cids: list[str]) -> str:  # the other studio's drop folder
+        site = tmp_path / f"drop-{first_token_id}"
+        site.mkdir()
+        for offset, cid in enumerate(cids):
+            (site / f"{first_token_id + offset}.json").write_bytes(local_store.cat(cid))
+        return local_store.add_directory(site)
+
+    (drop,) = living_nft.mint_drop(funded_account.address, [versions[0]], pin_folder=pin_folder)
+    (drop_token,) = drop.token_ids
 
     gateway_base = gateway_server.url.removesuffix("/ipfs")
     app = app_settings.app.model_copy(
@@ -106,6 +116,13 @@ def test_gallery_reads_a_contract_on_another_network_through_a_gateway(
         assert "<script>alert(1)</script>" not in page.text  # metadata is escaped
         assert "&lt;script&gt;" in page.text
         assert f"{gateway_base}/ipfs/{image_cid}" in page.text  # the image loads from the gateway
+        # A drop's token reads <id>.json in its folder: walked over the gateway's verified blocks, and the
+        # metadata shown under its own CID, the one its history names.
+        dropped = httpx.get(f"http://127.0.0.1:{port}/gallery/{drop_token}", timeout=60)
+        assert dropped.status_code == 200
+        assert "Dawn" in dropped.text
+        assert f"ipfs://{drop.folder_cid}/{drop_token}.json" in dropped.text
+        assert f">{versions[0]}</a>" in dropped.text
         index = httpx.get(f"http://127.0.0.1:{port}/gallery", timeout=60)
         assert f'data-token="{minted.token_id}"' in index.text
         missing = httpx.get(f"http://127.0.0.1:{port}/gallery/999", timeout=60)

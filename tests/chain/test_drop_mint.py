@@ -161,7 +161,7 @@ def test_mint_drop_is_split_under_a_gas_budget_with_a_folder_per_part(living_nft
         cids,
         pin_folder=pin,
         gas_budget=budget,
-        on_broadcast=lambda part, tx_hash, nonce: broadcast.append((list(part), tx_hash, nonce)),
+        before_broadcast=lambda part, tx_hash, nonce: broadcast.append((list(part), tx_hash, nonce)),
         on_mined=lambda r: mined.append(r.token_ids),
     )
 

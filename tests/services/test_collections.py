@@ -11,6 +11,7 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from metadata.credentials import read_credentials
+from metadata.ipfs_reader import split_ipfs_uri
 from studio.collections.spec import CollectionSpecError, edition_seed
 from studio.records import CollectionEdition, Draft, Token
 from studio.services import collections
@@ -161,8 +162,9 @@ def test_mint_publishes_collection_metadata_and_attributes_once(studio: Studio) 
         token_id = result.minted[edition.number]
         assert edition.token_id == token_id
         assert client.owner_of(token_id) == RECIPIENT
-        cid = client.token_uri(token_id).removeprefix("ipfs://")
-        metadata = json.loads(studio.store.cat(cid))
+        folder, path = split_ipfs_uri(client.token_uri(token_id))  # a static collection mints as a drop
+        assert path == f"{token_id}.json"
+        metadata = json.loads(studio.store.cat(folder, path))
         assert metadata["name"] == f"Harbours #{edition.number}"
         assert metadata["attributes"] == [
             {"trait_type": "Boat", "value": edition.traits["boat"]},
