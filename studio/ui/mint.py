@@ -19,6 +19,7 @@ from studio.ui.create import draft_file
 STEP_TITLES = {
     "pin image": "Pin the image",
     "pin metadata": "Pin the metadata",
+    "metadata folder": "Pin the drop's metadata folder",
     "CID check": "Check the CIDs",
     "transaction": "Send the transaction",
     "confirmation": "Confirmed on chain",
