@@ -70,6 +70,24 @@ class HalfStoredConv2d(nn.Module):
         weight = self.stored_weight.to(x.dtype)
         return F.conv2d(x, weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
+    def widened(self) -> nn.Conv2d:
+        """The float32 Conv2d this layer computes (exact: float16 widens to float32 without rounding),
+        for winograd.py, which transforms the VAE's float32 weights on the full VAE's first use."""
+        conv = nn.Conv2d(
+            self.in_channels,
+            self.out_channels,
+            _pair(self.kernel_size),
+            stride=_pair(self.stride),
+            padding=_pair(self.padding),
+            dilation=_pair(self.dilation),
+            groups=self.groups,
+            bias=self.bias is not None,
+            device="meta",  # no memory until the weights below are set
+        )
+        conv.weight = nn.Parameter(self.stored_weight.to(torch.float32), requires_grad=False)
+        conv.bias = self.bias
+        return conv.eval()
+
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, float16 storage"
 
@@ -91,6 +109,11 @@ class HalfStoredEmbedding(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.num_embeddings}, {self.embedding_dim}, float16 storage"
+
+
+def _pair(values: tuple[int, ...]) -> tuple[int, int]:
+    first, second = values  # a Conv2d's sizes: always two
+    return first, second
 
 
 def _float32_parameter(tensor: torch.Tensor | None) -> nn.Parameter | None:
