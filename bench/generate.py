@@ -36,8 +36,8 @@ Prints ONE JSON line:
   speed_memory_load_s,                CPU optimizations; 'balanced', auto's choice in float32 with enough RAM, keeps
   fast_vs_speed_memory                the text encoder and VAE in float16): fast seconds taking turns with the
                                       default engine as fast_stock_kernels_s does, and its own fresh process's peak
-                                      and load; fast_vs_speed_memory = default / speed, paired (1.0 where auto is
-                                      speed: bfloat16, GPUs)
+                                      and load; fast_vs_speed_memory = auto's seconds / speed's, paired (1.0 where
+                                      auto is speed: bfloat16)
   openvino_fast_s, fast_vs_openvino   the peer, FastSD CPU's way: the same model exported by optimum-intel
                                       to OpenVINO with TAESD as decoder (bench/openvino_peer.py in its own
                                       venv, .venv-openvino, made by `make bench`), taking turns in the same
@@ -367,7 +367,7 @@ def main() -> None:
 
     from studio.generation import Engine, GenerationRequest, init_image_from_png
     from studio.generation.cpu import OPTIMIZATIONS, plan_for
-    from studio.generation.devices import resolve_memory
+    from studio.generation.devices import resolve_memory, resolve_placement
 
     keep = os.environ.get("BENCH_GENERATE_DIR")  # reuse a built model between runs (development)
     with tempfile.TemporaryDirectory(prefix="bench-generate-") as tmp:
@@ -381,8 +381,10 @@ def main() -> None:
         build_s = time.perf_counter() - build_start
         gc.collect()
 
+        # What memory 'auto' is here: 'balanced' in float32 with enough RAM, 'speed' in bfloat16.
+        memory = resolve_memory("auto", "cpu", resolve_placement("cpu", "auto").dtype)
         child_figures = fast_peak_in_child(model_dir, taesd_dir, "auto")
-        speed_memory_figures = fast_peak_in_child(model_dir, taesd_dir, "speed")
+        speed_memory_figures = child_figures if memory == "speed" else fast_peak_in_child(model_dir, taesd_dir, "speed")
         low_memory_figures = fast_peak_in_child(model_dir, taesd_dir, "low")
 
         run_default = default_pipeline(model_dir)
@@ -402,7 +404,6 @@ def main() -> None:
         }
         runs = {"default": run_default, **{name: engine_run(engine, request) for name, request in requests.items()}}
         low_memory = None
-        memory = resolve_memory("auto", "cpu", getattr(torch, engine.describe()["dtype"]))
         if engine.describe()["dtype"] == "float32":  # float16 weight storage is for float32 models
             low_memory = Engine(engine_settings(model_dir, taesd_dir, "low"))
             runs["fast_low_memory"] = engine_run(low_memory, requests["fast"])
