@@ -10,7 +10,10 @@ Rounding float32 files to float16 is not exact: an image's provenance names "fp1
 among its cpu_optimizations, and the weights' hash or revision says which files were read.
 
 The price is the widening itself, once per layer call (about 5 GiB of float32 written per sd-turbo
-UNet call): bench/generate.py reports it as `fast_low_memory_s` beside the default's time.
+UNet call): bench/generate.py reports it as `fast_low_memory_s` beside the default's time. Memory
+"balanced" pays it only where it is small: the text encoders and the VAE, which run once per image,
+are stored this way ("fp16_encoder_storage" in provenance) and the UNet, run at every step, keeps
+float32 weights and the CPU optimizations.
 
 Like prepack, the swapped layers hold their weights outside the module's parameters and buffers (plain
 attributes: diffusers' from_pipe casts every shared module to its dtype, which would widen buffers
