@@ -134,7 +134,7 @@ class ModelSettings(_SettingsPart):
         "auto",
         description="On CPU in float32: 'speed' the fastest kernels for every part of the model; 'balanced' "
         "the same for the UNet, the text encoders and VAE (run once per image) kept in float16 and computed "
-        "in float32 (about 0.8 GiB less for sd-turbo, as fast); 'low' keeps all weights in float16 and "
+        "in float32 (about 0.8 GiB less for sd-turbo, about 3% slower); 'low' keeps all weights in float16 and "
         "computes in float32 (about half the memory, slower); 'auto' is low on machines with under 12 GiB "
         "of RAM and balanced elsewhere.",
     )
