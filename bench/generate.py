@@ -9,7 +9,10 @@ Prints ONE JSON line:
   default_s, fast_s, quality_s        one image each: the median of 9 rounds after one warm-up run, seconds
                                       of the pipeline call (text encoder, UNet, decoder; not the PNG encoding);
                                       in each round the default, fast, quality and both img2img requests take
-                                      turns, so all are measured side by side under the same machine load
+                                      turns, so all are measured side by side under the same machine load.
+                                      The engine runs with the settings a user gets by default (memory
+                                      'auto': 'balanced' in float32 on a machine with 12 GiB of RAM or more)
+  memory                              what memory 'auto' chose here (speed, balanced or low)
   fast_ratio, quality_ratio           against default_s (targets: <= 0.15 and <= 0.5)
   img2img_s, txt2img_same_evals_s     fast preset, strength 0.5 x 2 steps vs text-to-image 1 step; the
                                       init image is a PNG the engine made (evolution's case), so img2img
@@ -20,7 +23,7 @@ Prints ONE JSON line:
   fast_stock_kernels_s, _ratio        fast_s with those switched off (model.cpu_optimizations = false), and
                                       its ratio to an all-on engine taking turns with it (above 1: they pay)
   fast_peak_rss_gib                   peak RSS of a fresh process that loads the model through the
-                                      engine and makes one fast 512x512 image (target: <= 4)
+                                      engine (memory 'auto') and makes one fast 512x512 image (target: <= 5)
   fast_without_s, fast_without_ratio  fast_s with each optimization of this CPU's plan left off, one at a time
                                       (e.g. {"prepack_convs": 1.9}), and its ratio to an all-on engine taking
                                       turns with it: an optimization that stops paying on a CPU class shows
@@ -29,6 +32,12 @@ Prints ONE JSON line:
   low_memory_fast_s, _ratio,          STUDIO_MODEL__MEMORY=low (float32 models only: weights kept in float16,
   low_memory_peak_rss_gib,            computed in float32; 'auto' picks it below 12 GiB of RAM): fast seconds
   low_memory_load_s                   taking turns in the same rounds, and its own fresh process's peak and load
+  speed_memory_fast_s, _peak_rss_gib, STUDIO_MODEL__MEMORY=speed (every part of the model in float32 with the
+  speed_memory_load_s,                CPU optimizations; 'balanced', auto's choice in float32 with enough RAM, keeps
+  fast_vs_speed_memory                the text encoder and VAE in float16): fast seconds taking turns with the
+                                      default engine as fast_stock_kernels_s does, and its own fresh process's peak
+                                      and load; fast_vs_speed_memory = auto's seconds / speed's, paired (1.0 where
+                                      auto is speed: bfloat16)
   openvino_fast_s, fast_vs_openvino   the peer, FastSD CPU's way: the same model exported by optimum-intel
                                       to OpenVINO with TAESD as decoder (bench/openvino_peer.py in its own
                                       venv, .venv-openvino, made by `make bench`), taking turns in the same
@@ -141,9 +150,9 @@ def build_full_size_model(folder: Path) -> Path:
     return taesd_dir
 
 
-def engine_settings(model_dir: Path, taesd_dir: Path, memory: str = "speed"):
-    """The engine's settings on auto dtype; memory 'speed' (the default figures, whatever this machine's
-    RAM) or 'low' (float16 weight storage, the low_memory_* figures)."""
+def engine_settings(model_dir: Path, taesd_dir: Path, memory: str = "auto"):
+    """The engine's settings on auto dtype; memory 'auto' (the default figures: what a user gets on this
+    machine), 'speed' (the speed_memory_* figures) or 'low' (the low_memory_* figures)."""
     from studio.config import ModelSettings
 
     return ModelSettings(
@@ -319,11 +328,15 @@ def fast_peak_in_child(model_dir: Path, taesd_dir: Path, memory: str) -> dict:
 
 
 def measure_against_all_on(
-    settings: ModelSettings, request: GenerationRequest, plan_fields: list[str]
+    settings: ModelSettings,
+    request: GenerationRequest,
+    plan_fields: list[str],
+    others: dict[str, ModelSettings] | None = None,
 ) -> tuple[float, float, dict[str, float], dict[str, float]]:
     """fast seconds with the CPU optimizations off, and with each one of the plan left off in turn, each
     taking turns with an engine that has them all on (RUNS pairs): a figure measured minutes after
-    fast_s on a shared machine says more about the machine than about the optimization.
+    fast_s on a shared machine says more about the machine than about the optimization. `others`:
+    more settings measured the same way, under their names.
 
     Returns (stock seconds, stock / all-on, {name: seconds without it}, {name: without / all-on}):
     a ratio above 1 is what an optimization saves."""
@@ -331,11 +344,11 @@ def measure_against_all_on(
 
     all_on = Engine(settings)
     all_on.generate(request)  # warm-up
-    variants = {"stock": settings.model_copy(update={"cpu_optimizations": False})}
+    variants = {"stock": settings.model_copy(update={"cpu_optimizations": False}), **(others or {})}
     seconds: dict[str, float] = {}
     ratios: dict[str, float] = {}
-    for name in ["stock", *plan_fields]:
-        other = Engine(variants.get(name, settings), skip_cpu_optimizations=[] if name == "stock" else [name])
+    for name in ["stock", *plan_fields, *(others or {})]:
+        other = Engine(variants.get(name, settings), skip_cpu_optimizations=[] if name in variants else [name])
         other.generate(request)  # warm-up
         with_s, without_s = [], []
         for _ in range(RUNS):
@@ -354,6 +367,7 @@ def main() -> None:
 
     from studio.generation import Engine, GenerationRequest, init_image_from_png
     from studio.generation.cpu import OPTIMIZATIONS, plan_for
+    from studio.generation.devices import resolve_memory, resolve_placement
 
     keep = os.environ.get("BENCH_GENERATE_DIR")  # reuse a built model between runs (development)
     with tempfile.TemporaryDirectory(prefix="bench-generate-") as tmp:
@@ -367,7 +381,10 @@ def main() -> None:
         build_s = time.perf_counter() - build_start
         gc.collect()
 
-        child_figures = fast_peak_in_child(model_dir, taesd_dir, "speed")
+        # What memory 'auto' is here: 'balanced' in float32 with enough RAM, 'speed' in bfloat16.
+        memory = resolve_memory("auto", "cpu", resolve_placement("cpu", "auto").dtype)
+        child_figures = fast_peak_in_child(model_dir, taesd_dir, "auto")
+        speed_memory_figures = child_figures if memory == "speed" else fast_peak_in_child(model_dir, taesd_dir, "speed")
         low_memory_figures = fast_peak_in_child(model_dir, taesd_dir, "low")
 
         run_default = default_pipeline(model_dir)
@@ -421,9 +438,15 @@ def main() -> None:
 
         plan = plan_for(getattr(torch, described["dtype"]))
         applied = [name for name in sorted(OPTIMIZATIONS) if getattr(plan, name)]
+        settings = engine_settings(model_dir, taesd_dir)
+        # Memory 'speed' beside auto's choice: paired with the all-on engine (not in the rounds above,
+        # where a third float32 engine would not fit beside the others in 24 GiB).
+        others = {"speed_memory": settings.model_copy(update={"memory": "speed"})} if memory != "speed" else {}
         stock_fast_s, stock_ratio, without, without_ratio = measure_against_all_on(
-            engine_settings(model_dir, taesd_dir), requests["fast"], applied
+            settings, requests["fast"], applied, others
         )
+        speed_memory_s = without.pop("speed_memory", None)
+        speed_memory_ratio = without_ratio.pop("speed_memory", 1.0)  # speed memory / auto's, paired
 
         figures = {
             "bench": "generate",
@@ -433,6 +456,7 @@ def main() -> None:
             "device": "cpu",
             **machine_figures(),
             "engine_dtype": described["dtype"],
+            "memory": memory,
             "default_s": round(default_s, 3),
             "fast_s": round(fast_s, 3),
             "quality_s": round(quality_s, 3),
@@ -457,6 +481,10 @@ def main() -> None:
             "low_memory_fast_ratio": round(low_memory_s / default_s, 3) if low_memory_s is not None else None,
             "low_memory_peak_rss_gib": round(low_memory_figures["peak_rss_gib"], 2),
             "low_memory_load_s": round(low_memory_figures["load_s"], 1),
+            "speed_memory_fast_s": speed_memory_s if speed_memory_s is not None else round(fast_s, 3),
+            "speed_memory_peak_rss_gib": round(speed_memory_figures["peak_rss_gib"], 2),
+            "speed_memory_load_s": round(speed_memory_figures["load_s"], 1),
+            "fast_vs_speed_memory": round(1 / speed_memory_ratio, 3),
             "stages": {
                 "default": stage_split(default_stages),
                 "fast": stage_split(fast_t),

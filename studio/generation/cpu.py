@@ -16,7 +16,9 @@ can run it and where bench/generate.py measured it to help:
 On every x86 class float32 also gets Winograd 3x3 convolutions (winograd.py), and float32 and native
 bf16 the tiny autoencoder's ReLUs inside its convolutions (fusion.py). A float32 model whose weights
 are kept in float16 (STUDIO_MODEL__MEMORY=low, half_storage.py) gets none of these: they need float32
-weights of their own.
+weights of their own. With STUDIO_MODEL__MEMORY=balanced only the text encoders and the VAE keep
+float16 weights (and take none of these until Winograd widens the VAE's on its first use); the
+denoiser gets all of them, as with `speed`.
 
 bfloat16 only gets optimized kernels where the CPU has native bf16 instructions (AVX512-BF16 or AMX).
 Elsewhere PyTorch still runs bf16 correctly on its emulated kernels, slower than float32: 'auto'
@@ -140,6 +142,7 @@ class CpuPlan:
     winograd_convs: bool = False
     fused_conv_relu: bool = False
     fp16_weight_storage: bool = False  # weights in float16, computed in float32 (half_storage.py)
+    fp16_encoder_storage: bool = False  # the same for the text encoders and the VAE only (memory "balanced")
     warnings: tuple[str, ...] = ()
 
     @property
@@ -162,6 +165,8 @@ class CpuPlan:
             names.append("fused_conv_relu")
         if self.fp16_weight_storage:
             names.append("fp16_weight_storage")
+        if self.fp16_encoder_storage:
+            names.append("fp16_encoder_storage")
         return names
 
 
@@ -184,6 +189,7 @@ def plan_for(
     optimize: bool = True,
     without: Iterable[str] = (),
     weight_dtype: torch.dtype | None = None,
+    encoder_weight_dtype: torch.dtype | None = None,
 ) -> CpuPlan:
     """The optimizations that pay for dtype on this CPU, and warnings about the dtype itself.
 
@@ -191,14 +197,21 @@ def plan_for(
     `without` leaves out single optimizations by their CpuPlan field name (bench/generate.py measures
     each one's share that way). weight_dtype float16 (STUDIO_MODEL__MEMORY=low) keeps a float32
     model's weights in float16: prepacking and Winograd need float32 weights of their own (Winograd
-    four times as many), so they are left out; memory was asked for, not speed."""
+    four times as many), so they are left out; memory was asked for, not speed. encoder_weight_dtype
+    float16 (STUDIO_MODEL__MEMORY=balanced) does the same for the text encoders and the VAE only and
+    keeps the rest of the plan for the denoiser."""
     if weight_dtype == torch.float16 and dtype == torch.float32:
         return CpuPlan(fp16_weight_storage=True)
     plan = _plan(dtype, caps or cpu_capabilities(), optimize)
     unknown = set(without) - OPTIMIZATIONS
     if unknown:
         raise ValueError(f"unknown CPU optimizations {sorted(unknown)}: choose from {sorted(OPTIMIZATIONS)}")
-    return dataclasses.replace(plan, **dict.fromkeys(without, False))  # type: ignore[arg-type]  # only bool fields: checked above
+    half_encoders = encoder_weight_dtype == torch.float16 and dtype == torch.float32
+    return dataclasses.replace(
+        plan,
+        fp16_encoder_storage=half_encoders,
+        **dict.fromkeys(without, False),  # type: ignore[arg-type]  # only bool fields: checked above
+    )
 
 
 def _plan(dtype: torch.dtype, caps: CpuCapabilities, optimize: bool) -> CpuPlan:

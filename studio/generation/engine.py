@@ -34,7 +34,7 @@ from metadata.png import PngLatents, a1111_parameters, encode_png, read_png_late
 from studio.config import ModelSettings
 from studio.generation.attention import BlockedAttnProcessor
 from studio.generation.cpu import CpuPlan, plan_for
-from studio.generation.devices import Placement, resolve_placement
+from studio.generation.devices import ONCE_PER_IMAGE_COMPONENTS, Placement, resolve_placement
 from studio.generation.download import DownloadProgress
 from studio.generation.errors import (
     GenerationCancelled,
@@ -372,6 +372,7 @@ class Engine:
             optimize=self.settings.cpu_optimizations,
             without=self._skip_cpu_optimizations,
             weight_dtype=model.placement.weight_dtype,
+            encoder_weight_dtype=model.placement.encoder_weight_dtype,
         )
         model.dtype_warnings = list(plan.warnings)
         model.cpu_optimizations = _optimize_for_cpu(model, plan)
@@ -766,6 +767,12 @@ def _inference_modules(model: LoadedModel) -> list[torch.nn.Module]:
     return [module for module in modules if module is not None]
 
 
+def _once_per_image_modules(model: LoadedModel) -> list[torch.nn.Module]:
+    """The modules a request runs once per image, not once per step: text encoders and VAE."""
+    modules = [getattr(model.pipe, name, None) for name in ONCE_PER_IMAGE_COMPONENTS]
+    return [module for module in modules if module is not None]
+
+
 def _optimize_for_cpu(model: LoadedModel, plan: CpuPlan) -> list[str]:
     """Apply the plan chosen for this CPU and dtype (studio/generation/cpu.py) to a model just loaded
     on the CPU; returns the names provenance records.
@@ -778,6 +785,12 @@ def _optimize_for_cpu(model: LoadedModel, plan: CpuPlan) -> list[str]:
         stored = sum(store_half(module) for module in _inference_modules(model) if module is not model.tiny_vae)
         log.info("%d layers keep their weights in float16 (STUDIO_MODEL__MEMORY)", stored)
         return plan.names
+    if plan.fp16_encoder_storage:
+        # First: the optimizations below take exact nn.Linear and nn.Conv2d layers only, so they leave
+        # these float16-stored ones alone (the full VAE's convolutions take Winograd on its first use,
+        # widened then: Engine._pipe). Streamed, they are float16 already: this wraps their layers.
+        stored = sum(store_half(module) for module in _once_per_image_modules(model))
+        log.info("%d layers of the text encoders and the VAE keep their weights in float16", stored)
     swapped = 0
     if plan.winograd_convs and model.placement.dtype == torch.float32:
         # Before prepacking, which takes the convolutions left. UNet: only its outer levels, where the

@@ -10,7 +10,10 @@ Rounding float32 files to float16 is not exact: an image's provenance names "fp1
 among its cpu_optimizations, and the weights' hash or revision says which files were read.
 
 The price is the widening itself, once per layer call (about 5 GiB of float32 written per sd-turbo
-UNet call): bench/generate.py reports it as `fast_low_memory_s` beside the default's time.
+UNet call): bench/generate.py reports it as `fast_low_memory_s` beside the default's time. Memory
+"balanced" pays it only where it is small: the text encoders and the VAE, which run once per image,
+are stored this way ("fp16_encoder_storage" in provenance) and the UNet, run at every step, keeps
+float32 weights and the CPU optimizations.
 
 Like prepack, the swapped layers hold their weights outside the module's parameters and buffers (plain
 attributes: diffusers' from_pipe casts every shared module to its dtype, which would widen buffers
@@ -70,6 +73,24 @@ class HalfStoredConv2d(nn.Module):
         weight = self.stored_weight.to(x.dtype)
         return F.conv2d(x, weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
+    def widened(self) -> nn.Conv2d:
+        """The float32 Conv2d this layer computes (exact: float16 widens to float32 without rounding),
+        for winograd.py, which transforms the VAE's float32 weights on the full VAE's first use."""
+        conv = nn.Conv2d(
+            self.in_channels,
+            self.out_channels,
+            _pair(self.kernel_size),
+            stride=_pair(self.stride),
+            padding=_pair(self.padding),
+            dilation=_pair(self.dilation),
+            groups=self.groups,
+            bias=self.bias is not None,
+            device="meta",  # no memory until the weights below are set
+        )
+        conv.weight = nn.Parameter(self.stored_weight.to(torch.float32), requires_grad=False)
+        conv.bias = self.bias
+        return conv.eval()
+
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, float16 storage"
 
@@ -91,6 +112,11 @@ class HalfStoredEmbedding(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.num_embeddings}, {self.embedding_dim}, float16 storage"
+
+
+def _pair(values: tuple[int, ...]) -> tuple[int, int]:
+    first, second = values  # a Conv2d's sizes: always two
+    return first, second
 
 
 def _float32_parameter(tensor: torch.Tensor | None) -> nn.Parameter | None:

@@ -433,12 +433,14 @@ def _load_folder(
     txt2img_class = PIPELINES[family][0]
     try:
         # The big components loaded first, one at a time and streamed, set no peak of their own. With
-        # float16 weight storage they are read in float16 and stay so (the engine wraps their layers).
-        weight_dtype = placement.weight_dtype or placement.dtype
+        # float16 weight storage (memory "low": all of them; "balanced": the text encoders and the VAE)
+        # they are converted to float16 tensor by tensor as they are read, never held in float32, and
+        # stay so (the engine wraps their layers).
         streamed = {
             component: model
             for component in _STREAMED_COMPONENTS
-            if (model := _stream_component(folder, component, index, variant, weight_dtype)) is not None
+            if (model := _stream_component(folder, component, index, variant, placement.storage_dtype(component)))
+            is not None
         }
         pipe = txt2img_class.from_pretrained(
             folder,
@@ -455,7 +457,8 @@ def _load_folder(
         ) from exc
     # With float16 weight storage the streamed parts are float16 until the engine wraps their layers:
     # diffusers' to() warns that such a pipeline "cannot run" on the CPU, which is not so here.
-    pipe = pipe.to(placement.device, silence_dtype_warnings=placement.weight_dtype is not None)
+    half_stored = placement.weight_dtype is not None or placement.encoder_weight_dtype is not None
+    pipe = pipe.to(placement.device, silence_dtype_warnings=half_stored)
     revision = None
     weights_sha256 = None
     if source == "hub":

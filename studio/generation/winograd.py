@@ -66,6 +66,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from studio.generation.half_storage import HalfStoredConv2d
+
 # Shared with prepacking: the same glibc heap problem.
 from studio.generation.prepack import FreedMemoryReturner, return_freed_memory
 
@@ -298,23 +300,39 @@ class WinogradConv2d(nn.Module):
 
 
 def winograd_ineligibility(module: nn.Module) -> str | None:
-    """Why module cannot become a WinogradConv2d, or None if it can."""
-    if type(module) is not nn.Conv2d:
-        return "only exact nn.Conv2d modules are replaced (a subclass may do more in forward)"
+    """Why module cannot become a WinogradConv2d, or None if it can.
+
+    A float16-stored convolution (half_storage.py, memory "balanced") can: its weight widens to float32
+    exactly, and the transformed weight is float32 like every other."""
+    half_stored = type(module) is HalfStoredConv2d
+    if type(module) is not nn.Conv2d and not half_stored:
+        return (
+            "only exact nn.Conv2d modules (or their float16-stored form, HalfStoredConv2d) are replaced "
+            "(a subclass may do more in forward)"
+        )
     problems = []
     if module.kernel_size != (3, 3):
         problems.append(f"kernel_size {module.kernel_size} is not (3, 3)")
     if module.stride != (1, 1):
         problems.append(f"stride {module.stride} is not 1")
-    if module.padding != (1, 1) or module.padding_mode != "zeros":
-        problems.append(f"padding {module.padding!r} ({module.padding_mode}) is not 1 with zeros")
+    padding_mode = "zeros" if half_stored else module.padding_mode  # HalfStoredConv2d: zeros only
+    if module.padding != (1, 1) or padding_mode != "zeros":  # a tuple in both classes
+        problems.append(f"padding {module.padding!r} ({padding_mode}) is not 1 with zeros")
     if module.dilation != (1, 1):
         problems.append(f"dilation {module.dilation} is not 1")
     if module.groups != 1:
         problems.append(f"groups {module.groups} is not 1")
-    if module.weight.dtype != torch.float32 or module.weight.device.type != "cpu":
-        problems.append(f"weight is {module.weight.dtype} on {module.weight.device}, not float32 on the CPU")
+    weight = _weight(module)
+    if (weight.dtype != torch.float32 and not half_stored) or weight.device.type != "cpu":
+        problems.append(f"weight is {weight.dtype} on {weight.device}, not float32 on the CPU")
     return "; ".join(problems) or None
+
+
+def _weight(module: nn.Module) -> torch.Tensor:
+    """A convolution's weight as it is kept (float16 for a HalfStoredConv2d)."""
+    weight = module.stored_weight if isinstance(module, HalfStoredConv2d) else module.weight
+    assert isinstance(weight, torch.Tensor)
+    return weight
 
 
 def winograd_convs(
@@ -354,19 +372,18 @@ def winograd_convs(
         for name, module in model.named_modules()
         if winograd_ineligibility(module) is None
         and min(module.in_channels, module.out_channels) >= min_channels
-        and (max_weight_bytes is None or module.weight.numel() * 4 <= max_weight_bytes)
+        and (max_weight_bytes is None or _weight(module).numel() * 4 <= max_weight_bytes)
     ]
     returner = FreedMemoryReturner()
     for qualified_name in names:
         parent_name, _, child_name = qualified_name.rpartition(".")
         parent = model.get_submodule(parent_name)
         child = getattr(parent, child_name)
-        replacement = WinogradConv2d(
-            child, scheme, chunk_bytes=chunk_bytes, fallback_below_pixels=fallback_below_pixels
-        )
+        conv = child.widened() if isinstance(child, HalfStoredConv2d) else child
+        replacement = WinogradConv2d(conv, scheme, chunk_bytes=chunk_bytes, fallback_below_pixels=fallback_below_pixels)
         setattr(parent, child_name, replacement)
-        weight = child.weight
-        del child, replacement
+        weight = _weight(child)
+        del child, conv, replacement
         returner.replaced(weight)
         del weight
     # The float64 intermediates of the weight transforms and the dropped weights would otherwise stay
