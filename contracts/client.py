@@ -225,12 +225,7 @@ class LivingNFTClient(LivingNFTReader):
             return self.estimate_mint_batch(recipient, part)
 
         def send(part: Sequence[str], gas: int) -> MintBatchResult:
-            hook = None
-            if before_broadcast is not None:
-
-                def hook(tx_hash: str, nonce: int) -> None:
-                    before_broadcast(part, tx_hash, nonce)
-
+            hook = _part_hook(before_broadcast, part)
             result = self._send("mintBatch", recipient, _mint_digests(part), gas=gas, before_broadcast=hook)
             receipt = self.signer.receipt(result.tx_hash)
             events = self.contract.events.MetadataSet().process_receipt(receipt, errors=DISCARD)
@@ -252,16 +247,7 @@ class LivingNFTClient(LivingNFTReader):
                 on_mined(minted)
             return minted
 
-        block_limit = int(rpc_call(self.w3, lambda: self.w3.eth.get_block("latest"))["gasLimit"])
-        return send_in_parts(
-            metadata_cids,
-            estimate=estimate,
-            send=send,
-            gas_buffer=self.signer.policy.gas_buffer,
-            gas_budget=min(gas_budget or block_limit, block_limit),
-            describe=lambda cid: f"minting {cid}",
-            partial=BatchMintError,
-        )
+        return self._mint_in_parts(metadata_cids, estimate=estimate, send=send, gas_budget=gas_budget)
 
     def estimate_mint_drop(self, to: str, first_token_id: int, folder_cid: str, metadata_cids: Sequence[str]) -> int:
         """The node's gas estimate (no buffer) for minting `metadata_cids` to `to` as one drop whose ids start
@@ -308,12 +294,7 @@ class LivingNFTClient(LivingNFTReader):
             first = self.total_supply() + 1
             folder_cid = pin_folder(first, list(part))
             folder_digest = folder_cid_digest(folder_cid)
-            hook = None
-            if before_broadcast is not None:
-
-                def hook(tx_hash: str, nonce: int) -> None:
-                    before_broadcast(part, tx_hash, nonce)
-
+            hook = _part_hook(before_broadcast, part)
             result = self._send(
                 "mintDrop", recipient, first, folder_digest, _mint_digests(part), gas=gas, before_broadcast=hook
             )
@@ -346,6 +327,17 @@ class LivingNFTClient(LivingNFTReader):
                 on_mined(minted)
             return minted
 
+        return self._mint_in_parts(metadata_cids, estimate=estimate, send=send, gas_budget=gas_budget)
+
+    def _mint_in_parts(
+        self,
+        metadata_cids: Sequence[str],
+        *,
+        estimate: Callable[[Sequence[str]], int],
+        send: Callable[[Sequence[str], int], MintBatchResult],
+        gas_budget: int | None,
+    ) -> list[MintBatchResult]:
+        """Both batch mints' parts: as few as fit under `gas_budget` and the latest block's gas limit."""
         block_limit = int(rpc_call(self.w3, lambda: self.w3.eth.get_block("latest"))["gasLimit"])
         return send_in_parts(
             metadata_cids,
@@ -438,6 +430,15 @@ def _batch_args(items: Sequence[EvolveItem]) -> tuple[list[int], list[bytes], li
         [raw_cid_digest(cid) for _, cid, _ in items],
         [_version(expected) for _, _, expected in items],
     )
+
+
+def _part_hook(
+    before_broadcast: Callable[[Sequence[str], str, int], None] | None, part: Sequence[str]
+) -> Callable[[str, int], None] | None:
+    """Signer.send's before_broadcast for one part of a batch mint: the caller's, told the part's CIDs."""
+    if before_broadcast is None:
+        return None
+    return lambda tx_hash, nonce: before_broadcast(part, tx_hash, nonce)
 
 
 def _mint_digests(metadata_cids: Sequence[str]) -> list[bytes]:
