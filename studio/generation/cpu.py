@@ -18,7 +18,9 @@ bf16 the tiny autoencoder's ReLUs inside its convolutions (fusion.py). A float32
 are kept in float16 (STUDIO_MODEL__MEMORY=low, half_storage.py) gets none of these: they need float32
 weights of their own. With STUDIO_MODEL__MEMORY=balanced only the text encoders and the VAE keep
 float16 weights (and take none of these until Winograd widens the VAE's on its first use); the
-denoiser gets all of them, as with `speed`.
+denoiser gets all of them, as with `speed`, but its Winograd convolutions are F(2x2,3x3), whose
+transformed weights take 16/9 of the originals' memory instead of F(4x4,3x3)'s 4x (held to AVX2:
+0.6 GiB less for sd-turbo, its fast image about 6% slower).
 
 bfloat16 only gets optimized kernels where the CPU has native bf16 instructions (AVX512-BF16 or AMX).
 Elsewhere PyTorch still runs bf16 correctly on its emulated kernels, slower than float32: 'auto'
@@ -140,6 +142,9 @@ class CpuPlan:
     prepack_convs_by_size: bool = False  # the UNet's, packed for their input size (AVX2: prepack.SizePackedConv2d)
     blocked_attention: bool = False
     winograd_convs: bool = False
+    # The denoiser's Winograd convolutions as F(2x2,3x3) rather than F(4x4,3x3): 16/9 of their weights'
+    # memory instead of 4x, for a slower UNet (memory "balanced")
+    winograd_f2: bool = False
     fused_conv_relu: bool = False
     fp16_weight_storage: bool = False  # weights in float16, computed in float32 (half_storage.py)
     fp16_encoder_storage: bool = False  # the same for the text encoders and the VAE only (memory "balanced")
@@ -160,7 +165,7 @@ class CpuPlan:
         if self.blocked_attention:
             names.append("blocked_attention")
         if self.winograd_convs:
-            names.append("winograd_conv")
+            names.append("winograd_conv_f2" if self.winograd_f2 else "winograd_conv")
         if self.fused_conv_relu:
             names.append("fused_conv_relu")
         if self.fp16_weight_storage:
@@ -199,7 +204,7 @@ def plan_for(
     model's weights in float16: prepacking and Winograd need float32 weights of their own (Winograd
     four times as many), so they are left out; memory was asked for, not speed. encoder_weight_dtype
     float16 (STUDIO_MODEL__MEMORY=balanced) does the same for the text encoders and the VAE only and
-    keeps the rest of the plan for the denoiser."""
+    keeps the rest of the plan for the denoiser, its Winograd convolutions as F(2x2,3x3)."""
     if weight_dtype == torch.float16 and dtype == torch.float32:
         return CpuPlan(fp16_weight_storage=True)
     plan = _plan(dtype, caps or cpu_capabilities(), optimize)
@@ -210,6 +215,7 @@ def plan_for(
     return dataclasses.replace(
         plan,
         fp16_encoder_storage=half_encoders,
+        winograd_f2=half_encoders and plan.winograd_convs,
         **dict.fromkeys(without, False),  # type: ignore[arg-type]  # only bool fields: checked above
     )
 

@@ -54,6 +54,11 @@ class Placement:
         return self.dtype
 
     @property
+    def saves_memory(self) -> bool:
+        """Memory "low" or "balanced" on the CPU: memory over the last few percent of speed."""
+        return self.device == "cpu" and (self.weight_dtype is not None or self.encoder_weight_dtype is not None)
+
+    @property
     def half_precision_files(self) -> bool:
         """Whether to read a model's "fp16" weight files when it has them (half the download and memory)."""
         return self.dtype != torch.float32 or self.weight_dtype == torch.float16

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from studio.generation.prepack import return_freed_memory
+from studio.generation.heap import return_freed_memory
 
 STORAGE_DTYPE = torch.float16
 

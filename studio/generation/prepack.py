@@ -22,16 +22,11 @@ the CPU and never does any of those with it.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import ctypes.util
-import functools
-import sys
-
 import torch
 from torch import nn
 
 from studio.generation.cpu import cpu_capabilities
+from studio.generation.heap import FreedMemoryReturner, return_freed_memory
 
 PACKABLE_DTYPES = (torch.float32, torch.bfloat16)
 
@@ -186,38 +181,3 @@ def prepack(model: nn.Module, *, convs: bool = True, linears: bool = True, convs
         del weight
     return_freed_memory()
     return len(names)
-
-
-def return_freed_memory() -> None:
-    """Hand the replaced weights' memory back to the OS (glibc keeps freed heap memory otherwise).
-
-    Each packed weight is allocated before the plain one it replaces is freed, so the plain one's
-    space is rarely reused. Measured on sd-turbo in bf16, loading and making one 512x512 image peaked
-    at 3.9 GiB without this and 3.4 GiB with it (3.5 GiB with no prepacking at all)."""
-    if not sys.platform.startswith("linux"):
-        return
-    with contextlib.suppress(OSError, AttributeError, TypeError):  # not glibc: musl has no malloc_trim
-        _libc().malloc_trim(0)
-
-
-@functools.cache
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(ctypes.util.find_library("c"))
-
-
-class FreedMemoryReturner:
-    """return_freed_memory() after every `every_bytes` of weights replaced, for the loops that swap a
-    model's layers: trimmed only at the end, the heap held the whole model's replaced weights beside
-    their new forms (float32 on AVX2: the text encoder's prepacking peaked 0.9 GiB above where it
-    ended, the UNet's Winograd transforms 0.6 GiB)."""
-
-    def __init__(self, every_bytes: int = 128 << 20) -> None:
-        self.every_bytes = every_bytes
-        self.pending = 0
-
-    def replaced(self, weight: torch.Tensor | None) -> None:
-        if weight is not None:
-            self.pending += weight.numel() * weight.element_size()
-        if self.pending >= self.every_bytes:
-            return_freed_memory()
-            self.pending = 0

@@ -67,9 +67,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from studio.generation.half_storage import HalfStoredConv2d
-
-# Shared with prepacking: the same glibc heap problem.
-from studio.generation.prepack import FreedMemoryReturner, return_freed_memory
+from studio.generation.heap import FreedMemoryReturner, return_freed_memory
 
 
 @dataclass(frozen=True)

@@ -290,6 +290,22 @@ def test_each_cpu_class_gets_only_the_optimizations_it_can_run_and_that_pay(caps
     assert plan_for(dtype, caps, optimize=False).warnings == plan.warnings
 
 
+@pytest.mark.parametrize("caps", [ZEN3, ZEN4])
+def test_balanced_memory_keeps_the_plan_with_winograd_f2_for_the_denoiser(caps):
+    """Memory 'balanced' (float16 text encoders and VAE): the denoiser keeps every optimization, its
+    Winograd convolutions as F(2x2,3x3), and provenance names both."""
+    speed = plan_for(torch.float32, caps)
+    balanced = plan_for(torch.float32, caps, encoder_weight_dtype=torch.float16)
+
+    assert balanced.winograd_f2
+    assert not speed.winograd_f2
+    expected = [("winograd_conv_f2" if name == "winograd_conv" else name) for name in speed.names]
+    assert balanced.names == [*expected, "fp16_encoder_storage"]
+    assert plan_for(torch.float32, caps, encoder_weight_dtype=torch.float16, without=["winograd_convs"]).names == [
+        name for name in speed.names if name != "winograd_conv"
+    ] + ["fp16_encoder_storage"]
+
+
 @pytest.mark.skipif(
     os.environ.get("ONEDNN_MAX_CPU_ISA") != "AVX2",
     reason="runs when make test holds oneDNN and ATen to the AVX2 class (ONEDNN_MAX_CPU_ISA=AVX2)",
