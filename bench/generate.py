@@ -34,7 +34,8 @@ Prints ONE JSON line:
   low_memory_load_s                   taking turns in the same rounds, and its own fresh process's peak and load
   speed_memory_fast_s, _peak_rss_gib, STUDIO_MODEL__MEMORY=speed (every part of the model in float32 with the
   speed_memory_load_s,                CPU optimizations; 'balanced', auto's choice in float32 with enough RAM, keeps
-  fast_vs_speed_memory                the text encoder and VAE in float16): fast seconds taking turns with the
+  fast_vs_speed_memory                the text encoder and VAE in float16 and takes F(2x2,3x3) Winograd for the
+                                      UNet's convolutions): fast seconds taking turns with the
                                       default engine as fast_stock_kernels_s does, and its own fresh process's peak
                                       and load; fast_vs_speed_memory = auto's seconds / speed's, paired (1.0 where
                                       auto is speed: bfloat16)

@@ -133,8 +133,9 @@ class ModelSettings(_SettingsPart):
     memory: Literal["auto", "speed", "balanced", "low"] = Field(
         "auto",
         description="On CPU in float32: 'speed' the fastest kernels for every part of the model; 'balanced' "
-        "the same for the UNet, the text encoders and VAE (run once per image) kept in float16 and computed "
-        "in float32 (about 0.8 GiB less for sd-turbo, about 3% slower); 'low' keeps all weights in float16 and "
+        "the same for the UNet (its Winograd convolutions as F(2x2,3x3), a quarter of F(4x4,3x3)'s extra memory), "
+        "the text encoders and VAE (run once per image) kept in float16 and computed in float32 (about 1.4 GiB "
+        "less for sd-turbo, about 10% slower); 'low' keeps all weights in float16 and "
         "computes in float32 (about half the memory, slower); 'auto' is low on machines with under 12 GiB "
         "of RAM and balanced elsewhere.",
     )
