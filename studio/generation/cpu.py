@@ -20,7 +20,7 @@ weights of their own. With STUDIO_MODEL__MEMORY=balanced only the text encoders 
 float16 weights (and take none of these until Winograd widens the VAE's on its first use); the
 denoiser gets all of them, as with `speed`, but its Winograd convolutions are F(2x2,3x3), whose
 transformed weights take 16/9 of the originals' memory instead of F(4x4,3x3)'s 4x (held to AVX2:
-0.6 GiB less for sd-turbo, its fast image about 6% slower).
+0.6 GiB less for sd-turbo, its fast image 4% slower, paired in one process).
 
 bfloat16 only gets optimized kernels where the CPU has native bf16 instructions (AVX512-BF16 or AMX).
 Elsewhere PyTorch still runs bf16 correctly on its emulated kernels, slower than float32: 'auto'

@@ -685,12 +685,12 @@ class Engine:
             # a stage (denoising steps come from on_step_end).
             if stage in announced:
                 return
+            announced.add(stage)
             if stage == "decoder" and model.placement.saves_memory:
                 # The denoiser's freed buffers, before the decoder's large ones (see below).
                 return_freed_memory()
             if on_stage is None:
                 return
-            announced.add(stage)
             if stage == "unet":
                 on_stage("denoising", {"step": 0, "total": int(getattr(pipe, "num_timesteps", 0) or values.steps)})
             else:
