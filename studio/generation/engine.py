@@ -800,7 +800,9 @@ def _optimize_for_cpu(model: LoadedModel, plan: CpuPlan) -> list[str]:
         # First: the optimizations below take exact nn.Linear and nn.Conv2d layers only, so they leave
         # these float16-stored ones alone (the full VAE's convolutions take Winograd on its first use,
         # widened then: Engine._pipe). Streamed, they are float16 already: this wraps their layers.
-        stored = sum(store_half(module) for module in _once_per_image_modules(model))
+        # Their linears (the text encoders') on oneDNN's matmul where the denoiser's are prepacked for it.
+        onednn = plan.prepack_linears and prepack_supported(torch.float32)
+        stored = sum(store_half(module, onednn_linears=onednn) for module in _once_per_image_modules(model))
         log.info("%d layers of the text encoders and the VAE keep their weights in float16", stored)
     swapped = 0
     if plan.winograd_convs and model.placement.dtype == torch.float32:

@@ -34,22 +34,32 @@ STORAGE_DTYPE = torch.float16
 
 
 class HalfStoredLinear(nn.Module):
-    """A Linear whose weight is kept in float16 and widened for each call."""
+    """A Linear whose weight is kept in float16 and widened for each call.
+
+    onednn=True computes it with oneDNN's matmul (the kernel of prepack.PrepackedLinear, given the
+    widened weight in PyTorch's layout): held to AVX2, a text encoder's 77-token matmuls ran about 1.3x
+    faster there than in ATen's, and the results are those of the prepacked float32 layer."""
 
     stored_weight: torch.Tensor
 
-    def __init__(self, linear: nn.Linear) -> None:
+    def __init__(self, linear: nn.Linear, *, onednn: bool = False) -> None:
         super().__init__()
         self.in_features = linear.in_features
         self.out_features = linear.out_features
+        self.onednn = onednn
         self.stored_weight = linear.weight.detach().to(STORAGE_DTYPE)
         self.bias = _float32_parameter(linear.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.stored_weight.to(x.dtype), self.bias)
+        weight = self.stored_weight.to(x.dtype)
+        if self.onednn:
+            out: torch.Tensor = torch.ops.mkldnn._linear_pointwise(x, weight, self.bias, "none", [], "")
+            return out
+        return F.linear(x, weight, self.bias)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, float16 storage"
+        kernel = ", oneDNN" if self.onednn else ""
+        return f"in_features={self.in_features}, out_features={self.out_features}, float16 storage{kernel}"
 
 
 class HalfStoredConv2d(nn.Module):
@@ -136,10 +146,12 @@ def _swappable(module: nn.Module) -> bool:
     return type(module) is nn.Linear
 
 
-def store_half(model: nn.Module) -> int:
+def store_half(model: nn.Module, *, onednn_linears: bool = False) -> int:
     """Keep the weights of every exact Linear, zero-padded Conv2d and Embedding of a CPU model in
     float16, computed in float32; every other floating tensor becomes float32. Returns how many
     layers were swapped (0 for a model already done). The model must be in eval mode on the CPU.
+    onednn_linears computes the linears with oneDNN (where the CPU plan prepacks linears: the caller
+    checks prepack.prepack_supported(torch.float32)).
 
     Only exact classes are swapped: a subclass may do more in forward() than the plain call."""
     names = [name for name, module in model.named_modules() if _swappable(module)]
@@ -153,7 +165,7 @@ def store_half(model: nn.Module) -> int:
         elif isinstance(child, nn.Embedding):
             swapped = HalfStoredEmbedding(child)
         else:
-            swapped = HalfStoredLinear(child)
+            swapped = HalfStoredLinear(child, onednn=onednn_linears)
         setattr(parent, child_name, swapped)
         del child, swapped
     # What a float16-streamed model still holds in float16 (norms, biases, other parameters) is small:

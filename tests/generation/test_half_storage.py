@@ -16,6 +16,7 @@ from torch import nn
 from studio.generation import Engine, GenerationRequest
 from studio.generation.devices import LOW_MEMORY_BELOW_BYTES, resolve_weight_dtype
 from studio.generation.half_storage import HalfStoredConv2d, HalfStoredLinear, store_half
+from studio.generation.prepack import PrepackedLinear, prepack_supported
 from tests.fixtures.generation import build_tiny_pipeline
 
 
@@ -99,6 +100,24 @@ def test_store_half_is_exact_for_float16_values_and_leaves_other_layers_alone():
     assert isinstance(model[4], HalfStoredLinear)
     assert type(model[1]) is nn.GroupNorm
     assert type(model[2]) is nn.Conv2d
+
+
+@pytest.mark.skipif(not prepack_supported(torch.float32), reason="this PyTorch build has no oneDNN")
+@pytest.mark.usefixtures("_pinned_torch_threads")
+def test_a_float16_stored_linear_on_onednn_computes_the_prepacked_float32_layer():
+    """Memory 'balanced' runs the text encoder's float16-stored linears on oneDNN: a prompt's 77
+    tokens through a 512->2048 layer give, bit for bit, what the prepacked float32 layer gives."""
+    torch.manual_seed(0)
+    linear = nn.Linear(512, 2048).eval()
+    with torch.no_grad():
+        linear.weight.copy_(linear.weight.half().float())
+    x = torch.randn(1, 77, 512)
+    with torch.inference_mode():
+        expected = PrepackedLinear(linear)(x)
+        got = HalfStoredLinear(linear, onednn=True)(x)
+    assert got.shape == (1, 77, 2048)
+    assert torch.equal(got, expected)
+    assert HalfStoredLinear(linear, onednn=True).stored_weight.dtype == torch.float16
 
 
 GIB = 1 << 30
