@@ -17,7 +17,8 @@ On every x86 class float32 also gets Winograd 3x3 convolutions (winograd.py), an
 bf16 the tiny autoencoder's ReLUs inside its convolutions (fusion.py). A float32 model whose weights
 are kept in float16 (STUDIO_MODEL__MEMORY=low, half_storage.py) gets none of these: they need float32
 weights of their own. With STUDIO_MODEL__MEMORY=balanced only the text encoders and the VAE keep
-float16 weights (and take none of these until Winograd widens the VAE's on its first use); the
+float16 weights (and take none of these until Winograd widens the VAE's on its first use, but the
+text encoders' linears compute on the oneDNN matmul of the prepacked ones, widened per call); the
 denoiser gets all of them, as with `speed`, but its Winograd convolutions are F(2x2,3x3), whose
 transformed weights take 16/9 of the originals' memory instead of F(4x4,3x3)'s 4x (held to AVX2:
 0.6 GiB less for sd-turbo, its fast image 4% slower, paired in one process).
