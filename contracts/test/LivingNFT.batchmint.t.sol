@@ -11,13 +11,6 @@ import {Fixture} from "./utils/Fixture.sol";
 /// @dev mintBatch: each batch-minted token behaves exactly like a singly minted one (events, owner,
 /// tokenURI, history, evolution, freeze, royalties, transfers), although most of them own no slot.
 contract LivingNFTBatchMintTest is Fixture {
-    function digests(string memory prefix, uint256 count) internal pure returns (bytes32[] memory out) {
-        out = new bytes32[](count);
-        for (uint256 i = 0; i < count; i++) {
-            out[i] = digestOf(string.concat(prefix, _str(i)));
-        }
-    }
-
     function mintBatchTo(address to, uint256 count) internal returns (uint256 first) {
         bytes32[] memory batch = digests(string.concat("batch-", _str(nft.totalSupply() + 1), "-"), count);
         vm.prank(minter);
@@ -27,14 +20,7 @@ contract LivingNFTBatchMintTest is Fixture {
     function test_mintBatch_emitsTransferAndMetadataSetPerTokenThenOneRange() public {
         mintTo(collector); // the batch starts at id 2, inside an anchor group
         bytes32[] memory batch = digests("d", 5);
-        for (uint256 i = 0; i < 5; i++) {
-            vm.expectEmit(true, true, true, true);
-            emit IERC721.Transfer(address(0), artist, 2 + i);
-        }
-        for (uint256 i = 0; i < 5; i++) {
-            vm.expectEmit(true, true, true, true);
-            emit LivingNFT.MetadataSet(2 + i, 0, batch[i]);
-        }
+        expectMintedOneByOne(artist, 2, batch);
         vm.expectEmit(true, true, true, true);
         emit IERC4906.BatchMetadataUpdate(2, 6);
         vm.prank(minter);

@@ -29,18 +29,8 @@ contract LivingNFTDropTest is Fixture {
 
     function test_mintDrop_emitsTransferMetadataSetPerTokenThenDropAndOneRange() public {
         mintTo(collector); // the drop starts at id 2, inside an anchor group
-        bytes32[] memory files = new bytes32[](5);
-        for (uint256 i = 0; i < 5; i++) {
-            files[i] = digestOf(string.concat("f", _str(i)));
-        }
-        for (uint256 i = 0; i < 5; i++) {
-            vm.expectEmit(true, true, true, true);
-            emit IERC721.Transfer(address(0), artist, 2 + i);
-        }
-        for (uint256 i = 0; i < 5; i++) {
-            vm.expectEmit(true, true, true, true);
-            emit LivingNFT.MetadataSet(2 + i, 0, files[i]);
-        }
+        bytes32[] memory files = digests("f", 5);
+        expectMintedOneByOne(artist, 2, files);
         vm.expectEmit(true, true, true, true);
         emit LivingNFT.DropMinted(2, 6, FOLDER);
         vm.expectEmit(true, true, true, true);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
+import {IERC721} from "@openzeppelin/contracts/token/ERC721/IERC721.sol";
 import {LivingNFT} from "../../src/LivingNFT.sol";
 import {Test} from "./Test.sol";
 
@@ -109,17 +110,35 @@ abstract contract Fixture is Test {
         return string.concat("b", string(out));
     }
 
+    /// @dev `count` stand-in digests: digestOf(`prefix` + index).
+    function digests(string memory prefix, uint256 count) internal pure returns (bytes32[] memory out) {
+        out = new bytes32[](count);
+        for (uint256 i = 0; i < count; i++) {
+            out[i] = digestOf(string.concat(prefix, _str(i)));
+        }
+    }
+
+    /// @dev Expects what a marketplace indexes for tokens minted together from `first` on, as for tokens
+    /// minted one by one: a Transfer from zero per token, then a MetadataSet (version 0) per token.
+    function expectMintedOneByOne(address to, uint256 first, bytes32[] memory tokenDigests) internal {
+        for (uint256 i = 0; i < tokenDigests.length; i++) {
+            vm.expectEmit(true, true, true, true);
+            emit IERC721.Transfer(address(0), to, first + i);
+        }
+        for (uint256 i = 0; i < tokenDigests.length; i++) {
+            vm.expectEmit(true, true, true, true);
+            emit LivingNFT.MetadataSet(first + i, 0, tokenDigests[i]);
+        }
+    }
+
     /// @dev Mints a drop of `count` tokens to `to` at the next ids, with stand-in digests (`prefix` + index).
     function mintDropTo(address to, uint256 count, bytes32 folder, string memory prefix)
         internal
-        returns (uint256 first, bytes32[] memory digests)
+        returns (uint256 first, bytes32[] memory dropDigests)
     {
-        digests = new bytes32[](count);
-        for (uint256 i = 0; i < count; i++) {
-            digests[i] = digestOf(string.concat(prefix, _str(i)));
-        }
+        dropDigests = digests(prefix, count);
         first = nft.totalSupply() + 1;
         vm.prank(minter);
-        nft.mintDrop(to, first, folder, digests);
+        nft.mintDrop(to, first, folder, dropDigests);
     }
 }
