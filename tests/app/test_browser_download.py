@@ -11,21 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.app import RECORD_STAGES
 from tests.fixtures.hub import hub_env
 from tests.fixtures.paths import REPO_ROOT
-
-RECORD_STAGES = """
-() => {
-  window.__stages = [];
-  const box = document.querySelector('#generate-status');
-  new MutationObserver(() => {
-    for (const el of box.querySelectorAll('[data-stage]')) {
-      const seen = el.dataset.stage + ' ' + el.textContent.trim();
-      if (window.__stages[window.__stages.length - 1] !== seen) window.__stages.push(seen);
-    }
-  }).observe(box, {subtree: true, childList: true, characterData: true});
-}
-"""
 
 
 def start_app(env: dict[str, str], cwd: Path) -> tuple[subprocess.Popen[str], str, list[str]]:

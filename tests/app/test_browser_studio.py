@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.app import RECORD_STAGES
+
 ERROR_BADGES = "[data-testid='status-tracker'] span.error"  # what Gradio draws on outputs when a handler raises
 TOASTS = ".toast-body"
 
@@ -147,20 +149,6 @@ def test_minting_the_same_draft_again_is_refused_until_another_edition_is_asked_
     assert len(tokens) == 2
     assert {t.draft_id for t in tokens} == {draft.id}
     page.screenshot(path=str(output_dir / "3-another-edition.png"), full_page=True)
-
-
-RECORD_STAGES = """
-() => {
-  window.__stages = [];
-  const box = document.querySelector('#generate-status');
-  new MutationObserver(() => {
-    for (const el of box.querySelectorAll('[data-stage]')) {
-      const seen = el.dataset.stage + ' ' + el.textContent.trim();
-      if (window.__stages[window.__stages.length - 1] !== seen) window.__stages.push(seen);
-    }
-  }).observe(box, {subtree: true, childList: true, characterData: true});
-}
-"""
 
 
 @pytest.mark.browser
