@@ -19,6 +19,8 @@ import torch
 from diffusers.models.unets.unet_2d_blocks import AutoencoderTinyBlock
 from torch import nn
 
+from studio.generation.prepack import OneDnnConv2d
+
 
 def _fusable(conv: nn.Module) -> bool:
     return (
@@ -28,28 +30,20 @@ def _fusable(conv: nn.Module) -> bool:
     )
 
 
-class _FusedConv(nn.Module):
+class _FusedConv(OneDnnConv2d):
     """A convolution's weights and geometry held as this module's own (not as a child Conv2d, which
-    prepacking would swap from under the fused call)."""
+    prepacking would swap from under the fused call). Numeric padding only: see _fusable."""
 
     def __init__(self, conv: nn.Conv2d) -> None:
-        super().__init__()
+        super().__init__(conv)
         self.weight = conv.weight
-        self.bias = conv.bias
-        self.padding = [int(side) for side in conv.padding]  # numeric only: see _fusable
-        self.stride = list(conv.stride)
-        self.dilation = list(conv.dilation)
-        self.groups = conv.groups
 
 
 class Conv2dReLU(_FusedConv):
     """relu(conv(x)) in one oneDNN call."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = torch.ops.mkldnn._convolution_pointwise(
-            x, self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups, "relu", [], ""
-        )
-        return out
+        return self.convolve(x, self.weight, "relu")
 
 
 class Conv2dAddReLU(_FusedConv):

@@ -46,29 +46,43 @@ def prepack_supported(dtype: torch.dtype) -> bool:
         return False
 
 
-class PrepackedConv2d(nn.Module):
-    """A Conv2d whose weight was reordered once into oneDNN's layout (zero padding only)."""
+class OneDnnConv2d(nn.Module):
+    """A Conv2d's geometry and bias, for the layers here and in fusion.py that call oneDNN's convolution
+    themselves with weights they hold in their own form. Zero, numeric padding only (never "same"): the
+    code that swaps a layer in checks it."""
 
     def __init__(self, conv: nn.Conv2d) -> None:
         super().__init__()
         self.in_channels = conv.in_channels
         self.out_channels = conv.out_channels
         self.kernel_size = conv.kernel_size
-        self.padding = list(conv.padding)  # packable convs have numeric padding, never "same"
+        self.padding = [int(side) for side in conv.padding]
         self.stride = list(conv.stride)
         self.dilation = list(conv.dilation)
         self.groups = conv.groups
+        self.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach(), requires_grad=False)
+
+    def convolve(self, x: torch.Tensor, weight: torch.Tensor, activation: str = "none") -> torch.Tensor:
+        """oneDNN's convolution of x with weight (plain or packed) and this layer's bias, with an
+        element-wise activation applied as the output is written ("relu"), or none."""
+        out: torch.Tensor = torch.ops.mkldnn._convolution_pointwise(
+            x, weight, self.bias, self.padding, self.stride, self.dilation, self.groups, activation, [], ""
+        )
+        return out
+
+
+class PrepackedConv2d(OneDnnConv2d):
+    """A Conv2d whose weight was reordered once into oneDNN's layout (zero padding only)."""
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__(conv)
         with torch.no_grad():
             self.packed_weight = torch._C._nn.mkldnn_reorder_conv2d_weight(
                 conv.weight.detach().to_mkldnn(), self.padding, self.stride, self.dilation, self.groups
             )
-        self.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach(), requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = torch.ops.mkldnn._convolution_pointwise(
-            x, self.packed_weight, self.bias, self.padding, self.stride, self.dilation, self.groups, "none", [], ""
-        )
-        return out
+        return self.convolve(x, self.packed_weight)
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, prepacked"
@@ -93,7 +107,7 @@ class PrepackedLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, prepacked"
 
 
-class SizePackedConv2d(nn.Module):
+class SizePackedConv2d(OneDnnConv2d):
     """A Conv2d whose weight is reordered for the input size it is called with, and again when that
     size changes.
 
@@ -107,17 +121,9 @@ class SizePackedConv2d(nn.Module):
     memory as plain), but rebuilt from it on a size change."""
 
     def __init__(self, conv: nn.Conv2d) -> None:
-        super().__init__()
-        self.in_channels = conv.in_channels
-        self.out_channels = conv.out_channels
-        self.kernel_size = conv.kernel_size
-        self.padding = list(conv.padding)  # packable convs have numeric padding, never "same"
-        self.stride = list(conv.stride)
-        self.dilation = list(conv.dilation)
-        self.groups = conv.groups
+        super().__init__(conv)
         self.weight: torch.Tensor = conv.weight.detach()  # plain until the first call, then packed for `packed_for`
         self.packed_for: list[int] | None = None
-        self.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach(), requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = list(x.shape)
@@ -132,10 +138,7 @@ class SizePackedConv2d(nn.Module):
             del source
             self.packed_for = size
             return_freed_memory()  # once per convolution and size: the old form's memory goes back
-        out: torch.Tensor = torch.ops.mkldnn._convolution_pointwise(
-            x, self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups, "none", [], ""
-        )
-        return out
+        return self.convolve(x, self.weight)
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, packed for {self.packed_for}"
