@@ -242,7 +242,7 @@ def _plan(dtype: torch.dtype, caps: CpuCapabilities, optimize: bool) -> CpuPlan:
         # Winograd F(4x4,3x3) does a quarter of the multiplications of the wide 3x3 convolutions that
         # dominate the VAE decoder and the UNet's outer levels (studio/generation/winograd.py).
         # The tiny autoencoder's ReLUs and residual sums inside its convolutions: a 512x512 decode
-        # 30% faster held to AVX2, 14% on AVX-512 (studio/generation/fusion.py).
+        # 7% faster held to AVX2, 13% on AVX-512, the decoders already channels-last (fusion.py).
         # On AVX2 oneDNN picks a 3x3 convolution's weight layout by the input size too: packed at load
         # (without it) some ran 3-6x slower than plain, packed for their size all ran faster.
         avx512 = caps.aten_capability.startswith("AVX512")
