@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from studio.generation.heap import return_freed_memory
+from studio.generation.prepack import onednn_linear
 
 STORAGE_DTYPE = torch.float16
 
@@ -36,7 +37,7 @@ STORAGE_DTYPE = torch.float16
 class HalfStoredLinear(nn.Module):
     """A Linear whose weight is kept in float16 and widened for each call.
 
-    onednn=True computes it with oneDNN's matmul (the kernel of prepack.PrepackedLinear, given the
+    onednn=True computes it with prepack.onednn_linear (the kernel of prepack.PrepackedLinear, given the
     widened weight in PyTorch's layout): held to AVX2, a text encoder's 77-token matmuls ran about 1.3x
     faster there than in ATen's, and the results are those of the prepacked float32 layer."""
 
@@ -53,8 +54,7 @@ class HalfStoredLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight = self.stored_weight.to(x.dtype)
         if self.onednn:
-            out: torch.Tensor = torch.ops.mkldnn._linear_pointwise(x, weight, self.bias, "none", [], "")
-            return out
+            return onednn_linear(x, weight, self.bias)
         return F.linear(x, weight, self.bias)
 
     def extra_repr(self) -> str:

@@ -46,6 +46,13 @@ def prepack_supported(dtype: torch.dtype) -> bool:
         return False
 
 
+def onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """oneDNN's matmul x @ weight.T + bias, with weight packed (PrepackedLinear) or in PyTorch's layout
+    (half_storage.HalfStoredLinear's widened one): the same kernel and the same results either way."""
+    out: torch.Tensor = torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+    return out
+
+
 class OneDnnConv2d(nn.Module):
     """A Conv2d's geometry and bias, for the layers here and in fusion.py that call oneDNN's convolution
     themselves with weights they hold in their own form. Zero, numeric padding only (never "same"): the
@@ -100,8 +107,7 @@ class PrepackedLinear(nn.Module):
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach(), requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = torch.ops.mkldnn._linear_pointwise(x, self.packed_weight, self.bias, "none", [], "")
-        return out
+        return onednn_linear(x, self.packed_weight, self.bias)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, prepacked"
