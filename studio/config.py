@@ -135,9 +135,9 @@ class ModelSettings(_SettingsPart):
         description="On CPU in float32: 'speed' the fastest kernels for every part of the model; 'balanced' "
         "the same for the UNet (its Winograd convolutions as F(2x2,3x3), a quarter of F(4x4,3x3)'s extra memory), "
         "the text encoders and VAE (run once per image) kept in float16 and computed in float32 (about 1.4 GiB "
-        "less for sd-turbo, about 10% slower); 'low' keeps all weights in float16 and "
-        "computes in float32 (about half the memory, slower); 'auto' is low on machines with under 12 GiB "
-        "of RAM and balanced elsewhere.",
+        "less for sd-turbo, a few percent slower: 3% taking turns in the AVX2 bench); 'low' keeps all weights "
+        "in float16 and computes in float32 (about half the memory, slower); 'auto' is low on machines with "
+        "under 12 GiB of RAM and balanced elsewhere.",
     )
     max_side: int = Field(1024, ge=64, description="Largest width or height accepted.")
     max_steps: int = Field(150, ge=1)
