@@ -14,13 +14,14 @@ can run it and where bench/generate.py measured it to help:
 | any other (aarch64, older x86)             | none: stock kernels                 | none: stock kernels, with warning |
 
 On every x86 class float32 also gets Winograd 3x3 convolutions (winograd.py), and float32 and native
-bf16 the tiny autoencoder's ReLUs inside its convolutions (fusion.py). A float32 model whose weights
-are kept in float16 (STUDIO_MODEL__MEMORY=low, half_storage.py) gets none of these: they need float32
-weights of their own. With STUDIO_MODEL__MEMORY=balanced only the text encoders and the VAE keep
-float16 weights (and take none of these until Winograd widens the VAE's on its first use, but the
-text encoders' linears compute on the oneDNN matmul of the prepacked ones, widened per call); the
-denoiser gets all of them, as with `speed`, but its Winograd convolutions are F(2x2,3x3), whose
-transformed weights take 16/9 of the originals' memory instead of F(4x4,3x3)'s 4x (held to AVX2:
+bf16 the tiny autoencoder's ReLUs inside its convolutions (fusion.py) and the UNet's activations in
+channels-last (NHWC) layout, as the decoders always have (not yet in bf16 with AMX: unmeasured there). A
+float32 model whose weights are kept in float16 (STUDIO_MODEL__MEMORY=low, half_storage.py) gets none of
+these: they need float32 weights of their own. With STUDIO_MODEL__MEMORY=balanced only the text encoders
+and the VAE keep float16 weights (and take none of these until Winograd widens the VAE's on its first
+use, but the text encoders' linears compute on the oneDNN matmul of the prepacked ones, widened per
+call); the denoiser gets all of them, as with `speed`, but its Winograd convolutions are F(2x2,3x3),
+whose transformed weights take 16/9 of the originals' memory instead of F(4x4,3x3)'s 4x (held to AVX2:
 0.6 GiB less for sd-turbo, its fast image 4% slower, paired in one process).
 
 bfloat16 only gets optimized kernels where the CPU has native bf16 instructions (AVX512-BF16 or AMX).
@@ -147,6 +148,7 @@ class CpuPlan:
     # memory instead of 4x, for a slower UNet (memory "balanced")
     winograd_f2: bool = False
     fused_conv_relu: bool = False
+    channels_last_unet: bool = False  # the denoiser's activations in NHWC, oneDNN's preferred layout
     fp16_weight_storage: bool = False  # weights in float16, computed in float32 (half_storage.py)
     fp16_encoder_storage: bool = False  # the same for the text encoders and the VAE only (memory "balanced")
     warnings: tuple[str, ...] = ()
@@ -169,6 +171,8 @@ class CpuPlan:
             names.append("winograd_conv_f2" if self.winograd_f2 else "winograd_conv")
         if self.fused_conv_relu:
             names.append("fused_conv_relu")
+        if self.channels_last_unet:
+            names.append("channels_last_unet")
         if self.fp16_weight_storage:
             names.append("fp16_weight_storage")
         if self.fp16_encoder_storage:
@@ -184,6 +188,7 @@ OPTIMIZATIONS = frozenset(
         "blocked_attention",
         "winograd_convs",
         "fused_conv_relu",
+        "channels_last_unet",
     }
 )
 
@@ -245,6 +250,7 @@ def _plan(dtype: torch.dtype, caps: CpuCapabilities, optimize: bool) -> CpuPlan:
         # 7% faster held to AVX2, 13% on AVX-512, the decoders already channels-last (fusion.py).
         # On AVX2 oneDNN picks a 3x3 convolution's weight layout by the input size too: packed at load
         # (without it) some ran 3-6x slower than plain, packed for their size all ran faster.
+        # The UNet's activations channels-last: its calls 1-2% faster on AVX2 and AVX-512 (paired).
         avx512 = caps.aten_capability.startswith("AVX512")
         return CpuPlan(
             prepack_convs=avx512,
@@ -252,15 +258,19 @@ def _plan(dtype: torch.dtype, caps: CpuCapabilities, optimize: bool) -> CpuPlan:
             prepack_convs_by_size=not avx512,
             winograd_convs=True,
             fused_conv_relu=True,
+            channels_last_unet=True,
             warnings=warnings,
         )
     if dtype == torch.bfloat16 and caps.native_bf16:
         # With AMX tiles PyTorch's own SDPA computes bf16 attention in bf16; without, in fp32.
+        # Channels-last UNet activations: 2-3% of a UNet call on AVX512-BF16 (paired); not yet
+        # measured with AMX.
         return CpuPlan(
             prepack_convs=True,
             prepack_linears=True,
             blocked_attention=not caps.amx,
             fused_conv_relu=True,
+            channels_last_unet=not caps.amx,
             warnings=warnings,
         )
     return CpuPlan(warnings=warnings)

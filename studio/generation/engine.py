@@ -841,7 +841,23 @@ def _optimize_for_cpu(model: LoadedModel, plan: CpuPlan) -> list[str]:
     if plan.blocked_attention:
         for module in (model.pipe.unet, model.pipe.vae):
             module.set_attn_processor(BlockedAttnProcessor())
+    if plan.channels_last_unet:
+        # The pipelines hand the UNet NCHW latents; from a channels-last input every convolution,
+        # norm and element-wise op after it keeps NHWC, and the transformer blocks' NHWC reshapes
+        # become views instead of copies.
+        model.pipe.unet.register_forward_pre_hook(_channels_last_sample, with_kwargs=True)
     return plan.names
+
+
+def _channels_last_sample(
+    module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """A forward pre-hook: the UNet's `sample` (first argument or keyword) in channels-last layout."""
+    if args:
+        args = (args[0].contiguous(memory_format=torch.channels_last), *args[1:])
+    elif "sample" in kwargs:
+        kwargs = {**kwargs, "sample": kwargs["sample"].contiguous(memory_format=torch.channels_last)}
+    return args, kwargs
 
 
 def init_image_from_png(png: bytes) -> tuple[Image.Image, PngLatents | None]:

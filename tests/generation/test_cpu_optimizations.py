@@ -27,7 +27,7 @@ from studio.generation.prepack import (
     prepack,
     prepack_supported,
 )
-from tests.fixtures.generation import tiny_model_optimizations
+from tests.fixtures.generation import float32_and_native_bf16, tiny_model_optimizations
 
 needs_onednn = pytest.mark.skipif(not prepack_supported(torch.float32), reason="this PyTorch build has no oneDNN")
 # oneDNN's bf16 kernels need AVX512BW/VL/DQ or AVX-NE-CONVERT; the float32 cases run everywhere.
@@ -242,6 +242,41 @@ def test_engine_on_cpu_is_reproducible_with_optimizations_records_them_and_match
     assert np.abs(pixels - stock_pixels).max() <= max_level_difference
 
 
+@needs_onednn
+@pytest.mark.parametrize("dtype", float32_and_native_bf16("this CPU has no native bf16: bf16 gets no optimizations"))
+def test_channels_last_unet_runs_its_convolutions_on_nhwc_activations_and_keeps_the_image(tiny_model_settings, dtype):
+    """The UNet gets its latents in channels-last layout however the pipeline passes them (positional
+    or keyword `sample`), so its convolutions read NHWC; the image is the one made without it, to
+    within the rounding that provenance's name for it admits."""
+    torch_dtype = getattr(torch, dtype)
+    if not plan_for(torch_dtype).channels_last_unet:
+        pytest.skip(f"channels_last_unet is not planned for {dtype} on this CPU class")
+    request = GenerationRequest(prompt="a red fox in the snow", seed=5, width=256, height=256)
+    settings = tiny_model_settings.model_copy(update={"dtype": dtype})
+    engine = Engine(settings)
+    without = Engine(settings, skip_cpu_optimizations=["channels_last_unet"])
+    engine.load()
+    unet = engine._model.pipe.unet
+    layouts: list[bool] = []
+    unet.conv_in.register_forward_hook(
+        lambda module, args, out: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last))
+    )
+
+    result = engine.generate(request)
+    with torch.inference_mode():
+        latents = torch.randn(1, unet.config.in_channels, 32, 32, dtype=torch_dtype)
+        context = torch.randn(1, 77, unet.config.cross_attention_dim, dtype=torch_dtype)
+        unet(sample=latents, timestep=torch.tensor([999]), encoder_hidden_states=context)
+    reference = without.generate(request)
+
+    assert len(layouts) >= 2  # the pipeline's calls and the keyword call
+    assert all(layouts)
+    assert "channels_last_unet" in result.record["cpu_optimizations"]
+    assert "channels_last_unet" not in reference.record["cpu_optimizations"]
+    difference = np.abs(np.asarray(result.image, dtype=np.int16) - np.asarray(reference.image, dtype=np.int16))
+    assert difference.max() <= (1 if dtype == "float32" else 16)
+
+
 def _caps(aten: str, flags: tuple[str, ...], onednn_bf16: bool, amx: bool = False) -> CpuCapabilities:
     return CpuCapabilities(
         machine="x86_64",
@@ -270,14 +305,25 @@ SAPPHIRE_RAPIDS = _caps(
         (
             ZEN3,
             torch.float32,
-            ["onednn_prepack_linear", "onednn_prepack_conv_by_size", "winograd_conv", "fused_conv_relu"],
+            [
+                "onednn_prepack_linear",
+                "onednn_prepack_conv_by_size",
+                "winograd_conv",
+                "fused_conv_relu",
+                "channels_last_unet",
+            ],
             False,
         ),
         (ZEN3, torch.bfloat16, [], True),  # oneDNN's bf16 reorder would raise: stock kernels, and a warning
-        (ZEN4, torch.float32, ["onednn_prepack", "winograd_conv", "fused_conv_relu"], False),
-        (ZEN4, torch.bfloat16, ["onednn_prepack", "blocked_attention", "fused_conv_relu"], False),
+        (ZEN4, torch.float32, ["onednn_prepack", "winograd_conv", "fused_conv_relu", "channels_last_unet"], False),
+        (
+            ZEN4,
+            torch.bfloat16,
+            ["onednn_prepack", "blocked_attention", "fused_conv_relu", "channels_last_unet"],
+            False,
+        ),
         (SKYLAKE_X, torch.bfloat16, [], True),  # no native bf16: slower than fp32, 'auto' never picks it
-        # SDPA uses the AMX tiles itself.
+        # SDPA uses the AMX tiles itself; channels-last is not measured there yet.
         (SAPPHIRE_RAPIDS, torch.bfloat16, ["onednn_prepack", "fused_conv_relu"], False),
         (ZEN4, torch.float16, [], True),
     ],
