@@ -250,7 +250,7 @@ def _plan(dtype: torch.dtype, caps: CpuCapabilities, optimize: bool) -> CpuPlan:
         # 7% faster held to AVX2, 13% on AVX-512, the decoders already channels-last (fusion.py).
         # On AVX2 oneDNN picks a 3x3 convolution's weight layout by the input size too: packed at load
         # (without it) some ran 3-6x slower than plain, packed for their size all ran faster.
-        # The UNet's activations channels-last: its calls 1-2% faster on AVX2 and AVX-512 (paired).
+        # The UNet's activations channels-last: its calls 1.5% faster held to AVX2, 1-4% on AVX-512 (paired).
         avx512 = caps.aten_capability.startswith("AVX512")
         return CpuPlan(
             prepack_convs=avx512,
@@ -263,7 +263,7 @@ def _plan(dtype: torch.dtype, caps: CpuCapabilities, optimize: bool) -> CpuPlan:
         )
     if dtype == torch.bfloat16 and caps.native_bf16:
         # With AMX tiles PyTorch's own SDPA computes bf16 attention in bf16; without, in fp32.
-        # Channels-last UNet activations: 2-3% of a UNet call on AVX512-BF16 (paired); not yet
+        # Channels-last UNet activations: 1-3% of a UNet call on AVX512-BF16 (paired); not yet
         # measured with AMX.
         return CpuPlan(
             prepack_convs=True,
