@@ -34,9 +34,10 @@ from metadata.png import PngLatents, a1111_parameters, encode_png, read_png_late
 from studio.config import ModelSettings
 from studio.generation.attention import BlockedAttnProcessor
 from studio.generation.cpu import CpuPlan, plan_for
-from studio.generation.devices import ONCE_PER_IMAGE_COMPONENTS, Placement, resolve_placement
+from studio.generation.devices import Placement, resolve_placement
 from studio.generation.download import DownloadProgress
 from studio.generation.errors import (
+    CorruptModelError,
     GenerationCancelled,
     GenerationError,
     InvalidRequestError,
@@ -45,7 +46,7 @@ from studio.generation.errors import (
 from studio.generation.fusion import fuse_conv_relu
 from studio.generation.half_storage import store_half
 from studio.generation.heap import return_freed_memory
-from studio.generation.loading import PIPELINES, LoadedModel, is_local_path, load_model
+from studio.generation.loading import PIPELINES, LoadedModel, is_local_path, load_model, read_unread_vae
 from studio.generation.prepack import prepack, prepack_supported
 from studio.generation.presets import PRESETS, Preset, uses_tiny_decoder
 from studio.generation.winograd import F2, F4, winograd_convs
@@ -363,9 +364,8 @@ class Engine:
         return report
 
     def _prepare_for_cpu(self, model: LoadedModel) -> None:
-        # oneDNN's convolutions prefer NHWC: it speeds up both decoders on CPU.
-        # (torch.nn.Module.to: diffusers' own .to() warns about dtype casts that this is not.)
-        torch.nn.Module.to(model.pipe.vae, memory_format=torch.channels_last)  # type: ignore[call-overload]
+        # oneDNN's convolutions prefer NHWC: it speeds up both decoders on CPU (the full VAE's:
+        # _optimize_full_vae). (torch.nn.Module.to: diffusers' own .to() warns about dtype casts.)
         if model.tiny_vae is not None:
             torch.nn.Module.to(model.tiny_vae, memory_format=torch.channels_last)  # type: ignore[call-overload]
         plan = plan_for(
@@ -431,6 +431,8 @@ class Engine:
     def _pipe(self, model: LoadedModel, img2img: bool, tiny: bool) -> Any:
         """Text-to-image or img2img with the full or tiny decoder, all sharing the loaded weights."""
         key = (img2img, tiny)
+        if not tiny and model.unread_vae is not None:
+            self._read_full_vae(model)
         if not tiny and model.winograd_vae_pending:
             model.winograd_vae_pending = False
             if winograd_convs(model.pipe.vae) and "winograd_conv" not in model.cpu_optimizations:
@@ -448,6 +450,19 @@ class Engine:
             pipe.set_progress_bar_config(disable=True)
             self._pipes[key] = pipe
         return self._pipes[key]
+
+    def _read_full_vae(self, model: LoadedModel) -> None:
+        """The full VAE, left on disk at load while the tiny autoencoder decodes, read on its first use."""
+        try:
+            read_unread_vae(model)
+        except CorruptModelError:
+            # Half read, or from files that are no longer the ones loaded: the next request loads again.
+            self._model = None
+            self._pipes = {}
+            gc.collect()
+            raise
+        if model.cpu_plan is not None:
+            _optimize_full_vae(model, model.cpu_plan)
 
     def _native_side(self, model: LoadedModel) -> int:
         pipe = model.pipe
@@ -771,16 +786,11 @@ class Engine:
 
 
 def _inference_modules(model: LoadedModel) -> list[torch.nn.Module]:
-    """The modules a request runs: text encoders, UNet, VAE and tiny autoencoder (not the safety checker)."""
+    """The modules a request runs but the full VAE (see _optimize_full_vae): text encoders, UNet and tiny
+    autoencoder (not the safety checker)."""
     pipe = model.pipe
-    names = ("text_encoder", "text_encoder_2", "unet", "vae")
+    names = ("text_encoder", "text_encoder_2", "unet")
     modules = [getattr(pipe, name, None) for name in names] + [model.tiny_vae]
-    return [module for module in modules if module is not None]
-
-
-def _once_per_image_modules(model: LoadedModel) -> list[torch.nn.Module]:
-    """The modules a request runs once per image, not once per step: text encoders and VAE."""
-    modules = [getattr(model.pipe, name, None) for name in ONCE_PER_IMAGE_COMPONENTS]
     return [module for module in modules if module is not None]
 
 
@@ -789,21 +799,34 @@ def _optimize_for_cpu(model: LoadedModel, plan: CpuPlan) -> list[str]:
     on the CPU; returns the names provenance records.
 
     Each changes the last bits of some values (rounding happens in another order), so an image's
-    provenance says which were on (STUDIO_MODEL__CPU_OPTIMIZATIONS=false reproduces one made without)."""
+    provenance says which were on (STUDIO_MODEL__CPU_OPTIMIZATIONS=false reproduces one made without).
+    The full VAE gets its share from _optimize_full_vae, now or when it is read on first use."""
     if plan.fp16_weight_storage:
         # The loader stored what it streamed in float16 already; this takes the rest (store_half skips
         # what is done). The tiny autoencoder's 10 MB are left in float32.
         stored = sum(store_half(module) for module in _inference_modules(model) if module is not model.tiny_vae)
         log.info("%d layers keep their weights in float16 (STUDIO_MODEL__MEMORY)", stored)
-        return plan.names
-    if plan.fp16_encoder_storage:
+    elif plan.fp16_encoder_storage:
         # First: the optimizations below take exact nn.Linear and nn.Conv2d layers only, so they leave
-        # these float16-stored ones alone (the full VAE's convolutions take Winograd on its first use,
-        # widened then: Engine._pipe). Streamed, they are float16 already: this wraps their layers.
-        # Their linears (the text encoders') on oneDNN's matmul where the denoiser's are prepacked for it.
-        onednn = plan.prepack_linears and prepack_supported(torch.float32)
-        stored = sum(store_half(module, onednn_linears=onednn) for module in _once_per_image_modules(model))
-        log.info("%d layers of the text encoders and the VAE keep their weights in float16", stored)
+        # these float16-stored ones alone. Streamed, they are float16 already: this wraps their layers.
+        # Their linears on oneDNN's matmul where the denoiser's are prepacked for it.
+        encoders = [getattr(model.pipe, name, None) for name in ("text_encoder", "text_encoder_2")]
+        stored = sum(store_half(m, onednn_linears=_onednn_half_linears(plan)) for m in encoders if m is not None)
+        log.info("%d layers of the text encoders keep their weights in float16", stored)
+    if not plan.fp16_weight_storage:
+        plan = _optimize_kernels(model, plan)
+    model.cpu_plan = plan
+    if model.unread_vae is None:
+        _optimize_full_vae(model, plan)
+    return plan.names
+
+
+def _onednn_half_linears(plan: CpuPlan) -> bool:
+    return plan.prepack_linears and prepack_supported(torch.float32)
+
+
+def _optimize_kernels(model: LoadedModel, plan: CpuPlan) -> CpuPlan:
+    """The kernel choices of the plan for every module but the full VAE; returns the plan as it ran."""
     swapped = 0
     if plan.winograd_convs and model.placement.dtype == torch.float32:
         # Before prepacking, which takes the convolutions left. UNet: only its outer levels, where the
@@ -824,8 +847,7 @@ def _optimize_for_cpu(model: LoadedModel, plan: CpuPlan) -> list[str]:
         plan = dataclasses.replace(plan, fused_conv_relu=False)
     packing = plan.prepack_convs or plan.prepack_linears or plan.prepack_convs_by_size
     if packing and prepack_supported(model.placement.dtype):
-        # Packed by size: the UNet's convolutions only (the full VAE's wide ones are Winograd's, on its
-        # first use; the tiny autoencoder's are fused).
+        # Packed by size: the UNet's convolutions only (the tiny autoencoder's are fused).
         swapped = sum(
             prepack(
                 module,
@@ -839,14 +861,35 @@ def _optimize_for_cpu(model: LoadedModel, plan: CpuPlan) -> list[str]:
     else:
         plan = dataclasses.replace(plan, prepack_convs=False, prepack_linears=False, prepack_convs_by_size=False)
     if plan.blocked_attention:
-        for module in (model.pipe.unet, model.pipe.vae):
-            module.set_attn_processor(BlockedAttnProcessor())
+        model.pipe.unet.set_attn_processor(BlockedAttnProcessor())
     if plan.channels_last_unet:
         # The pipelines hand the UNet NCHW latents; from a channels-last input every convolution,
         # norm and element-wise op after it keeps NHWC, and the transformer blocks' NHWC reshapes
         # become views instead of copies.
         model.pipe.unet.register_forward_pre_hook(_channels_last_sample, with_kwargs=True)
-    return plan.names
+    return plan
+
+
+def _optimize_full_vae(model: LoadedModel, plan: CpuPlan) -> None:
+    """The plan as it ran (_optimize_for_cpu) applied to the full VAE: at load, or when it is read on its
+    first use, so its images are the same either way."""
+    vae = model.pipe.vae
+    # oneDNN's convolutions prefer NHWC, as the tiny autoencoder's (Engine._prepare_for_cpu).
+    # (torch.nn.Module.to: diffusers' own .to() warns about dtype casts that this is not.)
+    torch.nn.Module.to(vae, memory_format=torch.channels_last)  # type: ignore[call-overload]
+    if plan.fp16_weight_storage:
+        store_half(vae)
+        return
+    if plan.fp16_encoder_storage:
+        # Not taken by the kernels below (exact nn.Linear and nn.Conv2d only); Winograd widens its
+        # convolutions on first use (Engine._pipe).
+        stored = store_half(vae, onednn_linears=_onednn_half_linears(plan))
+        log.info("%d layers of the VAE keep their weights in float16", stored)
+    if plan.prepack_convs or plan.prepack_linears:
+        # (Not by size: the full VAE's wide 3x3 convolutions are Winograd's, on its first use.)
+        prepack(vae, convs=plan.prepack_convs, linears=plan.prepack_linears)
+    if plan.blocked_attention:
+        vae.set_attn_processor(BlockedAttnProcessor())
 
 
 def _channels_last_sample(

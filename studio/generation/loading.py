@@ -28,6 +28,7 @@ from diffusers import (
 )
 
 from studio.config import ModelSettings
+from studio.generation.cpu import CpuPlan
 from studio.generation.devices import Placement, resolve_placement
 from studio.generation.download import (
     DownloadProgress,
@@ -91,6 +92,9 @@ class LoadedModel:
     dtype_warnings: list[str] = field(default_factory=list)  # about the dtype on this device: every image
     cpu_optimizations: list[str] = field(default_factory=list)  # applied at load: see Engine._load_locked
     winograd_vae_pending: bool = False  # the full VAE takes Winograd on its first use (fast never needs it)
+    # The full VAE, left on disk while the tiny autoencoder decodes (read_unread_vae reads it).
+    unread_vae: UnreadComponent | None = None
+    cpu_plan: CpuPlan | None = None  # the CPU optimizations as they ran (the full VAE takes its share when read)
 
 
 def is_local_path(model_id: str) -> bool:
@@ -115,6 +119,9 @@ def load_model(
     model_id = settings.model_id.strip()
     if not model_id:
         raise ModelNotAvailableError("No model is configured. " + _POINT_AT_MODEL)
+    # On the CPU the full VAE stays on disk while the tiny autoencoder decodes (the fast preset), so its
+    # weights take no memory in a process that never uses them (sd-turbo's: 0.16 GiB in float16).
+    defer_vae = placement.device == "cpu" and bool((settings.tiny_autoencoder_id or "").strip())
     if is_local_path(model_id):
         path = Path(model_id).expanduser()
         if not path.exists():
@@ -122,10 +129,10 @@ def load_model(
         if path.is_file():
             loaded = _load_single_file(path, settings, placement)
         else:
-            loaded = _load_folder(path, settings, placement, model_id=str(path), source="folder")
+            loaded = _load_folder(path, settings, placement, model_id=str(path), source="folder", defer_vae=defer_vae)
     else:
         folder = _download_from_hub(model_id, settings, placement, on_download)
-        loaded = _load_folder(folder, settings, placement, model_id=model_id, source="hub")
+        loaded = _load_folder(folder, settings, placement, model_id=model_id, source="hub", defer_vae=defer_vae)
     loaded.tiny_vae = _load_tiny_autoencoder(settings, loaded, on_download)
     return loaded
 
@@ -352,22 +359,34 @@ _WEIGHT_FILE_STEMS = {"diffusers": "diffusion_pytorch_model", "transformers": "m
 _STREAMED_COMPONENTS = ("unet", "text_encoder", "text_encoder_2", "vae")
 
 
-def _stream_component(
-    folder: Path, component: str, index: dict[str, Any], variant: str | None, dtype: torch.dtype
-) -> Any | None:
-    """One component of a pipeline folder read one tensor at a time with plain file reads, converted as
-    it goes, into memory of its own.
+@dataclass(frozen=True)
+class ComponentFile:
+    """One component's safetensors file as the loader found it: its tensor table, and its size and
+    modification time, so a component read later can tell that the file changed in between."""
 
-    from_pretrained memory-maps the whole file, and its pages count as resident for as long as any
-    tensor views them: for sd-turbo's UNet in bf16 that was 3.6 GiB at its peak for 1.7 GiB of
-    weights, and in float32 the text encoder's file stayed mapped beside its prepacked copy (1 GiB
-    held twice). Streamed, the peak is the weights plus one tensor, and no file stays mapped.
-    Returns None (the caller then uses from_pretrained) for anything but one safetensors file whose
-    tensors are exactly the component's, of a diffusers or transformers class that keeps no module in
-    another dtype.
-    """
+    path: Path
+    header: dict[str, Any]
+    data_start: int
+    stamp: tuple[int, int]  # (st_size, st_mtime_ns)
+
+
+@dataclass(frozen=True)
+class UnreadComponent:
+    """A component built without its weights (on PyTorch's meta device), read on its first use by
+    read_unread_vae: the full VAE when the fast preset's tiny autoencoder decodes instead."""
+
+    name: str
+    file: ComponentFile
+    dtype: torch.dtype
+
+
+def _empty_component(
+    folder: Path, component: str, index: dict[str, Any], variant: str | None, dtype: torch.dtype
+) -> tuple[Any, ComponentFile] | None:
+    """The component's model on the meta device (no memory for its weights) and its weight file, or None
+    (the caller then uses from_pretrained) for anything but one safetensors file whose tensors are
+    exactly the component's, of a diffusers or transformers class that keeps no module in another dtype."""
     from accelerate import init_empty_weights
-    from accelerate.utils import set_module_tensor_to_device
 
     subfolder = folder / component
     entry = index.get(component)
@@ -378,6 +397,7 @@ def _stream_component(
     path = subfolder / (f"{stem}.{variant}.safetensors" if variant else f"{stem}.safetensors")
     if not path.is_file() or not (subfolder / "config.json").is_file():
         return None
+    stat = path.stat()
     header, data_start = _safetensors_header(path)
     if any(info.get("dtype") not in _SAFETENSORS_DTYPES for info in header.values()):
         return None
@@ -394,10 +414,25 @@ def _stream_component(
     expected = {name: list(tensor.shape) for name, tensor in model.state_dict().items()}
     if {name: list(info["shape"]) for name, info in header.items()} != expected:
         return None
-    with path.open("rb") as handle:
+    model = model.to(dtype)  # (meta tensors: what the weights will be once read)
+    # As from_pretrained records them.
+    if library == "diffusers":
+        model.register_to_config(_name_or_path=folder)
+    else:
+        model.config.dtype = dtype
+    return model.eval(), ComponentFile(path, header, data_start, (stat.st_size, stat.st_mtime_ns))
+
+
+def _read_weights(model: Any, file: ComponentFile, dtype: torch.dtype) -> bool:
+    """Read the file's tensors into the model one at a time, converted to dtype as they go. False when
+    the file is shorter than its table says or a weight is left unread."""
+    from accelerate.utils import set_module_tensor_to_device
+
+    header = file.header
+    with file.path.open("rb") as handle:
         for tensor_name, info in sorted(header.items(), key=lambda item: item[1]["data_offsets"][0]):
             start, end = info["data_offsets"]
-            handle.seek(data_start + start)
+            handle.seek(file.data_start + start)
             source_dtype = _SAFETENSORS_DTYPES[info["dtype"]]
             if end == start:
                 tensor = torch.empty(info["shape"], dtype=source_dtype)
@@ -406,17 +441,55 @@ def _stream_component(
                 # (0.4 GB for the text encoder's token table).
                 raw = torch.empty(end - start, dtype=torch.uint8)
                 if handle.readinto(raw.numpy().data) != end - start:
-                    return None  # a truncated file: from_pretrained reports it
+                    return False
                 tensor = raw.view(source_dtype).reshape(info["shape"])
             set_module_tensor_to_device(model, tensor_name, "cpu", value=tensor, dtype=dtype)
-    if any(p.is_meta for p in model.parameters()) or any(b.is_meta for b in model.buffers()):
+    return not (any(p.is_meta for p in model.parameters()) or any(b.is_meta for b in model.buffers()))
+
+
+def _stream_component(
+    folder: Path, component: str, index: dict[str, Any], variant: str | None, dtype: torch.dtype
+) -> Any | None:
+    """One component of a pipeline folder read one tensor at a time with plain file reads, converted as
+    it goes, into memory of its own.
+
+    from_pretrained memory-maps the whole file, and its pages count as resident for as long as any
+    tensor views them: for sd-turbo's UNet in bf16 that was 3.6 GiB at its peak for 1.7 GiB of
+    weights, and in float32 the text encoder's file stayed mapped beside its prepacked copy (1 GiB
+    held twice). Streamed, the peak is the weights plus one tensor, and no file stays mapped.
+    Returns None (the caller then uses from_pretrained) where _empty_component does, or for a truncated
+    file (from_pretrained reports it).
+    """
+    empty = _empty_component(folder, component, index, variant, dtype)
+    if empty is None:
         return None
-    # As from_pretrained records them.
-    if library == "diffusers":
-        model.register_to_config(_name_or_path=folder)
-    else:
-        model.config.dtype = dtype
-    return model.eval()
+    model, file = empty
+    return model if _read_weights(model, file, dtype) else None
+
+
+def read_unread_vae(loaded: LoadedModel) -> bool:
+    """Read the full VAE's weights if load_model left them on disk; True when it read them now.
+
+    Raises CorruptModelError when its file changed or went away since the model was loaded: the
+    weights sha256 and revision recorded for the model's images would no longer name them."""
+    unread = loaded.unread_vae
+    if unread is None:
+        return False
+    file = unread.file
+    try:
+        stat = file.path.stat()
+        same = (stat.st_size, stat.st_mtime_ns) == file.stamp and _read_weights(loaded.pipe.vae, file, unread.dtype)
+    except OSError:
+        same = False
+    if not same:
+        raise CorruptModelError(
+            f"The model's VAE file {file.path} changed or disappeared after the model was loaded (the full VAE "
+            "is read on first use: the quality and balanced presets, img2img from pixels). The studio loads the "
+            "model again on the next request; if this repeats, download or save the model again."
+        )
+    loaded.unread_vae = None
+    log.info("read the full VAE on its first use")
+    return True
 
 
 def _load_folder(
@@ -426,22 +499,30 @@ def _load_folder(
     *,
     model_id: str,
     source: Literal["hub", "folder"],
+    defer_vae: bool = False,
 ) -> LoadedModel:
+    """defer_vae (CPU only): build the full VAE without its weights, read on first use (read_unread_vae)."""
     index = _read_model_index(folder)
     family = _family_of(str(index.get("_class_name", "")), str(folder))
     variant = "fp16" if placement.half_precision_files and _has_variant(folder, "unet", "fp16") else None
     txt2img_class = PIPELINES[family][0]
+    unread_vae: UnreadComponent | None = None
     try:
         # The big components loaded first, one at a time and streamed, set no peak of their own. With
         # float16 weight storage (memory "low": all of them; "balanced": the text encoders and the VAE)
         # they are converted to float16 tensor by tensor as they are read, never held in float32, and
         # stay so (the engine wraps their layers).
-        streamed = {
-            component: model
-            for component in _STREAMED_COMPONENTS
-            if (model := _stream_component(folder, component, index, variant, placement.storage_dtype(component)))
-            is not None
-        }
+        streamed: dict[str, Any] = {}
+        for component in _STREAMED_COMPONENTS:
+            dtype = placement.storage_dtype(component)
+            if component == "vae" and defer_vae:
+                empty = _empty_component(folder, component, index, variant, dtype)
+                if empty is not None:
+                    streamed[component] = empty[0]
+                    unread_vae = UnreadComponent(component, empty[1], dtype)
+                    continue
+            if (model := _stream_component(folder, component, index, variant, dtype)) is not None:
+                streamed[component] = model
         pipe = txt2img_class.from_pretrained(
             folder,
             dtype=placement.dtype,
@@ -458,7 +539,9 @@ def _load_folder(
     # With float16 weight storage the streamed parts are float16 until the engine wraps their layers:
     # diffusers' to() warns that such a pipeline "cannot run" on the CPU, which is not so here.
     half_stored = placement.weight_dtype is not None or placement.encoder_weight_dtype is not None
-    pipe = pipe.to(placement.device, silence_dtype_warnings=half_stored)
+    if unread_vae is None:
+        # (With the VAE unread everything is on the CPU already, and to() cannot move a meta tensor.)
+        pipe = pipe.to(placement.device, silence_dtype_warnings=half_stored)
     revision = None
     weights_sha256 = None
     if source == "hub":
@@ -474,6 +557,7 @@ def _load_folder(
         weights_sha256=weights_sha256,
         source=source,
         placement=placement,
+        unread_vae=unread_vae,
     )
 
 
