@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from studio.config import ModelSettings
 from studio.generation import Engine, GenerationRequest, GenerationResult
 from studio.generation.cpu import cpu_capabilities
 from studio.generation.errors import CorruptModelError
@@ -125,3 +126,21 @@ def test_a_vae_file_changed_after_loading_fails_that_request_clearly_and_the_nex
     quality = engine.generate(QUALITY)
     assert quality.record["weights_sha256"] != fast.record["weights_sha256"]
     assert engine.generate(FAST).png != fast.png  # the new files' weights sha256 in its provenance
+
+
+def test_an_sdxl_model_reads_its_full_vae_on_first_use_too(tiny_sdxl_dir, tiny_autoencoder_dir):
+    settings = ModelSettings(
+        model_id=str(tiny_sdxl_dir),
+        device="cpu",
+        dtype="float32",
+        tiny_autoencoder_id=str(tiny_autoencoder_dir),  # 4 latent channels, as SDXL's
+        memory="balanced",
+    )
+    deferred = Engine(settings)
+    deferred.generate(FAST)
+    assert _vae_unread(deferred)
+
+    quality = deferred.generate(QUALITY)
+
+    assert not _vae_unread(deferred)
+    assert _same_image(quality, Engine(settings.model_copy(update={"tiny_autoencoder_id": None})).generate(QUALITY))
